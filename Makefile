@@ -1,0 +1,33 @@
+# medsweep — the two Quickstart commands, each doing its own set-up.
+#   make sweep   create/reuse .venv, install, run the bccd_imbalance sweep
+#   make test    create/reuse .venv, install, run the whole test suite
+# Pass extra sweep arguments with ARGS, e.g.  make sweep ARGS="--smoke"
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+# Data: $MEDSWEEP_DATA_DIR if set, else ../shared/data when it exists, else the user cache
+# (downloaded once and verified on a machine with internet).
+DATA_ENV = $(if $(MEDSWEEP_DATA_DIR),MEDSWEEP_DATA_DIR=$(MEDSWEEP_DATA_DIR),$(if $(wildcard ../shared/data/BCCD_Dataset),MEDSWEEP_DATA_DIR=$(abspath ../shared/data),))
+
+.PHONY: install sweep test check-data clean
+
+$(BIN)/.medsweep-installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip >/dev/null
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.medsweep-installed
+
+sweep: install
+	$(DATA_ENV) $(BIN)/python -m sweeps.run bccd_imbalance $(ARGS)
+
+check-data: install
+	$(DATA_ENV) $(BIN)/python -m sweeps.run bccd_imbalance --check-data
+
+test: install
+	$(DATA_ENV) $(BIN)/python -m pytest $(ARGS)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,1 @@
+"""Sweep definitions, the CLI, and the construction of Ray Tune experiments."""

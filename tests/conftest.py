@@ -1,0 +1,78 @@
+"""Shared fixtures: the real BCCD copy, a private cache, generated VOC data, one Ray instance."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Keep decoded-patch caches and downloads of the test session out of the user's cache."""
+    previous = os.environ.get("MEDSWEEP_CACHE_DIR")
+    os.environ["MEDSWEEP_CACHE_DIR"] = str(tmp_path_factory.mktemp("medsweep-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("MEDSWEEP_CACHE_DIR", None)
+    else:
+        os.environ["MEDSWEEP_CACHE_DIR"] = previous
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """The directory holding the real ``BCCD_Dataset/`` (``MEDSWEEP_DATA_DIR``; never copied)."""
+    configured = os.environ.get("MEDSWEEP_DATA_DIR")
+    path = Path(configured) if configured else REPO.parent / "shared" / "data"
+    if not (path / "BCCD_Dataset" / "BCCD").is_dir():
+        pytest.fail(f"real BCCD data not found at {path}; set MEDSWEEP_DATA_DIR to the directory "
+                    f"holding BCCD_Dataset/ (for example ../shared/data)")
+    return path.resolve()
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance for the whole test session (2 CPUs, no dashboard)."""
+    import ray
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def write_jpeg(path: Path, size=(64, 48), seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path, quality=90)
+
+
+def voc_xml(filename: str, boxes: list[tuple[str, int, int, int, int]], size=(64, 48)) -> str:
+    objects = "".join(
+        f"<object><name>{name}</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin>"
+        f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>" for name, x0, y0, x1, y1 in boxes)
+    return (f"<annotation><filename>{filename}</filename><size><width>{size[0]}</width>"
+            f"<height>{size[1]}</height><depth>3</depth></size>{objects}</annotation>")
+
+
+def make_voc(root: Path, images: dict[str, dict]) -> Path:
+    """A VOC tree under ``root``: ``images`` maps id → {split, boxes, xml?, jpeg_bytes?}."""
+    for folder in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for number, (image_id, spec) in enumerate(images.items()):
+        splits[spec.get("split", "train")].append(image_id)
+        if spec.get("xml", "") is not None:
+            xml = spec.get("xml") or voc_xml(f"{image_id}.jpg", spec.get("boxes", []))
+            (root / "Annotations" / f"{image_id}.xml").write_text(xml)
+        if "jpeg_bytes" in spec:
+            if spec["jpeg_bytes"] is not None:
+                (root / "JPEGImages" / f"{image_id}.jpg").write_bytes(spec["jpeg_bytes"])
+        else:
+            write_jpeg(root / "JPEGImages" / f"{image_id}.jpg", seed=number)
+    for split, ids in splits.items():
+        (root / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
+    return root

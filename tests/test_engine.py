@@ -1,0 +1,95 @@
+"""The shared training loop: early stopping, divergence, checkpoint-on-improvement."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from trainables.engine import (STOP_COMPLETED, STOP_DIVERGED, STOP_EARLY, Diverged, EarlyStopping,
+                               LoopSettings, check_epoch_loss, fit, load_checkpoint_model)
+
+
+def test_early_stopping_counts_epochs_without_improvement():
+    early = EarlyStopping(patience=2, mode="max")
+    assert early.update(0.5) and not early.should_stop
+    assert not early.update(0.5)
+    assert not early.update(0.4) and early.should_stop
+    assert early.best == 0.5
+
+
+def test_nan_never_counts_as_improvement():
+    early = EarlyStopping(patience=3, mode="min")
+    assert not early.update(math.nan)
+    assert early.best == math.inf
+
+
+@pytest.mark.parametrize("loss", [math.nan, math.inf, 1e4])
+def test_non_finite_or_exploded_epoch_loss_is_divergence(loss):
+    with pytest.raises(Diverged):
+        check_epoch_loss(loss, bound=10.0)
+
+
+def test_loss_within_bound_is_not_divergence():
+    check_epoch_loss(9.9, bound=10.0)
+
+
+def _run_fit(lr: float, *, max_epochs=4, patience=10, evaluate=None):
+    torch.manual_seed(0)
+    model = nn.Linear(2, 2)
+    x = torch.randn(32, 2)
+    y = (x[:, 0] > 0).long()
+    reports = []
+
+    def report(metrics, checkpoint=None):
+        reports.append((metrics, checkpoint.to_directory() if checkpoint else None))
+
+    def batch_loss(net, batch):
+        return nn.functional.cross_entropy(net(batch[0]), batch[1])
+
+    def default_evaluate(net):
+        with torch.no_grad():
+            logits = net(x)
+        return {"loss": nn.functional.cross_entropy(logits, y).item(),
+                "accuracy": (logits.argmax(1) == y).float().mean().item()}
+
+    settings = LoopSettings(max_epochs=max_epochs, plateau_factor=0.5, plateau_patience=5,
+                            early_stopping_patience=patience, divergence_loss=10 * math.log(2),
+                            monitor="val_accuracy", mode="max")
+    fit(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=lr), train_batches=lambda: [(x, y)],
+        batch_loss=batch_loss, evaluate=evaluate or default_evaluate, settings=settings,
+        meta={"task": "test"}, report=report)
+    return model, reports
+
+
+def test_fit_reports_every_epoch_and_marks_completion():
+    _, reports = _run_fit(lr=0.5, max_epochs=4)
+    assert [m["epoch"] for m, _ in reports] == [1, 2, 3, 4]
+    assert [m["stop_reason"] for m, _ in reports] == ["", "", "", STOP_COMPLETED]
+    assert {"train_loss", "val_loss", "val_accuracy", "lr", "epoch_seconds"} <= set(reports[0][0])
+
+
+def test_fit_checkpoints_only_improvements_and_the_checkpoint_loads(tmp_path):
+    scores = iter([0.5, 0.7, 0.6, 0.9])
+    model, reports = _run_fit(lr=0.1, evaluate=lambda net: {"loss": 1.0, "accuracy": next(scores)})
+    checkpointed = [m["epoch"] for m, c in reports if c]
+    assert checkpointed == [1, 2, 4]
+    restored, meta = load_checkpoint_model(reports[-1][1], nn.Linear(2, 2))
+    assert meta["epoch"] == 4 and meta["task"] == "test"
+    assert torch.equal(restored.weight, model.weight)
+
+
+def test_fit_stops_early_after_patience_epochs_without_improvement():
+    _, reports = _run_fit(lr=0.1, max_epochs=20, patience=2,
+                          evaluate=lambda net: {"loss": 1.0, "accuracy": 0.5})
+    assert len(reports) == 3 and reports[-1][0]["stop_reason"] == STOP_EARLY
+
+
+def test_fit_ends_a_diverging_trial_at_once_with_the_reason():
+    _, reports = _run_fit(lr=1e6, max_epochs=20)
+    last = reports[-1][0]
+    assert last["stop_reason"] == STOP_DIVERGED
+    assert "divergence bound" in last["divergence_reason"] or "non-finite" in last["divergence_reason"]
+    assert len(reports) <= 2 and math.isnan(last["val_accuracy"])

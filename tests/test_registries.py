@@ -1,0 +1,90 @@
+"""Contract tests over every registry: names resolve, unknown names list the valid ones,
+every sweep's space resolves in every profile, every model builds and trains one CPU step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sweeps.registry import SWEEPS, get_sweep
+from sweeps.space import resolve
+from trainables.augment import AUGMENTATIONS, build_augmentation
+from trainables.datasets import DATASETS, get_dataset
+from trainables.models import MODELS, PretrainedWeightsError, build_model, timm_model
+from trainables.registry import TRAINABLES, get_trainable
+
+
+@pytest.mark.parametrize("lookup,registry,kind", [
+    (get_sweep, SWEEPS, "sweep"), (get_dataset, DATASETS, "dataset"),
+    (get_trainable, TRAINABLES, "trainable"),
+    (lambda n: build_model(n, num_classes=2), MODELS, "model"),
+    (build_augmentation, AUGMENTATIONS, "augmentation")])
+def test_unknown_names_list_the_valid_ones(lookup, registry, kind):
+    with pytest.raises(KeyError) as info:
+        lookup("no_such_thing")
+    message = info.value.args[0]
+    assert f"unknown {kind} 'no_such_thing'" in message
+    assert all(name in message for name in registry)
+
+
+@pytest.mark.parametrize("name", sorted(SWEEPS))
+@pytest.mark.parametrize("profile,smoke", [("full", False), ("cpu", False), ("cpu", True)])
+def test_every_sweep_resolves_in_every_profile(name, profile, smoke):
+    spec = get_sweep(name)
+    resolved = resolve(spec, profile=profile, smoke=smoke)
+    assert resolved.grid_size >= 1
+    assert resolved.data.dataset in DATASETS
+    assert spec.trainable in TRAINABLES
+    for config in resolved.configs():
+        assert config["model"] in MODELS
+        assert config.get("augment", "none") in AUGMENTATIONS
+    assert set(spec.group_by) <= set(resolved.grid) | set(resolved.fixed)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_builds_and_runs_one_cpu_step(name):
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=3, pretrained=False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    images, labels = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = torch.nn.functional.cross_entropy(model(images), labels)
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("name", sorted(n for n in AUGMENTATIONS if n != "none"))
+def test_every_augmentation_keeps_shape_and_dtype(name):
+    import numpy as np
+    image = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    out = build_augmentation(name)(image=image)["image"]
+    assert out.shape == image.shape and out.dtype == np.uint8
+
+
+def test_unavailable_pretrained_weights_say_how_to_opt_out(monkeypatch):
+    def offline(*args, pretrained=False, **kwargs):
+        if pretrained:
+            raise OSError("hub unreachable")
+        return torch.nn.Identity()
+
+    monkeypatch.setattr("trainables.models.timm.create_model", offline)
+    with pytest.raises(PretrainedWeightsError, match=r"--set pretrained=false.*cpu profile"):
+        timm_model("efficientnet_b0", num_classes=3, pretrained=True, pretrained_path=None)
+
+
+def test_missing_local_weights_file_is_named(tmp_path):
+    with pytest.raises(PretrainedWeightsError, match="nothere.pth does not exist"):
+        build_model("efficientnet_b0", num_classes=3, pretrained=True,
+                    pretrained_path=str(tmp_path / "nothere.pth"))
+
+
+def test_local_weights_file_is_loaded(tmp_path):
+    import timm
+    source = timm.create_model("efficientnet_b0", pretrained=False, num_classes=1000)
+    path = tmp_path / "weights.pth"
+    torch.save(source.state_dict(), path)
+    model = build_model("efficientnet_b0", num_classes=3, pretrained=True, pretrained_path=str(path))
+    assert torch.equal(model.conv_stem.weight, source.conv_stem.weight)
+    assert model.get_classifier().out_features == 3

@@ -1,0 +1,1 @@
+"""Ray Tune trainables (one per task kind) and what they compose: data, models, metrics."""

@@ -1,0 +1,113 @@
+"""BCCD (Pascal VOC boxes) as one classification patch per box.
+
+Splits are the dataset's own image-level lists, so patches of one image never straddle
+splits. Each box is cropped with padding (clipped to the image) and resized once; the result
+is cached by the data's checksum and the crop/resize parameters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from trainables.datasets.audit import DataAudit
+from trainables.datasets.base import ClassificationData, SplitArrays
+from trainables.datasets.cache import fingerprint, load_splits, save_splits
+from trainables.datasets.download import cache_dir, locate_or_download
+from trainables.datasets.images import CorruptImageError, crop_with_padding, decode_rgb, resize_square
+from trainables.datasets.voc import MalformedAnnotationError, parse_annotation, read_split_list
+
+CLASS_NAMES = ("RBC", "WBC", "Platelets")
+SPLITS = ("train", "val", "test")
+READER_VERSION = 1
+
+
+def locate_bccd(data_dir: str | None) -> Path:
+    """The ``BCCD`` folder (VOC layout) of the dataset, downloading it when needed."""
+    return locate_or_download("BCCD_Dataset", data_dir=data_dir, marker="BCCD/ImageSets/Main") / "BCCD"
+
+
+def prepare_bccd(*, data_dir: str | None, image_size: int, padding: int = 10,
+                 use_cache: bool = True) -> tuple[ClassificationData, DataAudit]:
+    """Decoded BCCD patches of every split, and the audit of the whole dataset."""
+    root = locate_bccd(data_dir)
+    params = {"reader": READER_VERSION, "image_size": image_size, "padding": padding}
+    key = fingerprint(_source_files(root), root, params)
+    cache_path = cache_dir() / "patches" / f"bccd-{key[:20]}.npz"
+    cached = load_splits(cache_path) if use_cache else None
+    if cached is not None:
+        splits, meta = cached
+        audit = DataAudit.from_dict(meta["audit"])
+    else:
+        splits, audit = read_voc_patches(root, image_size=image_size, padding=padding)
+        if use_cache:
+            save_splits(cache_path, splits, {"audit": audit.to_dict(), **params})
+    data = ClassificationData(name="bccd", class_names=CLASS_NAMES, splits=splits, fingerprint=key)
+    return data, audit
+
+
+def _source_files(root: Path) -> list[Path]:
+    lists = [root / "ImageSets" / "Main" / f"{s}.txt" for s in SPLITS]
+    return ([p for p in lists if p.is_file()] + sorted((root / "Annotations").glob("*.xml"))
+            + sorted((root / "JPEGImages").glob("*.jpg")))
+
+
+def read_voc_patches(root: Path, *, image_size: int, padding: int,
+                     class_names: tuple[str, ...] = CLASS_NAMES,
+                     splits: tuple[str, ...] = SPLITS) -> tuple[dict[str, SplitArrays], DataAudit]:
+    """Crop one patch per valid box of every listed image; audit everything left out."""
+    audit = DataAudit(dataset="bccd", root=str(root), class_names=class_names)
+    split_lists = {split: read_split_list(root, split) for split in splits}
+    result = {}
+    for split, image_ids in split_lists.items():
+        audit.images_listed[split] = len(image_ids)
+        images, labels, sources = [], [], []
+        for image_id in image_ids:
+            for class_index, patch in _image_patches(root, split, image_id, padding, class_names, audit):
+                images.append(resize_square(patch, image_size))
+                labels.append(class_index)
+                sources.append(image_id)
+        result[split] = SplitArrays(
+            images=np.stack(images) if images else np.zeros((0, image_size, image_size, 3), np.uint8),
+            labels=np.asarray(labels, dtype=np.int64), sources=np.asarray(sources, dtype=str))
+    return result, audit
+
+
+def _image_patches(root: Path, split: str, image_id: str, padding: int,
+                   class_names: tuple[str, ...], audit: DataAudit):
+    """Yield (class index, patch) for each usable box of one image, auditing the rest."""
+    xml_path = root / "Annotations" / f"{image_id}.xml"
+    jpg_path = root / "JPEGImages" / f"{image_id}.jpg"
+    if not xml_path.is_file():
+        audit.drop(split, image_id, f"annotation {xml_path.name} is missing")
+        return
+    try:
+        annotation = parse_annotation(xml_path)
+    except MalformedAnnotationError as exc:
+        audit.drop(split, image_id, f"malformed annotation: {exc}")
+        return
+    audit.annotations_read[split] += len(annotation.boxes)
+    if not jpg_path.is_file():
+        audit.drop(split, image_id, f"image {jpg_path.name} is missing "
+                                    f"({len(annotation.boxes)} boxes lost)")
+        return
+    try:
+        image = decode_rgb(jpg_path)
+    except CorruptImageError as exc:
+        audit.drop(split, image_id, f"corrupt image ({len(annotation.boxes)} boxes lost): {exc}")
+        return
+    audit.images_read[split] += 1
+    height, width = image.shape[:2]
+    for number, box in enumerate(annotation.boxes):
+        item = f"{image_id} box {number} {box.class_name} {box.as_tuple()}"
+        if box.class_name not in class_names:
+            audit.drop(split, item, f"unknown class {box.class_name!r} (valid: {', '.join(class_names)})")
+        elif box.area == 0:
+            audit.drop(split, item, "zero-area box")
+        elif not box.inside(width, height):
+            audit.drop(split, item, f"box outside the {width}x{height} image")
+        else:
+            audit.keep(split, box.class_name)
+            yield class_names.index(box.class_name), crop_with_padding(image, box.as_tuple(), padding)
+

@@ -1,0 +1,50 @@
+"""On-disk cache of decoded samples, keyed by the data's checksum and the decoding parameters."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from trainables.datasets.base import SplitArrays
+
+
+def fingerprint(files: Iterable[Path], root: Path, params: dict) -> str:
+    """SHA-256 over each file's relative path and bytes plus the decoding parameters."""
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
+    for path in sorted(files):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def load_splits(path: Path) -> tuple[dict[str, SplitArrays], dict] | None:
+    """The cached splits and metadata at ``path``, or None when absent or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            meta = json.loads(str(stored["meta"]))
+            splits = {name: SplitArrays(stored[f"{name}/images"], stored[f"{name}/labels"],
+                                        stored[f"{name}/sources"]) for name in meta["splits"]}
+        return splits, meta
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def save_splits(path: Path, splits: dict[str, SplitArrays], meta: dict) -> None:
+    """Write atomically, so a killed run never leaves a half-written cache behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"meta": np.array(json.dumps({**meta, "splits": list(splits)}))}
+    for name, split in splits.items():
+        arrays |= {f"{name}/images": split.images, f"{name}/labels": split.labels,
+                   f"{name}/sources": split.sources.astype(str)}
+    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
+    with os.fdopen(fd, "wb") as handle:
+        np.savez(handle, **arrays)
+    os.replace(tmp, path)

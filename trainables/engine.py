@@ -1,0 +1,214 @@
+"""The training loop shared by every trainable: epochs, LR plateau, early stopping,
+best-checkpoint keeping through Tune, resumption and divergence handling.
+
+A task kind supplies two functions — the loss of one training batch, and an evaluation that
+returns ``{"loss": ..., <metric>: ...}`` on the validation split — and ``fit`` does the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ray import tune
+from torch import nn
+
+STATE_FILE = "state.pt"
+META_FILE = "meta.json"
+
+# The values of ``stop_reason`` a trial's last result can carry; a trial stopped from outside
+# (by ASHA) has none, and one whose code raised is errored.
+STOP_COMPLETED = "completed"
+STOP_EARLY = "early_stopped_patience"
+STOP_DIVERGED = "diverged"
+
+
+class Diverged(RuntimeError):
+    """Training loss became non-finite or exploded past the configured bound."""
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """What ``fit`` needs besides the model: budgets, schedules and the monitored metric."""
+
+    max_epochs: int
+    plateau_factor: float
+    plateau_patience: int
+    early_stopping_patience: int
+    divergence_loss: float
+    monitor: str
+    mode: str
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def trial_device_and_threads() -> torch.device:
+    """The trial's device, with torch's CPU threads set to the CPUs Ray assigned it."""
+    cpus = _assigned_cpus()
+    torch.set_num_threads(max(1, cpus))
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _assigned_cpus() -> int:
+    try:
+        import ray
+        return int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
+    except Exception:
+        return os.cpu_count() or 1
+
+
+class EarlyStopping:
+    """Counts epochs without improvement of the monitored metric."""
+
+    def __init__(self, *, patience: int, mode: str) -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self.patience = patience
+        self.mode = mode
+        self.best = -math.inf if mode == "max" else math.inf
+        self.epochs_without_improvement = 0
+
+    def update(self, value: float) -> bool:
+        """Record one epoch's value; True when it is the best so far."""
+        improved = math.isfinite(value) and (value > self.best if self.mode == "max" else value < self.best)
+        if improved:
+            self.best = value
+            self.epochs_without_improvement = 0
+        else:
+            self.epochs_without_improvement += 1
+        return improved
+
+    @property
+    def should_stop(self) -> bool:
+        return self.epochs_without_improvement >= self.patience
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "epochs_without_improvement": self.epochs_without_improvement}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = state["best"]
+        self.epochs_without_improvement = state["epochs_without_improvement"]
+
+
+def check_batch_loss(loss: float) -> None:
+    if not math.isfinite(loss):
+        raise Diverged(f"non-finite training loss ({loss})")
+
+
+def check_epoch_loss(mean_loss: float, bound: float) -> None:
+    check_batch_loss(mean_loss)
+    if mean_loss > bound:
+        raise Diverged(f"mean training loss {mean_loss:.4g} exceeds the divergence bound {bound:.4g}")
+
+
+def train_one_epoch(model: nn.Module, batches: Iterable, batch_loss: Callable[[nn.Module, Any], torch.Tensor],
+                    optimizer: torch.optim.Optimizer) -> float:
+    """One pass over ``batches``; the sample-weighted mean loss. Stops at the first non-finite loss."""
+    model.train()
+    total, count = 0.0, 0
+    for batch in batches:
+        optimizer.zero_grad(set_to_none=True)
+        loss = batch_loss(model, batch)
+        value = loss.item()
+        check_batch_loss(value)
+        loss.backward()
+        optimizer.step()
+        size = len(batch[0])
+        total += value * size
+        count += size
+    return total / max(count, 1)
+
+
+def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, train_batches: Callable[[], Iterable],
+        batch_loss: Callable[[nn.Module, Any], torch.Tensor], evaluate: Callable[[nn.Module], dict],
+        settings: LoopSettings, meta: dict, report: Callable[..., None] = tune.report,
+        trial_started: float | None = None) -> None:
+    """Train epoch by epoch, reporting to Tune, until max epochs, early stop or divergence.
+
+    A checkpoint (model, optimiser, scheduler, loop state, and ``meta`` as JSON) is reported
+    whenever the monitored metric improves, so Tune keeps the best one; a restored trial
+    continues from the epoch after its checkpoint. ``setup_seconds`` in every result is the
+    time from ``trial_started`` (the trainable's first line) to the start of training.
+    """
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=settings.plateau_factor, patience=settings.plateau_patience)
+    early = EarlyStopping(patience=settings.early_stopping_patience, mode=settings.mode)
+    first_epoch = _restore(tune.get_checkpoint(), model, optimizer, scheduler, early) + 1
+    setup_seconds = time.perf_counter() - (trial_started or time.perf_counter())
+    for epoch in range(first_epoch, settings.max_epochs + 1):
+        started = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        try:
+            train_loss = train_one_epoch(model, train_batches(), batch_loss, optimizer)
+            check_epoch_loss(train_loss, settings.divergence_loss)
+        except Diverged as exc:
+            report(_diverged_result(epoch, lr, str(exc), settings.monitor, time.perf_counter() - started))
+            return
+        val = {f"val_{k}": v for k, v in evaluate(model).items()}
+        scheduler.step(val["val_loss"])
+        improved = early.update(val[settings.monitor])
+        result = {"epoch": epoch, "train_loss": train_loss, **val, "lr": lr,
+                  f"best_{settings.monitor}": early.best,
+                  "epoch_seconds": time.perf_counter() - started, "setup_seconds": setup_seconds,
+                  "stop_reason": ""}
+        if early.should_stop:
+            result["stop_reason"] = STOP_EARLY
+        elif epoch == settings.max_epochs:
+            result["stop_reason"] = STOP_COMPLETED
+        checkpoint_dir = None
+        if improved:
+            checkpoint_dir = _write_checkpoint(epoch, model, optimizer, scheduler, early, meta)
+        report(result, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None)
+        if checkpoint_dir:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        if result["stop_reason"]:
+            return
+
+
+def _diverged_result(epoch: int, lr: float, reason: str, monitor: str, seconds: float) -> dict:
+    return {"epoch": epoch, "train_loss": float("nan"), "val_loss": float("nan"), monitor: float("nan"),
+            "lr": lr, "epoch_seconds": seconds, "stop_reason": STOP_DIVERGED, "divergence_reason": reason}
+
+
+def _write_checkpoint(epoch, model, optimizer, scheduler, early, meta) -> str:
+    directory = tempfile.mkdtemp(prefix="medsweep-ckpt-")
+    torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "early_stopping": early.state_dict()},
+               Path(directory) / STATE_FILE)
+    (Path(directory) / META_FILE).write_text(json.dumps({**meta, "epoch": epoch}, indent=2))
+    return directory
+
+
+def _restore(checkpoint, model, optimizer, scheduler, early) -> int:
+    """Load a Tune checkpoint into the training objects; the epoch it was taken at, or 0."""
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as directory:
+        state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    early.load_state_dict(state["early_stopping"])
+    return int(state["epoch"])
+
+
+def load_checkpoint_model(directory: Path, model: nn.Module) -> tuple[nn.Module, dict]:
+    """The model weights and metadata of a checkpoint written by ``fit`` (for analysis)."""
+    state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    return model, json.loads((Path(directory) / META_FILE).read_text())

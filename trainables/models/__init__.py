@@ -1,0 +1,79 @@
+"""Model registry: each name maps to a builder taking keyword arguments only.
+
+Builders receive ``num_classes``, ``pretrained`` and ``pretrained_path``; a model that the
+document trained from ImageNet weights fails with a clear message when the weights cannot be
+had, saying how to disable pretraining or point at a local file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+ModelBuilder = Callable[..., nn.Module]
+MODELS: dict[str, ModelBuilder] = {}
+
+
+class PretrainedWeightsError(RuntimeError):
+    """Pretrained weights were asked for and could not be loaded."""
+
+
+def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
+    def decorator(builder: ModelBuilder) -> ModelBuilder:
+        if name in MODELS:
+            raise ValueError(f"model {name!r} is registered twice")
+        MODELS[name] = builder
+        return builder
+    return decorator
+
+
+def build_model(name: str, *, num_classes: int, pretrained: bool = False,
+                pretrained_path: str | None = None, **kwargs) -> nn.Module:
+    """Build the registered model ``name``; unknown names list the valid ones."""
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}")
+    return MODELS[name](num_classes=num_classes, pretrained=pretrained,
+                        pretrained_path=pretrained_path, **kwargs)
+
+
+def timm_model(timm_name: str, *, num_classes: int, pretrained: bool,
+               pretrained_path: str | None, **kwargs) -> nn.Module:
+    """A timm model, with ImageNet weights from the hub or from a local file."""
+    if pretrained_path:
+        path = Path(pretrained_path).expanduser()
+        if not path.is_file():
+            raise PretrainedWeightsError(
+                f"pretrained_path {path} does not exist; set pretrained_path to a timm "
+                f"checkpoint of {timm_name} (.pth or .safetensors) or set pretrained=false")
+        return timm.create_model(timm_name, pretrained=True, num_classes=num_classes,
+                                 pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+    if not pretrained:
+        return timm.create_model(timm_name, pretrained=False, num_classes=num_classes, **kwargs)
+    try:
+        return timm.create_model(timm_name, pretrained=True, num_classes=num_classes, **kwargs)
+    except Exception as exc:
+        raise PretrainedWeightsError(
+            f"could not load ImageNet weights for {timm_name} ({type(exc).__name__}: {exc}). "
+            f"Either point at a local weights file with --set pretrained_path=/path/to/"
+            f"{timm_name}.safetensors, or train from scratch with --set pretrained=false "
+            f"(the cpu profile does)") from exc
+
+
+@register_model("efficientnet_b0")
+def efficientnet_b0(*, num_classes: int, pretrained: bool, pretrained_path: str | None) -> nn.Module:
+    """timm EfficientNet-B0, all layers trainable (seed 000 §3)."""
+    return timm_model("efficientnet_b0", num_classes=num_classes, pretrained=pretrained,
+                      pretrained_path=pretrained_path)
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def load_state(model: nn.Module, path: Path) -> nn.Module:
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model
