@@ -25,9 +25,9 @@ def wrapped_trainable(resolved: ResolvedSweep, data: ClassificationData):
 
 
 def scheduler(resolved: ResolvedSweep) -> ASHAScheduler:
+    """ASHA on epochs; it takes the sweep's metric and mode from the TuneConfig."""
     max_t = resolved.max_epochs
-    return ASHAScheduler(time_attr="epoch", metric=resolved.spec.metric, mode=resolved.spec.mode,
-                         max_t=max_t, grace_period=min(resolved.asha.grace_period, max_t),
+    return ASHAScheduler(time_attr="epoch", max_t=max_t, grace_period=min(resolved.asha.grace_period, max_t),
                          reduction_factor=resolved.asha.reduction_factor)
 
 
@@ -48,7 +48,8 @@ def build_tuner(resolved: ResolvedSweep, data: ClassificationData, experiment_di
     return tune.Tuner(
         wrapped_trainable(resolved, data),
         param_space=resolved.param_space(),
-        tune_config=tune.TuneConfig(scheduler=scheduler(resolved), num_samples=num_samples,
+        tune_config=tune.TuneConfig(metric=resolved.spec.metric, mode=resolved.spec.mode,
+                                    scheduler=scheduler(resolved), num_samples=num_samples,
                                     trial_dirname_creator=lambda trial: trial.trial_id),
         run_config=run_config(resolved, experiment_dir),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,6 +13,10 @@ from sweeps.summary import KNOWN_REASONS, STOPPED_BY_ASHA
 from trainables.engine import META_FILE, STATE_FILE
 
 pytestmark = pytest.mark.e2e
+
+
+def _reasons(rows: pd.DataFrame) -> dict[str, str]:
+    return dict(zip(rows["trial_id"], rows["stop_reason"]))
 
 
 @pytest.fixture(scope="module")
@@ -42,21 +47,18 @@ def test_summary_csv_and_audit_are_written(smoke_run):
     assert json.loads((directory / "sweep.json").read_text())["smoke"] is True
 
 
-def test_every_trial_keeps_its_best_checkpoint(smoke_run):
+def test_every_trial_keeps_its_best_and_latest_checkpoints(smoke_run):
     for path in smoke_run.summary["path"]:
-        from pathlib import Path
-        checkpoints = sorted(Path(path).glob("checkpoint_*"))
-        assert len(checkpoints) == 1, path
-        meta = json.loads((checkpoints[0] / META_FILE).read_text())
-        assert (checkpoints[0] / STATE_FILE).is_file()
-        assert meta["class_names"] == ["RBC", "WBC", "Platelets"]
+        metas = {json.loads((c / META_FILE).read_text())["epoch"]: c for c in Path(path).glob("checkpoint_*")}
+        assert all((c / STATE_FILE).is_file() for c in metas.values())
         progress = pd.read_csv(Path(path) / "progress.csv")
-        best_epoch = progress.loc[progress["val_macro_f1"].idxmax(), "epoch"]
-        assert meta["epoch"] == best_epoch
+        kept = {epoch: json.loads((c / META_FILE).read_text()) for epoch, c in metas.items()}
+        assert int(progress["epoch"].max()) in kept and len(kept) <= 2, path
+        assert max(m["value"] for m in kept.values()) == pytest.approx(progress["val_macro_f1"].max())
+        assert all(m["class_names"] == ["RBC", "WBC", "Platelets"] for m in kept.values())
 
 
 def test_each_epoch_reports_the_promised_metrics(smoke_run):
-    from pathlib import Path
     progress = pd.read_csv(Path(smoke_run.summary["path"].iloc[0]) / "progress.csv")
     expected = {"epoch", "train_loss", "val_loss", "val_accuracy", "val_macro_f1", "val_balanced_accuracy",
                 "val_f1_RBC", "val_f1_WBC", "val_f1_Platelets", "val_recall_RBC", "val_recall_WBC",
@@ -72,3 +74,13 @@ def test_too_high_learning_rate_ends_every_trial_as_diverged(ray_session, shared
     assert len(rows) == 4 and (rows["stop_reason"] == "diverged").all()
     summary = pd.read_csv(outcome.experiment_dir / "summary.csv")
     assert summary["detail"].str.contains("divergence bound|non-finite").all()
+
+
+def test_resume_of_a_finished_experiment_retrains_nothing(smoke_run, shared_data_dir):
+    directory = smoke_run.experiment_dir
+    before = {p: len(pd.read_csv(p)) for p in directory.glob("*/progress.csv")}
+    outcome = run_sweep(SweepOptions(name="bccd_imbalance", resume=True, storage=str(directory.parent),
+                                     experiment_name=directory.name, data_dir=str(shared_data_dir)))
+    assert outcome.exit_code == 0 and outcome.experiment_dir == directory
+    assert _reasons(outcome.summary) == _reasons(smoke_run.summary)
+    assert {p: len(pd.read_csv(p)) for p in directory.glob("*/progress.csv")} == before

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from trainables.engine import (STOP_COMPLETED, STOP_DIVERGED, STOP_EARLY, Diverged, EarlyStopping,
-                               LoopSettings, check_epoch_loss, fit, load_checkpoint_model)
+from trainables.engine import (META_FILE, STOP_COMPLETED, STOP_DIVERGED, STOP_EARLY, Diverged,
+                               EarlyStopping, LoopSettings, check_epoch_loss, fit, load_checkpoint_model)
 
 
 def test_early_stopping_counts_epochs_without_improvement():
@@ -71,13 +73,15 @@ def test_fit_reports_every_epoch_and_marks_completion():
     assert {"train_loss", "val_loss", "val_accuracy", "lr", "epoch_seconds"} <= set(reports[0][0])
 
 
-def test_fit_checkpoints_only_improvements_and_the_checkpoint_loads(tmp_path):
+def test_fit_checkpoints_every_epoch_marking_improvements_and_the_checkpoint_loads(tmp_path):
     scores = iter([0.5, 0.7, 0.6, 0.9])
     model, reports = _run_fit(lr=0.1, evaluate=lambda net: {"loss": 1.0, "accuracy": next(scores)})
-    checkpointed = [m["epoch"] for m, c in reports if c]
-    assert checkpointed == [1, 2, 4]
+    metas = [json.loads((Path(c) / META_FILE).read_text()) for _, c in reports]
+    assert [m["epoch"] for m in metas] == [1, 2, 3, 4]
+    assert [m["best_so_far"] for m in metas] == [True, True, False, True]
+    assert [m["value"] for m in metas] == [0.5, 0.7, 0.6, 0.9]
     restored, meta = load_checkpoint_model(reports[-1][1], nn.Linear(2, 2))
-    assert meta["epoch"] == 4 and meta["task"] == "test"
+    assert meta["epoch"] == 4 and meta["task"] == "test" and meta["monitor"] == "val_accuracy"
     assert torch.equal(restored.weight, model.weight)
 
 

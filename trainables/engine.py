@@ -140,9 +140,9 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, train_batches: Ca
         trial_started: float | None = None) -> None:
     """Train epoch by epoch, reporting to Tune, until max epochs, early stop or divergence.
 
-    A checkpoint (model, optimiser, scheduler, loop state, and ``meta`` as JSON) is reported
-    whenever the monitored metric improves, so Tune keeps the best one; a restored trial
-    continues from the epoch after its checkpoint. ``setup_seconds`` in every result is the
+    Every epoch reports a checkpoint (model, optimiser, scheduler, loop state, and ``meta`` as
+    JSON with the monitored value); Tune keeps the best by the monitored metric plus the latest,
+    and a restored trial continues from the epoch after its latest checkpoint. ``setup_seconds`` in every result is the
     time from ``trial_started`` (the trainable's first line) to the start of training.
     """
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -170,12 +170,11 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, train_batches: Ca
             result["stop_reason"] = STOP_EARLY
         elif epoch == settings.max_epochs:
             result["stop_reason"] = STOP_COMPLETED
-        checkpoint_dir = None
-        if improved:
-            checkpoint_dir = _write_checkpoint(epoch, model, optimizer, scheduler, early, meta)
-        report(result, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None)
-        if checkpoint_dir:
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        checkpoint_dir = _write_checkpoint(epoch, model, optimizer, scheduler, early,
+                                           {**meta, "monitor": settings.monitor,
+                                            "value": val[settings.monitor], "best_so_far": improved})
+        report(result, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
         if result["stop_reason"]:
             return
 

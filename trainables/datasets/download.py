@@ -85,16 +85,19 @@ def locate_or_download(name: str, *, data_dir: str | os.PathLike | None,
                        marker: str, fetch: Callable[[str], bytes] = fetch_url) -> Path:
     """Return the directory of dataset ``name`` (``<root>/<name>``), downloading it if needed.
 
-    ``marker`` is a path inside the dataset whose presence means the dataset is there.
+    An explicit ``data_dir`` is the only place looked at: a wrong path is an error, never a
+    silent fall-back to other data. ``marker`` is a path inside the dataset whose presence means the dataset is there.
     """
-    roots = candidate_roots(data_dir)
+    if data_dir:
+        if not (Path(data_dir).expanduser() / name / marker).exists():
+            raise DataNotFoundError(
+                f"--data-dir {data_dir} has no {name}/{marker}. Point --data-dir at the directory "
+                f"that holds {name}/ (for example ../shared/data).")
+        return Path(data_dir).expanduser() / name
+    roots = candidate_roots(None)
     for _, root in roots:
         if (root / name / marker).exists():
             return root / name
-    if data_dir:
-        raise DataNotFoundError(
-            f"--data-dir {data_dir} has no {name}/{marker}. Point --data-dir at the directory "
-            f"that holds {name}/ (for example ../shared/data).")
     manifest = Manifest.load(_manifest_name(name))
     target = cache_dir() / name
     try:
