@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sweeps.wandb_logging import WandbSettings
+
 
 @dataclass(frozen=True)
 class AshaSettings:
@@ -24,7 +26,7 @@ class SweepSpec:
     """Everything about a sweep that is not a hyperparameter value.
 
     ``group_by`` names the axes whose combinations the study compares (the arms), which the
-    analysis uses to pick a winner per group.
+    analysis uses to pick a winner per group. ``wandb`` says where ``--wandb`` logs.
     """
 
     name: str
@@ -36,6 +38,7 @@ class SweepSpec:
     asha: AshaSettings
     resources: dict[str, Resources]
     group_by: tuple[str, ...] = field(default=())
+    wandb: WandbSettings = field(default_factory=WandbSettings)
 
 
 SWEEPS: dict[str, SweepSpec] = {

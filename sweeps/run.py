@@ -8,15 +8,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from sweeps.registry import SWEEPS, Resources, get_sweep
+from sweeps.registry import SWEEPS, Resources, SweepSpec, get_sweep
 from sweeps.space import PROFILES, ResolvedSweep, SearchSpaceError, from_saved, grid_size_of, resolve
+from sweeps.storage import ExperimentLocation, StorageError, check_shared_storage, list_experiments
 from sweeps.summary import exit_code, format_table, trial_rows
+from sweeps.tuner import SEARCH_ALGORITHMS, RunSettings
 from trainables.config import ConfigError
 from trainables.datasets import get_dataset
 from trainables.datasets.download import DataNotFoundError
@@ -25,7 +28,10 @@ from trainables.models import PretrainedWeightsError, build_model
 
 SWEEP_FILE = "sweep.json"
 USER_ERRORS = (KeyError, SearchSpaceError, ConfigError, DataNotFoundError, MissingSplitListError,
-               PretrainedWeightsError, FileNotFoundError)
+               PretrainedWeightsError, FileNotFoundError, FileExistsError, StorageError)
+# Snapshot Tune's experiment state every few seconds (not Tune's adaptive >=10 s), so a killed
+# driver loses at most that much bookkeeping; the state of a sweep is small.
+EXPERIMENT_SNAPSHOT_SECONDS = "2"
 
 
 @dataclass(frozen=True)
@@ -36,14 +42,19 @@ class SweepOptions:
     overrides: tuple[str, ...] = ()
     profile: str = "auto"
     smoke: bool = False
-    num_samples: int = 1
+    num_samples: int | None = None
     storage: str = "runs"
+    storage_shared: bool = False
     experiment_name: str | None = None
     resume: bool = False
     address: str | None = None
     gpus_per_trial: float | None = None
     cpus_per_trial: float | None = None
+    max_failures: int = 3
     seed: int | None = None
+    search: str = "grid"
+    optuna_storage: str | None = None
+    wandb: bool = False
     data_dir: str | None = None
     check_data: bool = False
 
@@ -51,10 +62,14 @@ class SweepOptions:
 @dataclass
 class SweepOutcome:
     exit_code: int
-    experiment_dir: Path | None = None
+    location: ExperimentLocation | None = None
     summary: object = None
     audit: object = None
     messages: list[str] = field(default_factory=list)
+
+    @property
+    def experiment_dir(self) -> Path | None:
+        return self.location.local_dir if self.location else None
 
 
 def list_sweeps() -> str:
@@ -79,20 +94,14 @@ def resolve_profile(profile: str) -> tuple[str, str]:
 def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> SweepOutcome:
     """Resolve, audit the data, run the sweep through Ray Tune, and write ``summary.csv``."""
     spec = get_sweep(options.name)
-    storage = Path(options.storage)
     if options.resume:
-        experiment_dir = find_experiment(storage, options.name, options.experiment_name)
-        resolved = from_saved(spec, json.loads((experiment_dir / SWEEP_FILE).read_text()))
-        echo(f"Resuming {experiment_dir}")
+        location = find_experiment(options.storage, options.name, options.experiment_name)
+        resolved = from_saved(spec, json.loads(location.read_text(SWEEP_FILE)))
+        echo(f"Resuming {location.path}")
     else:
-        profile, why = resolve_profile(options.profile)
-        overrides = options.overrides + ((f"seed={options.seed}",) if options.seed is not None else ())
-        resolved = resolve(spec, profile=profile, smoke=options.smoke, overrides=overrides)
-        resolved = with_resources(resolved, options.cpus_per_trial, options.gpus_per_trial)
-        echo(f"{spec.name}: {why}{' + smoke' if options.smoke else ''}; "
-             f"{resolved.grid_size} grid point(s) × {options.num_samples} sample(s)")
-        experiment_dir = None if options.check_data else new_experiment_dir(
-            storage, options.experiment_name or spec.name)
+        resolved = resolve_for_run(spec, options, echo)
+        location = None if options.check_data else new_experiment(options.storage, spec.name,
+                                                                  options.experiment_name)
 
     data, audit = get_dataset(resolved.data.dataset)(
         data_dir=options.data_dir, image_size=resolved.data.image_size, padding=resolved.data.padding)
@@ -101,32 +110,85 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
         return SweepOutcome(exit_code=0, audit=audit)
     if not options.resume:
         preflight_pretrained(resolved)
-    audit.save(experiment_dir)
+    location.write_text("data_audit.json", json.dumps(audit.to_dict(), indent=2))
+    location.write_text("data_audit.txt", audit.format() + "\n")
     if resolved.data.images_per_split:
         data = data.subset_sources(resolved.data.images_per_split, seed=int(resolved.fixed.get("seed", 0)))
     echo("Trials get: " + "; ".join(f"{name} {len(split)} samples {list(data.class_counts(name))}"
                                     for name, split in data.splits.items() if name != "test"))
-    (experiment_dir / SWEEP_FILE).write_text(json.dumps(resolved.to_dict(), indent=2))
+    location.write_text(SWEEP_FILE, json.dumps(resolved.to_dict(), indent=2))
 
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_SNAPSHOT_SECONDS)
     started_ray = ensure_ray(options.address)
     try:
-        from sweeps.tuner import build_tuner, restore_tuner
-        tuner = (restore_tuner(resolved, data, experiment_dir) if options.resume
-                 else build_tuner(resolved, data, experiment_dir, num_samples=options.num_samples))
-        started = time.perf_counter()
-        result_grid = tuner.fit()
-        elapsed = time.perf_counter() - started
+        check_shared_storage(options.storage, nodes=alive_nodes(), declared_shared=options.storage_shared)
+        rows, elapsed = fit_and_summarise(spec, resolved, data, location, options, echo)
     finally:
         if started_ray:
             import ray
             ray.shutdown()
-    rows = trial_rows(result_grid, axes=list(resolved.grid), metric=spec.metric, mode=spec.mode)
-    rows.drop(columns=["path"]).to_csv(experiment_dir / "summary.csv", index=False)
-    echo(format_table(rows, spec.metric))
+    if options.wandb:
+        report_to_wandb(spec, location, rows, echo)
     counts = rows["stop_reason"].value_counts().to_dict()
     echo(f"{len(rows)} trials in {elapsed:.0f} s: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
-    echo(f"Experiment directory: {experiment_dir.resolve()}")
-    return SweepOutcome(exit_code=exit_code(rows), experiment_dir=experiment_dir, summary=rows, audit=audit)
+    echo(f"Experiment directory: {location.path}")
+    return SweepOutcome(exit_code=exit_code(rows), location=location, summary=rows, audit=audit)
+
+
+def resolve_for_run(spec: SweepSpec, options: SweepOptions, echo: Callable[[str], None]) -> ResolvedSweep:
+    profile, why = resolve_profile(options.profile)
+    overrides = options.overrides + ((f"seed={options.seed}",) if options.seed is not None else ())
+    resolved = resolve(spec, profile=profile, smoke=options.smoke, overrides=overrides)
+    resolved = with_resources(resolved, options.cpus_per_trial, options.gpus_per_trial)
+    echo(f"{spec.name}: {why}{' + smoke' if options.smoke else ''}; {resolved.grid_size} grid point(s), "
+         f"{num_samples(options, resolved)} trial(s) by {options.search} search")
+    return resolved
+
+
+def num_samples(options: SweepOptions, resolved: ResolvedSweep) -> int:
+    """Grid: repeats of the whole grid (default 1). A sampler: trials (default the grid size)."""
+    if options.num_samples is not None:
+        return options.num_samples
+    return 1 if options.search == "grid" else resolved.grid_size
+
+
+def fit_and_summarise(spec: SweepSpec, resolved: ResolvedSweep, data, location: ExperimentLocation,
+                      options: SweepOptions, echo: Callable[[str], None]):
+    from sweeps.tuner import build_tuner, restore_tuner
+
+    if options.resume:
+        tuner = restore_tuner(resolved, data, location)
+    else:
+        settings = RunSettings(num_samples=num_samples(options, resolved), max_failures=options.max_failures,
+                               search=options.search, seed=int(resolved.fixed.get("seed", 0)),
+                               optuna_storage=options.optuna_storage,
+                               callbacks=wandb_callbacks(spec, location) if options.wandb else ())
+        tuner = build_tuner(resolved, data, location, settings)
+    started = time.perf_counter()
+    result_grid = tuner.fit()
+    elapsed = time.perf_counter() - started
+    rows = trial_rows(result_grid, axes=list(resolved.grid), metric=spec.metric, mode=spec.mode)
+    location.write_text("summary.csv", rows.drop(columns=["path"]).to_csv(index=False))
+    echo(format_table(rows, spec.metric))
+    return rows, elapsed
+
+
+def wandb_tags(spec: SweepSpec) -> list[str]:
+    return [spec.name, spec.trainable]
+
+
+def wandb_callbacks(spec: SweepSpec, location: ExperimentLocation) -> tuple:
+    from sweeps.wandb_logging import logger_callback
+    return (logger_callback(settings=spec.wandb, group=location.name, tags=wandb_tags(spec)),)
+
+
+def report_to_wandb(spec: SweepSpec, location: ExperimentLocation, rows, echo: Callable[[str], None]) -> None:
+    from sweeps.wandb_logging import log_experiment_summary, sync_hint, wandb_mode
+    files = {name: location.read_text(name) for name in ("data_audit.json", "summary.csv")}
+    log_experiment_summary(settings=spec.wandb, group=location.name, tags=wandb_tags(spec), files=files,
+                           rows=rows.drop(columns=["path"]), directory=location.local_dir)
+    if wandb_mode() == "offline":
+        echo(sync_hint(location.path))
 
 
 def with_resources(resolved: ResolvedSweep, cpus: float | None, gpus: float | None) -> ResolvedSweep:
@@ -145,31 +207,35 @@ def preflight_pretrained(resolved: ResolvedSweep) -> None:
         build_model(model, num_classes=2, pretrained=True, pretrained_path=path)
 
 
-def new_experiment_dir(storage: Path, base: str) -> Path:
-    """``<storage>/<base>_<timestamp>``; never an existing directory."""
+def new_experiment(storage: str, sweep: str, name: str | None) -> ExperimentLocation:
+    """``<storage>/<name>``, or ``<storage>/<sweep>_<timestamp>`` without a name; never an
+    existing experiment."""
+    if name:
+        location = ExperimentLocation(storage, name)
+        if location.exists():
+            raise FileExistsError(f"--name {name}: {location.path} already exists; continue it with "
+                                  f"--resume --name {name}, or choose another --name")
+        return location
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    candidate = storage / f"{base}_{stamp}"
+    candidate = ExperimentLocation(storage, f"{sweep}_{stamp}")
     suffix = 1
     while candidate.exists():
         suffix += 1
-        candidate = storage / f"{base}_{stamp}-{suffix}"
-    candidate.mkdir(parents=True)
+        candidate = ExperimentLocation(storage, f"{sweep}_{stamp}-{suffix}")
     return candidate
 
 
-def find_experiment(storage: Path, sweep: str, name: str | None) -> Path:
+def find_experiment(storage: str, sweep: str, name: str | None) -> ExperimentLocation:
     """The experiment to resume: ``--name`` if given, else the newest of this sweep."""
     if name:
-        path = storage / name
-        if not (path / SWEEP_FILE).is_file():
-            raise FileNotFoundError(f"--resume --name {name}: {path} is not a medsweep experiment "
+        location = ExperimentLocation(storage, name)
+        if not location.exists(SWEEP_FILE):
+            raise FileNotFoundError(f"--resume --name {name}: {location.path} is not a medsweep experiment "
                                     f"(no {SWEEP_FILE}); experiments are under --storage {storage}")
-        return path
-    candidates = sorted((p for p in storage.glob(f"{sweep}_*") if (p / SWEEP_FILE).is_file()),
-                        key=lambda p: p.stat().st_mtime)
+        return location
+    candidates = list_experiments(storage, f"{sweep}_", SWEEP_FILE)
     if not candidates:
-        raise FileNotFoundError(f"--resume: no experiment of {sweep} under {storage}; "
-                                f"pass --storage or --name")
+        raise FileNotFoundError(f"--resume: no experiment of {sweep} under {storage}; pass --storage or --name")
     return candidates[-1]
 
 
@@ -181,8 +247,15 @@ def ensure_ray(address: str | None) -> bool:
     if address:
         ray.init(address=address)
     else:
-        ray.init(include_dashboard=False)
+        # "local" always starts a private instance; a bare ray.init() would attach to whatever
+        # cluster /tmp/ray last recorded, even a dead one.
+        ray.init(address="local", include_dashboard=False)
     return True
+
+
+def alive_nodes() -> int:
+    import ray
+    return sum(1 for node in ray.nodes() if node.get("Alive"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
                "  python -m sweeps.run bccd_imbalance --check-data\n"
                "  python -m sweeps.run bccd_imbalance --smoke\n"
                "  python -m sweeps.run bccd_imbalance --set lr=[1e-3,3e-4] --set weighted_loss=true\n"
-               "  python -m sweeps.run bccd_imbalance --resume",
+               "  python -m sweeps.run bccd_imbalance --search optuna --num-samples 20\n"
+               "  python -m sweeps.run bccd_imbalance --resume\n"
+               "  python -m sweeps.run bccd_imbalance --address auto --storage s3://bucket/runs",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", nargs="?", help="the sweep to run (see --list)")
     parser.add_argument("--list", action="store_true", help="list every sweep with its trainable, grid size and metric")
@@ -207,8 +282,18 @@ def build_parser() -> argparse.ArgumentParser:
                              "GPU; auto (default): full when a GPU is visible, else cpu")
     parser.add_argument("--smoke", action="store_true",
                         help="a tiny run for tests: a few images per split, small inputs, two epochs")
-    parser.add_argument("--num-samples", type=int, default=1, help="repeat the grid this many times (default 1)")
-    parser.add_argument("--storage", default="runs", help="where experiments are written (default ./runs)")
+    parser.add_argument("--search", choices=SEARCH_ALGORITHMS, default="grid",
+                        help="grid (default): every combination; optuna: seeded TPE over the same values")
+    parser.add_argument("--num-samples", type=int,
+                        help="grid: repeat the grid this many times (default 1); optuna: number of trials "
+                             "(default the grid size)")
+    parser.add_argument("--optuna-storage", metavar="URL",
+                        help="keep the Optuna study in this database (e.g. sqlite:///optuna.db) for optuna-dashboard")
+    parser.add_argument("--storage", default="runs",
+                        help="where experiments are written: a local or NFS directory, or s3://… / gs://… "
+                             "(default ./runs)")
+    parser.add_argument("--storage-shared", action="store_true",
+                        help="declare a local --storage path shared by every node (checked automatically for NFS)")
     parser.add_argument("--name", dest="experiment_name",
                         help="experiment name (default: the sweep name with a timestamp)")
     parser.add_argument("--resume", action="store_true",
@@ -216,11 +301,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--address", help="connect to an existing Ray cluster (for example 'auto')")
     parser.add_argument("--gpus-per-trial", type=float, help="GPUs per trial; fractions pack trials onto a GPU")
     parser.add_argument("--cpus-per-trial", type=float, help="CPUs per trial")
+    parser.add_argument("--max-failures", type=int, default=3,
+                        help="retries of a trial whose process or node died, each from its latest "
+                             "checkpoint (default 3, suited to spot instances)")
     parser.add_argument("--seed", type=int, help="the trials' random seed (default: the search space's)")
+    parser.add_argument("--wandb", action="store_true",
+                        help="log every trial to Weights & Biases (offline without WANDB_API_KEY or wandb login)")
     parser.add_argument("--data-dir", help="directory holding the dataset folder "
                                            "(default: $MEDSWEEP_DATA_DIR, then the user cache, then download)")
     parser.add_argument("--check-data", action="store_true", help="print the data audit and exit without training")
     return parser
+
+
+def options_from_args(args: argparse.Namespace) -> SweepOptions:
+    return SweepOptions(
+        name=args.name, overrides=tuple(args.overrides), profile=args.profile, smoke=args.smoke,
+        num_samples=args.num_samples, storage=args.storage, storage_shared=args.storage_shared,
+        experiment_name=args.experiment_name, resume=args.resume, address=args.address,
+        gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
+        max_failures=args.max_failures, seed=args.seed, search=args.search,
+        optuna_storage=args.optuna_storage, wandb=args.wandb, data_dir=args.data_dir,
+        check_data=args.check_data)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,14 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.name:
         parser.error(f"name a sweep (valid: {', '.join(sorted(SWEEPS))}) or use --list")
-    options = SweepOptions(
-        name=args.name, overrides=tuple(args.overrides), profile=args.profile, smoke=args.smoke,
-        num_samples=args.num_samples, storage=args.storage, experiment_name=args.experiment_name,
-        resume=args.resume, address=args.address, gpus_per_trial=args.gpus_per_trial,
-        cpus_per_trial=args.cpus_per_trial, seed=args.seed, data_dir=args.data_dir,
-        check_data=args.check_data)
     try:
-        return run_sweep(options).exit_code
+        return run_sweep(options_from_args(args)).exit_code
     except USER_ERRORS as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"error: {message}", file=sys.stderr)

@@ -1,22 +1,39 @@
-"""Build the ``ray.tune.Tuner`` of a resolved sweep: the one place Tune is configured."""
+"""Build the ``ray.tune.Tuner`` of a resolved sweep: the one place Tune is configured
+(scheduler, search algorithm, callbacks, storage, checkpoint keeping, failure policy)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from sweeps.space import ResolvedSweep
+from sweeps.storage import ExperimentLocation
 from trainables.classification import Monitor
 from trainables.datasets.base import ClassificationData
 from trainables.registry import get_trainable
+
+SEARCH_ALGORITHMS = ("grid", "optuna")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How to run a resolved sweep, as opposed to what it searches."""
+
+    num_samples: int = 1
+    max_failures: int = 3
+    search: str = "grid"
+    seed: int = 42
+    optuna_storage: str | None = None
+    callbacks: tuple = ()
 
 
 def wrapped_trainable(resolved: ResolvedSweep, data: ClassificationData):
     """The sweep's trainable with its data in the object store and its resources attached.
 
-    Only the train and val splits travel: the test split is for the analysis reruns.
+    Only the train and val splits travel: the test split is for the analysis reruns. Each node
+    fetches the decoded arrays from the object store once, however many trials it runs.
     """
     entry = get_trainable(resolved.spec.trainable)
     with_data = tune.with_parameters(entry.function, data=data.only("train", "val"),
@@ -31,32 +48,56 @@ def scheduler(resolved: ResolvedSweep) -> ASHAScheduler:
                          reduction_factor=resolved.asha.reduction_factor)
 
 
-def run_config(resolved: ResolvedSweep, experiment_dir: Path) -> tune.RunConfig:
+def search_space(resolved: ResolvedSweep, search: str) -> dict:
+    """Grid axes as ``grid_search`` for the grid, as categorical choices for a sampler."""
+    if search == "grid":
+        return resolved.param_space()
+    return {**resolved.fixed, **{k: tune.choice(list(v)) for k, v in resolved.grid.items()}}
+
+
+def search_algorithm(resolved: ResolvedSweep, settings: RunSettings, study_name: str):
+    """None for the grid; a seeded TPE ``OptunaSearch`` (optionally persisted) for optuna."""
+    if settings.search == "grid":
+        return None
+    if settings.search != "optuna":
+        raise ValueError(f"unknown search {settings.search!r}; valid: {', '.join(SEARCH_ALGORITHMS)}")
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    storage = optuna.storages.RDBStorage(settings.optuna_storage) if settings.optuna_storage else None
+    return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=settings.seed), storage=storage,
+                        study_name=study_name if storage is not None else None)
+
+
+def run_config(resolved: ResolvedSweep, location: ExperimentLocation, settings: RunSettings) -> tune.RunConfig:
     return tune.RunConfig(
-        name=experiment_dir.name,
-        storage_path=str(experiment_dir.parent.resolve()),
+        name=location.name,
+        storage_path=location.storage_path,
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=1, checkpoint_score_attribute=resolved.spec.metric,
             checkpoint_score_order=resolved.spec.mode),
-        failure_config=tune.FailureConfig(max_failures=0),
+        failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+        callbacks=list(settings.callbacks),
         verbose=1,
     )
 
 
-def build_tuner(resolved: ResolvedSweep, data: ClassificationData, experiment_dir: Path,
-                *, num_samples: int = 1) -> tune.Tuner:
+def build_tuner(resolved: ResolvedSweep, data: ClassificationData, location: ExperimentLocation,
+                settings: RunSettings) -> tune.Tuner:
     return tune.Tuner(
         wrapped_trainable(resolved, data),
-        param_space=resolved.param_space(),
+        param_space=search_space(resolved, settings.search),
         tune_config=tune.TuneConfig(metric=resolved.spec.metric, mode=resolved.spec.mode,
-                                    scheduler=scheduler(resolved), num_samples=num_samples,
+                                    scheduler=scheduler(resolved),
+                                    search_alg=search_algorithm(resolved, settings, location.name),
+                                    num_samples=settings.num_samples,
                                     trial_dirname_creator=lambda trial: trial.trial_id),
-        run_config=run_config(resolved, experiment_dir),
+        run_config=run_config(resolved, location, settings),
     )
 
 
-def restore_tuner(resolved: ResolvedSweep, data: ClassificationData, experiment_dir: Path) -> tune.Tuner:
-    """Continue an interrupted experiment; finished trials are kept, unfinished ones resume
-    from their last checkpoint."""
-    return tune.Tuner.restore(str(experiment_dir.resolve()), trainable=wrapped_trainable(resolved, data),
-                              resume_unfinished=True, resume_errored=False)
+def restore_tuner(resolved: ResolvedSweep, data: ClassificationData, location: ExperimentLocation) -> tune.Tuner:
+    """Continue an interrupted experiment: finished trials are kept, unfinished ones resume
+    from their latest checkpoint, errored ones are retried from theirs."""
+    return tune.Tuner.restore(location.path, trainable=wrapped_trainable(resolved, data),
+                              resume_unfinished=True, resume_errored=True)

@@ -64,6 +64,15 @@ def trial_device_and_threads() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _node_id() -> str:
+    """The Ray node a result came from ('' outside Ray), so placement can be checked."""
+    try:
+        import ray
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    except Exception:
+        return ""
+
+
 def _assigned_cpus() -> int:
     try:
         import ray
@@ -165,7 +174,7 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, train_batches: Ca
         result = {"epoch": epoch, "train_loss": train_loss, **val, "lr": lr,
                   f"best_{settings.monitor}": early.best,
                   "epoch_seconds": time.perf_counter() - started, "setup_seconds": setup_seconds,
-                  "stop_reason": ""}
+                  "node_id": _node_id(), "stop_reason": ""}
         if early.should_stop:
             result["stop_reason"] = STOP_EARLY
         elif epoch == settings.max_epochs:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -100,11 +99,6 @@ class DataAudit:
                    annotations_read=Counter(doc["annotations_read"]),
                    kept={split: Counter(c) for split, c in doc["kept"].items()},
                    dropped=[DroppedItem(**d) for d in doc["dropped"]])
-
-    def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "data_audit.json").write_text(json.dumps(self.to_dict(), indent=2))
-        (directory / "data_audit.txt").write_text(self.format() + "\n")
 
 
 def _format_table(header: list, rows: list[list]) -> str:

@@ -1,0 +1,116 @@
+"""Where experiments live: a local or NFS directory, or a cloud URI (s3://, gs://).
+
+Tune writes trial results and checkpoints there itself; this module writes medsweep's own
+files (``sweep.json``, the audit, ``summary.csv``) beside them through pyarrow's filesystems, so
+both kinds of storage behave the same.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "ceph", "glusterfs",
+                       "fuse.s3fs", "fuse.gcsfuse", "fuse.sshfs", "efs")
+
+
+class StorageError(ValueError):
+    """Storage that cannot serve the requested run."""
+
+
+def is_uri(storage: str) -> bool:
+    return "://" in storage
+
+
+@dataclass(frozen=True)
+class ExperimentLocation:
+    """One experiment directory: ``<storage>/<name>``."""
+
+    storage: str
+    name: str
+
+    @property
+    def storage_path(self) -> str:
+        """What Tune's ``RunConfig.storage_path`` takes: a URI, or an absolute local path."""
+        return self.storage.rstrip("/") if is_uri(self.storage) else str(Path(self.storage).resolve())
+
+    @property
+    def path(self) -> str:
+        return f"{self.storage_path}/{self.name}"
+
+    @property
+    def local_dir(self) -> Path | None:
+        return None if is_uri(self.storage) else Path(self.path)
+
+    def _fs(self) -> tuple[pafs.FileSystem, str]:
+        if is_uri(self.storage):
+            return pafs.FileSystem.from_uri(self.path)
+        return pafs.LocalFileSystem(), self.path
+
+    def write_text(self, relative: str, text: str) -> None:
+        fs, base = self._fs()
+        fs.create_dir(base, recursive=True)
+        with fs.open_output_stream(f"{base}/{relative}") as stream:
+            stream.write(text.encode())
+
+    def read_text(self, relative: str) -> str:
+        fs, base = self._fs()
+        with fs.open_input_stream(f"{base}/{relative}") as stream:
+            return stream.read().decode()
+
+    def exists(self, relative: str = "") -> bool:
+        fs, base = self._fs()
+        target = f"{base}/{relative}" if relative else base
+        return fs.get_file_info(target).type != pafs.FileType.NotFound
+
+
+def list_experiments(storage: str, prefix: str, marker: str) -> list[ExperimentLocation]:
+    """Experiments under ``storage`` whose name starts with ``prefix`` and that hold ``marker``,
+    oldest first."""
+    probe = ExperimentLocation(storage, "")
+    fs, base = (pafs.FileSystem.from_uri(probe.storage_path) if is_uri(storage)
+                else (pafs.LocalFileSystem(), probe.storage_path))
+    if fs.get_file_info(base).type == pafs.FileType.NotFound:
+        return []
+    infos = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+    found = []
+    for info in infos:
+        if info.type == pafs.FileType.Directory and info.base_name.startswith(prefix):
+            location = ExperimentLocation(storage, info.base_name)
+            if location.exists(marker):
+                found.append((info.mtime_ns or 0, info.base_name, location))
+    return [location for *_, location in sorted(found, key=lambda item: item[:2])]
+
+
+def filesystem_type(path: Path) -> str:
+    """The type of the filesystem holding ``path``, from /proc/mounts ('' when unknown)."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return ""
+    target = os.path.realpath(path)
+    best, kind = "", ""
+    for line in mounts:
+        parts = line.split()
+        if len(parts) >= 3 and (target == parts[1] or target.startswith(parts[1].rstrip("/") + "/")):
+            if len(parts[1]) > len(best):
+                best, kind = parts[1], parts[2]
+    return kind
+
+
+def check_shared_storage(storage: str, *, nodes: int, declared_shared: bool) -> None:
+    """Fail before any trial when several nodes would each write to their own local disk."""
+    if nodes <= 1 or is_uri(storage) or declared_shared:
+        return
+    kind = filesystem_type(Path(storage).resolve().parent if not Path(storage).exists() else Path(storage))
+    if kind in NETWORK_FILESYSTEMS:
+        return
+    raise StorageError(
+        f"this Ray cluster has {nodes} nodes but --storage {storage} is a local directory "
+        f"(filesystem {kind or 'unknown'}): each node would keep its own checkpoints, and "
+        f"retries and --resume would lose them. Set --storage to a cloud URI (s3://bucket/runs, "
+        f"gs://bucket/runs) or to an NFS path mounted on every node; if the path is shared in a "
+        f"way medsweep cannot see, add --storage-shared.")

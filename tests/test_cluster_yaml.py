@@ -1,0 +1,57 @@
+"""cluster.yaml against Ray's own autoscaler schema, offline; and the project's rules for it."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from ray.autoscaler._private.util import prepare_config, validate_config
+
+CLUSTER_YAML = Path(__file__).resolve().parents[1] / "cluster.yaml"
+
+
+@pytest.fixture()
+def cluster() -> dict:
+    return yaml.safe_load(CLUSTER_YAML.read_text())
+
+
+def test_cluster_yaml_passes_rays_offline_validation(cluster):
+    validate_config(prepare_config(copy.deepcopy(cluster)))
+
+
+def test_head_runs_no_trials_and_every_node_type_declares_resources(cluster):
+    types = cluster["available_node_types"]
+    assert types[cluster["head_node_type"]]["resources"] == {"CPU": 0}
+    assert all("resources" in node for node in types.values())
+    workers = [node for name, node in types.items() if name != cluster["head_node_type"]]
+    assert any(node["resources"].get("GPU", 0) >= 1 and node["min_workers"] == 0 for node in workers)
+    assert cluster["idle_timeout_minutes"] > 0
+
+
+def test_dashboard_listens_on_localhost_only(cluster):
+    head_start = " ".join(cluster["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head_start and "0.0.0.0" not in head_start
+    ports = [p["FromPort"] for p in cluster["provider"]["security_group"]["IpPermissions"]]
+    assert ports == [22]
+
+
+def test_a_typo_in_a_key_is_caught(cluster):
+    cluster["idle_timout_minutes"] = cluster.pop("idle_timeout_minutes")
+    with pytest.raises(jsonschema.ValidationError, match="idle_timout_minutes"):
+        validate_config(prepare_config(cluster))
+
+
+def test_a_wrong_node_type_reference_is_caught(cluster):
+    cluster["head_node_type"] = "haed"
+    with pytest.raises(ValueError, match="`head_node_type` must be one of `available_node_types`"):
+        validate_config(prepare_config(cluster))
+
+
+def test_a_typo_inside_a_node_type_is_caught(cluster):
+    worker = cluster["available_node_types"]["gpu_worker"]
+    worker["resourcez"] = worker.pop("resources")
+    with pytest.raises(jsonschema.ValidationError, match="'resources' is a required property"):
+        validate_config(prepare_config(cluster))
