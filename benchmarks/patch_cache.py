@@ -64,7 +64,7 @@ def trial_start_to_first_step(data) -> float:
 
     from trainables.classification import Monitor, classification_trainable
 
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
         trainable = tune.with_parameters(classification_trainable, data=data.only("train", "val"),
                                          monitor=Monitor("val_macro_f1", "max"))

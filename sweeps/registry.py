@@ -31,6 +31,7 @@ class SweepSpec:
 
     name: str
     study: str
+    study_tag: str
     trainable: str
     search_space: str
     metric: str
@@ -45,6 +46,7 @@ SWEEPS: dict[str, SweepSpec] = {
     "bccd_imbalance": SweepSpec(
         name="bccd_imbalance",
         study="Blood-cell patch classification under class imbalance (STUDIES.md §1, seed 000)",
+        study_tag="study1-seed000",
         trainable="classification",
         search_space="bccd_imbalance.yaml",
         metric="val_macro_f1",

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import yaml
+
 from sweeps.registry import SWEEPS, Resources, SweepSpec, get_sweep
 from sweeps.space import PROFILES, ResolvedSweep, SearchSpaceError, from_saved, grid_size_of, resolve
 from sweeps.storage import ExperimentLocation, StorageError, check_shared_storage, list_experiments
@@ -174,7 +176,7 @@ def fit_and_summarise(spec: SweepSpec, resolved: ResolvedSweep, data, location: 
 
 
 def wandb_tags(spec: SweepSpec) -> list[str]:
-    return [spec.name, spec.trainable]
+    return [spec.name, spec.study_tag]
 
 
 def wandb_callbacks(spec: SweepSpec, location: ExperimentLocation) -> tuple:
@@ -277,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting; a list value KEY=[a,b] replaces that grid axis "
                              "(repeatable; unknown keys are an error listing the valid ones)")
+    parser.add_argument("--set-file", metavar="FILE",
+                        help="a JSON or YAML mapping of KEY: VALUE overrides, applied before --set "
+                             "(W&B agents pass their parameters this way)")
     parser.add_argument("--profile", choices=PROFILES, default="auto",
                         help="full: the document's settings; cpu: reduced for a 2-core machine without "
                              "GPU; auto (default): full when a GPU is visible, else cpu")
@@ -315,13 +320,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from_args(args: argparse.Namespace) -> SweepOptions:
     return SweepOptions(
-        name=args.name, overrides=tuple(args.overrides), profile=args.profile, smoke=args.smoke,
+        name=args.name, overrides=overrides_from_file(args.set_file) + tuple(args.overrides), profile=args.profile, smoke=args.smoke,
         num_samples=args.num_samples, storage=args.storage, storage_shared=args.storage_shared,
         experiment_name=args.experiment_name, resume=args.resume, address=args.address,
         gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
         max_failures=args.max_failures, seed=args.seed, search=args.search,
         optuna_storage=args.optuna_storage, wandb=args.wandb, data_dir=args.data_dir,
         check_data=args.check_data)
+
+
+def overrides_from_file(path: str | None) -> tuple[str, ...]:
+    """``KEY=VALUE`` items from a JSON/YAML mapping; lists stay lists (grid axes)."""
+    if not path:
+        return ()
+    try:
+        mapping = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SearchSpaceError(f"--set-file {path}: cannot read it ({exc})") from exc
+    if not isinstance(mapping, dict):
+        raise SearchSpaceError(f"--set-file {path}: expected a mapping of KEY: VALUE")
+    return tuple(f"{key}={json.dumps(value)}" for key, value in mapping.items())
 
 
 def main(argv: list[str] | None = None) -> int:

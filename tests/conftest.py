@@ -39,7 +39,7 @@ def shared_data_dir() -> Path:
 def ray_session():
     """One local Ray instance for the whole test session (2 CPUs, no dashboard)."""
     import ray
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

@@ -9,6 +9,7 @@ one line ``RESULT <json>`` for the test to check.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import json
 import os
@@ -48,6 +49,7 @@ def start_cluster(workers: int):
     nodes = [cluster.add_node(num_cpus=1) for _ in range(workers)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
+    atexit.register(cluster.shutdown)
     return cluster, nodes
 
 
@@ -150,7 +152,7 @@ def flaky(workdir: Path, data_dir: str) -> dict:
     os.environ["MEDSWEEP_FLAKY_DIR"] = str(workdir)
     TRAINABLES["flaky"] = TrainableEntry("flaky", flaky_trainable, ClassificationConfig)
     SWEEPS["bccd_flaky"] = dataclasses.replace(get_sweep("bccd_imbalance"), name="bccd_flaky", trainable="flaky")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"MEDSWEEP_FLAKY_DIR": str(workdir)}})
     outcome = run_sweep(sweep_options(workdir, data_dir, "flaky", sweep="bccd_flaky",
                                       overrides=(*FEW_TRIALS, "oversampling=false")))
@@ -163,4 +165,7 @@ SCENARIOS = {"multinode": multinode, "node_loss": node_loss, "driver_kill": driv
 
 if __name__ == "__main__":
     scenario, workdir, data_dir = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
-    print("RESULT " + json.dumps(SCENARIOS[scenario](workdir, data_dir)), flush=True)
+    result = SCENARIOS[scenario](workdir, data_dir)
+    print("RESULT " + json.dumps(result), flush=True)
+    import ray
+    ray.shutdown()
