@@ -41,13 +41,25 @@ def wandb_mode() -> str:
 
 def logger_callback(*, settings: WandbSettings, group: str, tags: list[str]):
     """Ray's W&B callback: one W&B run per trial, grouped by experiment, config logged."""
-    from ray.air.integrations.wandb import WandbLoggerCallback
+    from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
+
+    class FlushingLoggingActor(_WandbLoggingActor):
+        """Ray kills a trial's logging actor as soon as ``run`` returns; ``wandb.finish`` alone
+        can return before W&B's service has written the run file, which then stays empty.
+        ``teardown`` waits for the service to flush and stop."""
+
+        def run(self):
+            super().run()
+            self._wandb.teardown()
+
+    class FlushingWandbLoggerCallback(WandbLoggerCallback):
+        _logger_actor_cls = FlushingLoggingActor
 
     mode = wandb_mode()
     if mode == "offline":
         os.environ["WANDB_MODE"] = "offline"
-    return WandbLoggerCallback(project=settings.project, entity=settings.entity, group=group, tags=tags,
-                               log_config=True, mode=mode)
+    return FlushingWandbLoggerCallback(project=settings.project, entity=settings.entity, group=group,
+                                       tags=tags, log_config=True, mode=mode)
 
 
 def log_experiment_summary(*, settings: WandbSettings, group: str, tags: list[str], files: dict[str, str],

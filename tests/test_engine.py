@@ -38,6 +38,11 @@ def test_loss_within_bound_is_not_divergence():
     check_epoch_loss(9.9, bound=10.0)
 
 
+@pytest.fixture(autouse=True)
+def _work_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
 def _run_fit(lr: float, *, max_epochs=4, patience=10, evaluate=None):
     torch.manual_seed(0)
     model = nn.Linear(2, 2)
@@ -46,7 +51,8 @@ def _run_fit(lr: float, *, max_epochs=4, patience=10, evaluate=None):
     reports = []
 
     def report(metrics, checkpoint=None):
-        reports.append((metrics, checkpoint.to_directory() if checkpoint else None))
+        kept = checkpoint.to_directory(f"kept-{len(reports)}") if checkpoint else None
+        reports.append((metrics, kept))
 
     def batch_loss(net, batch):
         return nn.functional.cross_entropy(net(batch[0]), batch[1])
@@ -97,3 +103,8 @@ def test_fit_ends_a_diverging_trial_at_once_with_the_reason():
     assert last["stop_reason"] == STOP_DIVERGED
     assert "divergence bound" in last["divergence_reason"] or "non-finite" in last["divergence_reason"]
     assert len(reports) <= 2 and math.isnan(last["val_accuracy"])
+
+
+def test_fit_leaves_no_staging_directories_behind(tmp_path):
+    _run_fit(lr=0.5, max_epochs=3)
+    assert list(tmp_path.glob(".checkpoint-staging-*")) == []

@@ -194,7 +194,9 @@ def _diverged_result(epoch: int, lr: float, reason: str, monitor: str, seconds: 
 
 
 def _write_checkpoint(epoch, model, optimizer, scheduler, early, meta) -> str:
-    directory = tempfile.mkdtemp(prefix="medsweep-ckpt-")
+    """Stage a checkpoint in the trial's working directory (Ray's per-trial scratch space), so a
+    trial killed while ``report`` persists it leaves nothing in the machine's /tmp."""
+    directory = tempfile.mkdtemp(prefix=".checkpoint-staging-", dir=os.getcwd())
     torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "early_stopping": early.state_dict()},
                Path(directory) / STATE_FILE)
