@@ -8,6 +8,7 @@ returns ``{"loss": ..., <metric>: ...}`` on the validation split — and ``fit``
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
@@ -49,6 +50,12 @@ class LoopSettings:
     divergence_loss: float
     monitor: str
     mode: str
+
+
+def quiet_checkpoint_logging() -> None:
+    """Ray logs every persisted checkpoint at INFO; one line per trial-epoch drowns the
+    progress table, and the checkpoints are listed in the experiment directory anyway."""
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
 
 
 def seed_everything(seed: int) -> None:
@@ -154,6 +161,7 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, train_batches: Ca
     and a restored trial continues from the epoch after its latest checkpoint. ``setup_seconds`` in every result is the
     time from ``trial_started`` (the trainable's first line) to the start of training.
     """
+    quiet_checkpoint_logging()
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=settings.plateau_factor, patience=settings.plateau_patience)
     early = EarlyStopping(patience=settings.early_stopping_patience, mode=settings.mode)
