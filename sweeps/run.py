@@ -183,8 +183,8 @@ def wandb_tags(spec: SweepSpec) -> list[str]:
 
 
 def wandb_callbacks(spec: SweepSpec, location: ExperimentLocation) -> tuple:
-    from sweeps.wandb_logging import logger_callback
-    return (logger_callback(settings=spec.wandb, group=location.name, tags=wandb_tags(spec)),)
+    from sweeps.wandb_logging import WandbTrialLogger
+    return (WandbTrialLogger(settings=spec.wandb, group=location.name, tags=wandb_tags(spec)),)
 
 
 def report_to_wandb(spec: SweepSpec, location: ExperimentLocation, rows, echo: Callable[[str], None]) -> None:

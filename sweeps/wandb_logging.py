@@ -1,4 +1,4 @@
-"""Weights & Biases: per-trial metrics through Ray's ``WandbLoggerCallback``, plus one summary
+"""Weights & Biases: one run per trial with its config and per-epoch metrics, plus one summary
 run per experiment holding the data audit and the trial table as an artifact.
 
 The API key is read only from the environment (``WANDB_API_KEY``) or W&B's own login
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from ray.tune import Callback
 
 
 @dataclass(frozen=True)
@@ -39,27 +40,49 @@ def wandb_mode() -> str:
     return os.environ.get("WANDB_MODE") or ("online" if has_credentials() else "offline")
 
 
-def logger_callback(*, settings: WandbSettings, group: str, tags: list[str]):
-    """Ray's W&B callback: one W&B run per trial, grouped by experiment, config logged."""
-    from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
+class WandbTrialLogger(Callback):
+    """One W&B run per trial, written from the driver: config at start, every reported epoch,
+    finished when the trial ends. Logging from the driver (not from Ray's per-trial logging
+    actors, which Ray kills as soon as ``wandb.finish`` returns and so can leave an empty
+    offline run) keeps every run complete."""
 
-    class FlushingLoggingActor(_WandbLoggingActor):
-        """Ray kills a trial's logging actor as soon as ``run`` returns; ``wandb.finish`` alone
-        can return before W&B's service has written the run file, which then stays empty.
-        ``teardown`` waits for the service to flush and stop."""
+    def __init__(self, *, settings: WandbSettings, group: str, tags: list[str]) -> None:
+        self.settings, self.group, self.tags = settings, group, tags
+        self.mode = wandb_mode()
+        self._runs: dict = {}
 
-        def run(self):
-            super().run()
-            self._wandb.teardown()
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_runs": {}}
 
-    class FlushingWandbLoggerCallback(WandbLoggerCallback):
-        _logger_actor_cls = FlushingLoggingActor
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        import wandb
+        directory = Path(trial.local_path)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._runs[trial.trial_id] = wandb.init(
+            project=self.settings.project, entity=self.settings.entity, group=self.group, tags=self.tags,
+            name=trial.trial_id, job_type="trial", config=dict(trial.config), dir=str(directory),
+            mode=self.mode, reinit="create_new")
 
-    mode = wandb_mode()
-    if mode == "offline":
-        os.environ["WANDB_MODE"] = "offline"
-    return FlushingWandbLoggerCallback(project=settings.project, entity=settings.entity, group=group,
-                                       tags=tags, log_config=True, mode=mode)
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        run = self._runs.get(trial.trial_id)
+        if run is not None:
+            run.log({k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+                    step=int(result.get("training_iteration", 0)))
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._finish(trial.trial_id)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._finish(trial.trial_id)
+
+    def on_experiment_end(self, trials, **info) -> None:
+        for trial_id in list(self._runs):
+            self._finish(trial_id)
+
+    def _finish(self, trial_id: str) -> None:
+        run = self._runs.pop(trial_id, None)
+        if run is not None:
+            run.finish()
 
 
 def log_experiment_summary(*, settings: WandbSettings, group: str, tags: list[str], files: dict[str, str],
