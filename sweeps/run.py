@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -67,7 +67,6 @@ class SweepOutcome:
     location: ExperimentLocation | None = None
     summary: object = None
     audit: object = None
-    messages: list[str] = field(default_factory=list)
 
     @property
     def experiment_dir(self) -> Path | None:

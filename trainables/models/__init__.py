@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import timm
-import torch
 from torch import nn
 
 ModelBuilder = Callable[..., nn.Module]
@@ -69,11 +68,3 @@ def efficientnet_b0(*, num_classes: int, pretrained: bool, pretrained_path: str 
     return timm_model("efficientnet_b0", num_classes=num_classes, pretrained=pretrained,
                       pretrained_path=pretrained_path)
 
-
-def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def load_state(model: nn.Module, path: Path) -> nn.Module:
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return model
