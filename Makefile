@@ -1,6 +1,7 @@
 # medsweep — the two Quickstart commands, each doing its own set-up.
 #   make sweep   create/reuse .venv, install, run the bccd_imbalance sweep
 #   make test    create/reuse .venv, install, run the whole test suite
+#   make report EXP=runs/<experiment>   analyse a sweep and write its report
 # Pass extra sweep arguments with ARGS, e.g.  make sweep ARGS="--smoke"
 
 PYTHON ?= python3
@@ -10,7 +11,7 @@ BIN     = $(VENV)/bin
 # (downloaded once and verified on a machine with internet).
 DATA_ENV = $(if $(MEDSWEEP_DATA_DIR),MEDSWEEP_DATA_DIR=$(MEDSWEEP_DATA_DIR),$(if $(wildcard ../shared/data/BCCD_Dataset),MEDSWEEP_DATA_DIR=$(abspath ../shared/data),))
 
-.PHONY: install sweep test check-data clean
+.PHONY: install sweep test check-data report clean
 
 $(BIN)/.medsweep-installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +29,10 @@ sweep: install
 
 check-data: install
 	$(DATA_ENV) $(BIN)/python -m sweeps.run bccd_imbalance --check-data
+
+report: install
+	@test -n "$(EXP)" || (echo "usage: make report EXP=runs/<experiment> [ARGS='--seeds 2']"; exit 2)
+	$(DATA_ENV) $(BIN)/python -m analysis.report $(EXP) $(ARGS)
 
 test: install
 	$(DATA_ENV) $(BIN)/python -m pytest $(ARGS)

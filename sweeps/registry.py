@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from analysis.spec import Check, ReportSpec
 from sweeps.wandb_logging import WandbSettings
 
 
@@ -26,7 +27,8 @@ class SweepSpec:
     """Everything about a sweep that is not a hyperparameter value.
 
     ``group_by`` names the axes whose combinations the study compares (the arms), which the
-    analysis uses to pick a winner per group. ``wandb`` says where ``--wandb`` logs.
+    analysis uses to pick a winner per group. ``wandb`` says where ``--wandb`` logs; ``report``
+    what ``python -m analysis.report`` writes for this study.
     """
 
     name: str
@@ -40,6 +42,42 @@ class SweepSpec:
     resources: dict[str, Resources]
     group_by: tuple[str, ...] = field(default=())
     wandb: WandbSettings = field(default_factory=WandbSettings)
+    report: ReportSpec = field(default_factory=ReportSpec)
+
+
+# Seed 000's arm names (§8.2) and the numbers it states or targets (§1.1, §6.2, §7.2, §8.3).
+BCCD_REPORT = ReportSpec(
+    document="seed 000",
+    sections=("summary", "model_performance", "confusion_matrix", "classification_report", "roc_auc",
+              "error_analysis", "sample_predictions", "ablation", "confirmation", "checks", "training_curves",
+              "sweep", "trials", "environment"),
+    group_labels=(((False, False), "1. Baseline"), ((True, False), "2. Weighted Loss"),
+                  ((False, True), "3. Oversampling"), ((True, True), "4. Final Model")),
+    checks=(
+        Check("seed 000 §7.2", "WBC F1 above 0.70 (target)", "test:f1_WBC@winner", ">", 0.70, kind="target"),
+        Check("seed 000 §7.2", "Platelets recall above 0.50 (target)", "test:recall_Platelets@winner", ">", 0.50,
+              kind="target"),
+        Check("seed 000 §7.2", "WBC F1 above 0.70 with weighted loss + oversampling",
+              "test:f1_WBC@4. Final Model", ">", 0.70, kind="target"),
+        Check("seed 000 §7.2", "Platelets recall above 0.50 with weighted loss + oversampling",
+              "test:recall_Platelets@4. Final Model", ">", 0.50, kind="target"),
+        Check("seed 000 §7.2", "RBC precision above 95% (expected)", "test:precision_RBC@winner", ">", 0.95),
+        Check("seed 000 §7.2", "RBC recall above 95% (expected)", "test:recall_RBC@winner", ">", 0.95),
+        Check("seed 000 §8.3", "Baseline: high overall accuracy, about 94%", "test:accuracy@1. Baseline", "≈", 0.94,
+              tolerance=0.02),
+        Check("seed 000 §8.3", "Baseline: Platelets F1 below 0.30", "test:f1_Platelets@1. Baseline", "<", 0.30),
+        Check("seed 000 §8.3", "The final model (both corrections) is the best trade-off",
+              "best_group:macro_f1", "=", "4. Final Model"),
+        Check("seed 000 §1.1", "RBC patches in the dataset", "count:all:RBC", "=", 4674),
+        Check("seed 000 §1.1", "WBC patches in the dataset", "count:all:WBC", "=", 176),
+        Check("seed 000 §1.1", "Platelet patches in the dataset", "count:all:Platelets", "=", 39),
+        Check("seed 000 §7.2", "WBC patches in the training split", "count:train:WBC", "=", 90),
+        Check("seed 000 §7.2", "Platelet patches in the training split", "count:train:Platelets", "=", 22),
+        Check("seed 000 §6.2", "Test support RBC", "count:test:RBC", "=", 1031),
+        Check("seed 000 §6.2", "Test support WBC", "count:test:WBC", "=", 47),
+        Check("seed 000 §6.2", "Test support Platelets", "count:test:Platelets", "=", 8),
+    ),
+)
 
 
 SWEEPS: dict[str, SweepSpec] = {
@@ -54,6 +92,7 @@ SWEEPS: dict[str, SweepSpec] = {
         asha=AshaSettings(grace_period=5, reduction_factor=3),
         resources={"full": Resources(cpus=4, gpus=1), "cpu": Resources(cpus=1, gpus=0)},
         group_by=("weighted_loss", "oversampling"),
+        report=BCCD_REPORT,
     ),
 }
 

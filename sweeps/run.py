@@ -17,13 +17,13 @@ from typing import Callable
 
 import yaml
 
+from sweeps.data import prepare_sweep_data
 from sweeps.registry import SWEEPS, Resources, SweepSpec, get_sweep
 from sweeps.space import PROFILES, ResolvedSweep, SearchSpaceError, from_saved, grid_size_of, resolve
 from sweeps.storage import ExperimentLocation, StorageError, check_shared_storage, list_experiments
 from sweeps.summary import exit_code, format_table, trial_rows
 from sweeps.tuner import SEARCH_ALGORITHMS, RunSettings
 from trainables.config import ConfigError
-from trainables.datasets import get_dataset
 from trainables.datasets.download import DataNotFoundError
 from trainables.datasets.voc import MissingSplitListError
 from trainables.models import PretrainedWeightsError, build_model
@@ -104,8 +104,7 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
         location = None if options.check_data else new_experiment(options.storage, spec.name,
                                                                   options.experiment_name)
 
-    data, audit = get_dataset(resolved.data.dataset)(
-        data_dir=options.data_dir, image_size=resolved.data.image_size, padding=resolved.data.padding)
+    data, audit = prepare_sweep_data(resolved, data_dir=options.data_dir)
     echo(audit.format())
     if options.check_data:
         return SweepOutcome(exit_code=0, audit=audit)
@@ -113,10 +112,8 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
         preflight_pretrained(resolved)
     location.write_text("data_audit.json", json.dumps(audit.to_dict(), indent=2))
     location.write_text("data_audit.txt", audit.format() + "\n")
-    if resolved.data.images_per_split:
-        data = data.subset_sources(resolved.data.images_per_split, seed=int(resolved.fixed.get("seed", 0)))
     echo("Trials get: " + "; ".join(f"{name} {len(split)} samples {list(data.class_counts(name))}"
-                                    for name, split in data.splits.items() if name != "test"))
+                                    for name, split in data.splits.items()))
     location.write_text(SWEEP_FILE, json.dumps(resolved.to_dict(), indent=2))
 
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_SNAPSHOT_SECONDS)

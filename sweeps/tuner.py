@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
+from sweeps.data import TRAINING_SPLITS
 from sweeps.space import ResolvedSweep
 from sweeps.storage import ExperimentLocation
 from trainables.classification import Monitor
@@ -32,11 +33,11 @@ class RunSettings:
 def wrapped_trainable(resolved: ResolvedSweep, data: ClassificationData):
     """The sweep's trainable with its data in the object store and its resources attached.
 
-    Only the train and val splits travel: the test split is for the analysis reruns. Each node
-    fetches the decoded arrays from the object store once, however many trials it runs.
+    Only the train and val splits travel, whatever ``data`` holds. Each node fetches the
+    decoded arrays from the object store once, however many trials it runs.
     """
     entry = get_trainable(resolved.spec.trainable)
-    with_data = tune.with_parameters(entry.function, data=data.only("train", "val"),
+    with_data = tune.with_parameters(entry.function, data=data.only(*TRAINING_SPLITS),
                                      monitor=Monitor(resolved.spec.metric, resolved.spec.mode))
     return tune.with_resources(with_data, {"cpu": resolved.resources.cpus, "gpu": resolved.resources.gpus})
 

@@ -44,6 +44,15 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def smoke_sweep(ray_session, shared_data_dir, tmp_path_factory):
+    """The bccd_imbalance smoke sweep, run once per test session on the real data."""
+    from sweeps.run import SweepOptions, run_sweep
+    storage = tmp_path_factory.mktemp("runs")
+    return run_sweep(SweepOptions(name="bccd_imbalance", smoke=True, storage=str(storage),
+                                  data_dir=str(shared_data_dir)))
+
+
 def write_jpeg(path: Path, size=(64, 48), seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)

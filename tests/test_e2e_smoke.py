@@ -20,10 +20,8 @@ def _reasons(rows: pd.DataFrame) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def smoke_run(ray_session, shared_data_dir, tmp_path_factory):
-    storage = tmp_path_factory.mktemp("runs")
-    return run_sweep(SweepOptions(name="bccd_imbalance", smoke=True, storage=str(storage),
-                                  data_dir=str(shared_data_dir)))
+def smoke_run(smoke_sweep):
+    return smoke_sweep
 
 
 def test_smoke_sweep_runs_twelve_trials_with_asha_pruning(smoke_run):

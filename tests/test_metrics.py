@@ -1,4 +1,4 @@
-"""Every classification metric against scikit-learn."""
+"""Every classification metric against scikit-learn, single and on resampling weights."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from trainables.metrics import classification_metrics, confusion_matrix
+from trainables.metrics import (binary_auc, classification_metrics, confusion_matrix, log_loss, metrics_from_confusion,
+                                probability_metrics, roc_auc_ovr)
 
 NAMES = ("RBC", "WBC", "Platelets")
 
@@ -48,3 +49,77 @@ def test_majority_classifier_has_high_accuracy_but_low_macro_f1():
     truth = np.array([0] * 115 + [1] * 10 + [2] * 10)
     scores = classification_metrics(truth, np.zeros_like(truth), NAMES)
     assert scores["accuracy"] > 0.85 and scores["macro_f1"] < 0.35
+
+
+@pytest.mark.parametrize("y_true,y_pred", list(_cases()))
+def test_macro_and_weighted_precision_recall_match_scikit_learn(y_true, y_pred):
+    ours = classification_metrics(y_true, y_pred, NAMES)
+    for average in ("macro", "weighted"):
+        assert ours[f"{average}_precision"] == pytest.approx(
+            sk.precision_score(y_true, y_pred, average=average, zero_division=0))
+        assert ours[f"{average}_recall"] == pytest.approx(
+            sk.recall_score(y_true, y_pred, average=average, zero_division=0))
+
+
+def test_weighted_confusion_matrices_match_scikit_learn_sample_weights():
+    rng = np.random.default_rng(2)
+    y_true, y_pred = rng.integers(0, 3, 60), rng.integers(0, 3, 60)
+    weights = rng.integers(0, 4, (5, 60)).astype(float)
+    stacked = confusion_matrix(y_true, y_pred, 3, weights)
+    assert stacked.shape == (5, 3, 3)
+    for row, cm in zip(weights, stacked):
+        assert np.allclose(cm, sk.confusion_matrix(y_true, y_pred, labels=[0, 1, 2], sample_weight=row))
+    batch = metrics_from_confusion(stacked, NAMES)
+    for index, cm in enumerate(stacked):
+        single = metrics_from_confusion(cm, NAMES)
+        assert all(batch[k][index] == pytest.approx(float(v)) for k, v in single.items())
+
+
+def test_binary_auc_matches_scikit_learn_with_ties_and_weights():
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        n = int(rng.integers(6, 80))
+        labels = rng.integers(0, 2, n)
+        scores = np.round(rng.random(n), 1)          # many tied scores
+        if len(set(labels)) < 2:
+            continue
+        assert binary_auc(labels == 1, scores) == pytest.approx(sk.roc_auc_score(labels, scores))
+        weights = rng.integers(0, 3, (3, n)).astype(float)
+        ours = binary_auc(labels == 1, scores, weights)
+        for row, value in zip(weights, ours):
+            if len(set(labels[row > 0])) < 2:
+                assert np.isnan(value)
+            else:
+                assert value == pytest.approx(sk.roc_auc_score(labels, scores, sample_weight=row))
+
+
+def test_one_vs_rest_auc_and_log_loss_match_scikit_learn():
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 3, 90)
+    probabilities = rng.dirichlet([1, 1, 1], 90)
+    ours = roc_auc_ovr(labels, probabilities, NAMES)
+    assert ours["macro_auc"] == pytest.approx(sk.roc_auc_score(labels, probabilities, multi_class="ovr"))
+    for index, name in enumerate(NAMES):
+        assert ours[f"auc_{name}"] == pytest.approx(sk.roc_auc_score(labels == index, probabilities[:, index]))
+    assert log_loss(labels, probabilities) == pytest.approx(sk.log_loss(labels, probabilities))
+    weights = rng.integers(0, 3, 90).astype(float)
+    assert log_loss(labels, probabilities, weights) == pytest.approx(
+        sk.log_loss(labels, probabilities, sample_weight=weights))
+
+
+def test_auc_of_a_class_absent_from_the_labels_is_nan_and_left_out_of_the_macro_mean():
+    labels = np.array([0, 0, 1, 1, 0, 1])
+    probabilities = np.array([[.8, .1, .1], [.6, .3, .1], [.2, .7, .1], [.4, .5, .1], [.5, .4, .1], [.1, .8, .1]])
+    ours = roc_auc_ovr(labels, probabilities, NAMES)
+    assert np.isnan(ours["auc_Platelets"])
+    assert ours["macro_auc"] == pytest.approx((ours["auc_RBC"] + ours["auc_WBC"]) / 2)
+
+
+def test_probability_metrics_score_the_arg_max_predictions():
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 3, 40)
+    probabilities = rng.dirichlet([1, 1, 1], 40)
+    scores = probability_metrics(labels, probabilities, NAMES)
+    assert scores["macro_f1"] == pytest.approx(
+        sk.f1_score(labels, probabilities.argmax(axis=1), average="macro", zero_division=0))
+    assert {"loss", "macro_auc", "auc_WBC", "accuracy"} <= set(scores)

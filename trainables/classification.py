@@ -3,9 +3,11 @@ function, configured by ``ClassificationConfig`` and fed decoded arrays from the
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,7 +17,8 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from trainables.augment import build_augmentation
 from trainables.config import ConfigError, from_config
 from trainables.datasets.base import ClassificationData, SplitArrays
-from trainables.engine import LoopSettings, fit, seed_everything, trial_device_and_threads
+from trainables.engine import (META_FILE, LoopSettings, fit, load_checkpoint_model, seed_everything,
+                               trial_device_and_threads)
 from trainables.metrics import classification_metrics
 from trainables.models import build_model
 
@@ -122,6 +125,19 @@ def build_classifier(config: ClassificationConfig, data: ClassificationData) -> 
     model = build_model(config.model, num_classes=data.num_classes, pretrained=config.pretrained,
                         pretrained_path=config.pretrained_path)
     return nn.Sequential(Normalize(data.mean, data.std), model)
+
+
+def checkpoint_probabilities(checkpoint_dir: Path, split: SplitArrays, *, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities (n x C) of a split from a checkpoint this trainable wrote, on the
+    local GPU when there is one; the weights come from the checkpoint, never downloaded."""
+    meta = json.loads((Path(checkpoint_dir) / META_FILE).read_text())
+    config = from_config(ClassificationConfig, {**meta["config"], "pretrained": False})
+    model = build_model(config.model, num_classes=len(meta["class_names"]), pretrained=False)
+    classifier = nn.Sequential(Normalize(meta["mean"], meta["std"]), model)
+    load_checkpoint_model(checkpoint_dir, classifier)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    logits, _ = predict(classifier.to(device), split, batch_size=batch_size, device=device)
+    return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
 
 
 def predict(model: nn.Module, split: SplitArrays, *, batch_size: int,

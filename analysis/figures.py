@@ -1,0 +1,166 @@
+"""The report's figures, each drawn with matplotlib (no display needed) and saved as PNG."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+REASON_COLOURS = {"completed": "#2da44e", "early_stopped_patience": "#0969da", "stopped_by_asha": "#9a6700",
+                  "diverged": "#cf222e", "errored": "#8250df", "interrupted": "#6e7781", "not_started": "#afb8c1"}
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def confusion_matrices(cm: np.ndarray, class_names: tuple[str, ...], path: Path, title: str) -> Path:
+    """Counts and row-normalised matrices side by side."""
+    normalised = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    for ax, values, name, fmt in ((axes[0], cm, "counts", "{:.0f}"), (axes[1], normalised, "row-normalised", "{:.1%}")):
+        ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+        for i in range(len(class_names)):
+            for j in range(len(class_names)):
+                ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center",
+                        color="white" if normalised[i, j] > 0.6 else "black", fontsize=11)
+        ax.set_xticks(range(len(class_names)), class_names)
+        ax.set_yticks(range(len(class_names)), class_names)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(name)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def roc_curves(labels: np.ndarray, probabilities: np.ndarray, class_names: tuple[str, ...],
+               aucs: dict[str, float], path: Path, title: str) -> Path:
+    """One-vs-rest ROC curve per class, each labelled with its AUC."""
+    from sklearn.metrics import roc_curve
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for index, name in enumerate(class_names):
+        positive = labels == index
+        if positive.all() or not positive.any():
+            continue
+        fpr, tpr, _ = roc_curve(positive, probabilities[:, index])
+        ax.plot(fpr, tpr, label=f"{name} (AUC {aucs[f'auc_{name}']:.3f})")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def training_curves(histories: dict[str, pd.DataFrame], metric: str, path: Path) -> Path:
+    """Validation metric and train/val loss per epoch of each labelled trial."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for (label, history), colour in zip(histories.items(), plt.cm.tab10.colors):
+        left.plot(history["epoch"], history[metric], marker="o", ms=3, color=colour, label=label)
+        right.plot(history["epoch"], history["train_loss"], color=colour, ls="--", label=f"{label} train")
+        right.plot(history["epoch"], history["val_loss"], color=colour, label=f"{label} val")
+    left.set_xlabel("epoch")
+    left.set_ylabel(metric)
+    left.legend(fontsize=8)
+    right.set_xlabel("epoch")
+    right.set_ylabel("loss (dashed: train, solid: val)")
+    right.set_yscale("log")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def prediction_grid(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
+                    class_names: tuple[str, ...], path: Path, columns: int = 4) -> Path:
+    """Test samples with true class, predicted class and confidence; correct framed green,
+    wrong framed red."""
+    rows = math.ceil(len(images) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.7 * rows))
+    for ax in np.ravel(axes):
+        ax.axis("off")
+    for ax, image, label, probs in zip(np.ravel(axes), images, labels, probabilities):
+        predicted = int(np.argmax(probs))
+        colour = "#2da44e" if predicted == label else "#cf222e"
+        ax.imshow(image)
+        ax.axis("on")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_edgecolor(colour)
+            spine.set_linewidth(4)
+        ax.set_title(f"true {class_names[label]}\npred {class_names[predicted]} ({probs[predicted]:.0%})",
+                     fontsize=9, color=colour)
+    return _save(fig, path)
+
+
+def hyperparameters_against_metric(trials: pd.DataFrame, axes: list[str], metric: str, path: Path) -> Path:
+    """One panel per grid axis: each trial's best metric at its value, coloured by stop reason."""
+    axes = axes or ["trial_id"]
+    fig, panels = plt.subplots(1, len(axes), figsize=(4 * len(axes), 3.8), squeeze=False)
+    column = f"best_{metric}"
+    for ax, axis in zip(panels[0], axes):
+        key = f"config/{axis}" if f"config/{axis}" in trials else axis
+        values = trials[key].map(str)
+        order = sorted(values.unique(), key=_numeric_first)
+        positions = values.map({v: i for i, v in enumerate(order)})
+        jitter = np.linspace(-0.12, 0.12, len(trials)) if len(trials) > 1 else np.zeros(1)
+        for reason, colour in REASON_COLOURS.items():
+            chosen = (trials["stop_reason"] == reason).to_numpy()
+            if chosen.any() and column in trials:
+                ax.scatter(positions[chosen] + jitter[chosen], trials.loc[chosen, column], color=colour,
+                           label=reason, s=30, alpha=0.85)
+        ax.set_xticks(range(len(order)), order, rotation=30)
+        ax.set_xlabel(axis)
+        ax.grid(alpha=0.3)
+    panels[0][0].set_ylabel(column)
+    handles, names = panels[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, names, loc="upper center", ncol=len(names), fontsize=8, bbox_to_anchor=(0.5, 1.06))
+    return _save(fig, path)
+
+
+def _numeric_first(text: str):
+    try:
+        return (0, float(text), "")
+    except ValueError:
+        return (1, 0.0, text)
+
+
+def epochs_per_trial(trials: pd.DataFrame, max_epochs: int, path: Path) -> Path:
+    """Epochs each trial ran, coloured by why it stopped, against the budget without ASHA."""
+    ordered = trials.sort_values("epochs")
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(ordered) + 1.5))
+    colours = [REASON_COLOURS.get(r, "#6e7781") for r in ordered["stop_reason"]]
+    ax.barh(range(len(ordered)), ordered["epochs"], color=colours)
+    ax.axvline(max_epochs, ls="--", color="grey")
+    ax.set_yticks(range(len(ordered)), ordered["trial_id"], fontsize=7)
+    ax.set_xlabel(f"epochs run (dashed: max_epochs = {max_epochs})")
+    for reason, colour in REASON_COLOURS.items():
+        if (ordered["stop_reason"] == reason).any():
+            ax.barh([], [], color=colour, label=reason)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)
+
+
+def estimates_by_label(rows: pd.DataFrame, metric_label: str, path: Path) -> Path:
+    """Mean and confidence interval per labelled model (columns label, mean, low, high)."""
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.5))
+    y = np.arange(len(rows))
+    means = rows["mean"].to_numpy(dtype=float)
+    errors = np.vstack([means - rows["low"].to_numpy(dtype=float), rows["high"].to_numpy(dtype=float) - means])
+    ax.errorbar(means, y, xerr=np.clip(errors, 0, None), fmt="o", capsize=4, color="#0969da")
+    ax.set_yticks(y, rows["label"])
+    ax.invert_yaxis()
+    ax.set_xlabel(metric_label)
+    ax.grid(alpha=0.3, axis="x")
+    return _save(fig, path)

@@ -1,0 +1,128 @@
+"""``python -m analysis.report EXPERIMENT_DIR``: pick the winners, confirm them on the test
+split, and write the study's report (Markdown, self-contained HTML, figures, results.csv).
+
+The argument parser is kept apart from ``write_report``, a plain function tests call directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from analysis.document import Document, to_html, to_markdown
+from analysis.rerun import Confirmation, RerunSettings, confirm_on_test
+from analysis.results import ExperimentError, load_experiment
+from analysis.sections import ReportContext, render_sections, validate_spec
+from analysis.winners import pick_winners
+from sweeps.run import USER_ERRORS
+
+
+class ReportOptionsError(ValueError):
+    """Report options out of range."""
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    experiment_dir: str
+    out: str | None = None
+    seeds: int = 3
+    top_k: int = 3
+    bootstrap: int = 1000
+    confidence: float = 0.95
+    data_dir: str | None = None
+    address: str | None = None
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    out_dir: Path
+    markdown: Path
+    html: Path
+    document: Document
+    confirmation: Confirmation | None
+    seconds: float
+
+
+def write_report(options: ReportOptions, *, echo: Callable[[str], None] = print) -> ReportOutcome:
+    """Load the experiment, confirm its candidates on the test split and write the report."""
+    started = time.perf_counter()
+    if options.seeds < 0 or options.top_k < 1 or options.bootstrap < 1 or not 0 < options.confidence < 1:
+        raise ReportOptionsError("--seeds must be >= 0, --top-k and --bootstrap >= 1, and --confidence in (0, 1)")
+    experiment = load_experiment(options.experiment_dir)
+    spec = experiment.spec.report
+    validate_spec(spec)
+    out_dir = Path(options.out) if options.out else experiment.directory / "report"
+    winners = pick_winners(experiment, top_k=options.top_k)
+    echo(f"{experiment.spec.name}: {len(experiment.trials)} trials, {len(winners.ranking)} eligible; "
+         f"winner {winners.overall or 'none'}; {len(winners.candidates)} candidate(s) to confirm on the test split")
+    settings = RerunSettings(seeds=options.seeds, bootstrap=options.bootstrap, confidence=options.confidence,
+                             data_dir=options.data_dir, address=options.address)
+    confirmation = confirm_on_test(experiment, winners, settings, echo=echo) if winners.overall else None
+    document = Document(title=f"{experiment.spec.name} — {experiment.directory.name}")
+    context = ReportContext(experiment=experiment, winners=winners, confirmation=confirmation, spec=spec,
+                            figures_dir=out_dir / "figures", settings=settings)
+    document.add(*render_sections(context))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    markdown = out_dir / "report.md"
+    html = out_dir / "report.html"
+    markdown.write_text(to_markdown(document, figures_relative_to=out_dir))
+    html.write_text(to_html(document))
+    experiment.trials.to_csv(out_dir / "results.csv", index=False)
+    if confirmation is not None:
+        confirmation.estimates.to_csv(out_dir / "test_estimates.csv", index=False)
+    seconds = time.perf_counter() - started
+    echo(f"Report written in {seconds:.0f} s: {markdown}, {html} ({len(document.tables)} tables, "
+         f"{len(document.figures)} figures)")
+    return ReportOutcome(out_dir=out_dir, markdown=markdown, html=html, document=document,
+                         confirmation=confirmation, seconds=seconds)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis.report",
+        description="Analyse a finished or interrupted sweep: pick the best trial overall and per compared "
+                    "group by the sweep's own metric, confirm the candidates on the test split (best sweep "
+                    "checkpoint, plus retraining with several seeds on Ray Tune, with bootstrap confidence "
+                    "intervals), and write report.md, a self-contained report.html, figures/*.png and "
+                    "results.csv. Retrained models are cached: a second run retrains nothing.",
+        epilog="Example:\n  python -m analysis.report runs/bccd_imbalance_20261123-101500 --seeds 3",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiment_dir", help="the experiment directory `python -m sweeps.run` printed")
+    parser.add_argument("--out", help="where to write the report (default: EXPERIMENT_DIR/report)")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="retrain each candidate from scratch with this many seeds (default 3; 0: evaluate "
+                             "the sweep checkpoints only)")
+    parser.add_argument("--top-k", type=int, default=3,
+                        help="candidates besides each group's best: the top K trials overall (default 3)")
+    parser.add_argument("--bootstrap", type=int, default=1000,
+                        help="bootstrap resamples of the test images for confidence intervals (default 1000)")
+    parser.add_argument("--confidence", type=float, default=0.95, help="interval confidence (default 0.95)")
+    parser.add_argument("--data-dir", help="directory holding the dataset folder (default: $MEDSWEEP_DATA_DIR, "
+                                           "then the user cache)")
+    parser.add_argument("--address", help="retrain on an existing Ray cluster (for example 'auto')")
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> ReportOptions:
+    return ReportOptions(experiment_dir=args.experiment_dir, out=args.out, seeds=args.seeds, top_k=args.top_k,
+                         bootstrap=args.bootstrap, confidence=args.confidence, data_dir=args.data_dir,
+                         address=args.address)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        write_report(options_from_args(args))
+    except (ExperimentError, ReportOptionsError, *USER_ERRORS) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

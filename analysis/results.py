@@ -1,0 +1,256 @@
+"""Load an experiment directory — finished or interrupted — into tidy tables.
+
+``trials`` has one row per trial: its config, Tune status, stop reason, epochs run, best and
+last value of every reported metric, wall time and best checkpoint. ``epochs`` is the long
+table of per-epoch results. Everything comes from files Tune and ``sweeps.run`` wrote:
+``sweep.json``, the per-trial ``params.json``/``progress.csv``/``result.json``, Tune's
+``experiment_state-*.json`` (for trials that never finished) and ``summary.csv`` when present.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from sweeps.registry import SweepSpec, get_sweep
+from sweeps.space import ResolvedSweep, from_saved
+from sweeps.summary import ERRORED, STOPPED_BY_ASHA
+from trainables.engine import META_FILE, STOP_DIVERGED
+
+SWEEP_FILE = "sweep.json"
+INTERRUPTED = "interrupted"
+NOT_STARTED = "not_started"
+FAILED_REASONS = (STOP_DIVERGED, ERRORED)
+# Columns of Tune's own bookkeeping, not metrics a trial reported.
+TUNE_COLUMNS = {"timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "training_iteration",
+                "trial_id", "date", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip",
+                "time_since_restore", "iterations_since_restore", "node_id", "stop_reason",
+                "divergence_reason", "config"}
+
+
+class ExperimentError(ValueError):
+    """A path that is not a readable medsweep experiment directory."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A loaded experiment: where it is, what sweep it ran, and its tables."""
+
+    directory: Path
+    spec: SweepSpec
+    resolved: ResolvedSweep
+    trials: pd.DataFrame
+    epochs: pd.DataFrame
+    audit: dict
+
+    @property
+    def metric(self) -> str:
+        return self.spec.metric
+
+    @property
+    def mode(self) -> str:
+        return self.spec.mode
+
+    @property
+    def axes(self) -> list[str]:
+        return list(self.resolved.grid)
+
+    @property
+    def finished(self) -> pd.DataFrame:
+        """Trials that ended on their own or were pruned, and are neither failed nor unfinished."""
+        return self.trials[~self.trials["stop_reason"].isin((*FAILED_REASONS, INTERRUPTED, NOT_STARTED))]
+
+
+def load_experiment(directory: str | Path) -> Experiment:
+    """Read ``directory``; a missing or unreadable one is an ``ExperimentError`` saying why."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ExperimentError(f"{directory}: no such experiment directory (give the path "
+                              f"`python -m sweeps.run` printed as 'Experiment directory')")
+    saved = _read_json(directory / SWEEP_FILE, "the sweep's settings, written when a sweep starts")
+    try:
+        spec = get_sweep(saved["sweep"])
+        resolved = from_saved(spec, saved)
+    except (KeyError, TypeError) as exc:
+        raise ExperimentError(f"{directory / SWEEP_FILE}: not a medsweep sweep file ({exc})") from exc
+    audit_path = directory / "data_audit.json"
+    audit = _read_json(audit_path, "the data audit") if audit_path.exists() else {}
+    states = tune_states(directory)
+    summary = _summary_rows(directory)
+    trial_dirs = sorted(p.parent for p in directory.glob("*/params.json"))
+    rows, histories = [], []
+    for trial_dir in trial_dirs:
+        history = read_history(trial_dir)
+        row = trial_row(trial_dir, history, states.get(trial_dir.name, {}), summary.get(trial_dir.name, {}),
+                        metric=spec.metric, mode=spec.mode)
+        rows.append(row)
+        if not history.empty:
+            histories.append(history.assign(trial_id=row["trial_id"]))
+    rows.extend(_unstarted_rows(states, {r["trial_id"] for r in rows}))
+    trials = pd.DataFrame(rows)
+    epochs = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(columns=["trial_id", "epoch"])
+    return Experiment(directory=directory, spec=spec, resolved=resolved, trials=trials, epochs=epochs, audit=audit)
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ExperimentError(f"{path} is missing ({what}); is {path.parent} a medsweep experiment "
+                              f"directory?") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ExperimentError(f"{path}: cannot read {what} ({exc})") from exc
+
+
+def tune_states(directory: Path) -> dict[str, dict]:
+    """Trial id → {status, error_file, last_result} from Tune's newest experiment state
+    (empty when Tune never wrote one)."""
+    files = sorted(directory.glob("experiment_state-*.json"))
+    if not files:
+        return {}
+    try:
+        state = json.loads(files[-1].read_text())
+        states = {}
+        for trial_json, runtime_json in state["trial_data"]:
+            trial = json.loads(trial_json)
+            runtime = json.loads(runtime_json)
+            states[trial["trial_id"]] = {"status": trial.get("status", ""),
+                                         "error_file": runtime.get("error_filename"),
+                                         "config": trial.get("config", {})}
+        return states
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ExperimentError(f"{files[-1]}: Tune's experiment state is unreadable ({exc})") from exc
+
+
+def _summary_rows(directory: Path) -> dict[str, dict]:
+    path = directory / "summary.csv"
+    if not path.exists():
+        return {}
+    try:
+        table = pd.read_csv(path, dtype={"trial_id": str}, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise ExperimentError(f"{path}: unreadable ({exc}); delete it to analyse from Tune's files alone") from exc
+    return {row["trial_id"]: row for row in table.to_dict("records")}
+
+
+def read_history(trial_dir: Path) -> pd.DataFrame:
+    """Per-epoch results of one trial from ``result.json`` (one JSON object per line; a torn
+    last line of an interrupted trial is skipped)."""
+    records = []
+    path = trial_dir / "result.json"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    if not records:
+        return pd.DataFrame()
+    history = pd.DataFrame(records).drop(columns=["config"], errors="ignore")
+    if "epoch" in history:
+        history = history.drop_duplicates("epoch", keep="last").sort_values("epoch", ignore_index=True)
+    return history
+
+
+def metric_columns(history: pd.DataFrame) -> list[str]:
+    """Numeric columns a trial reported itself (not Tune's bookkeeping)."""
+    return [c for c in history.columns if c not in TUNE_COLUMNS and c != "epoch" and not c.startswith("best_")
+            and pd.api.types.is_numeric_dtype(history[c])]
+
+
+def best_of(values: pd.Series, mode: str) -> float:
+    finite = pd.to_numeric(values, errors="coerce")
+    finite = finite[finite.map(lambda v: math.isfinite(v))]
+    if finite.empty:
+        return math.nan
+    return float(finite.max() if mode == "max" else finite.min())
+
+
+def direction(metric: str) -> str:
+    """How a reported metric improves: losses and times down, scores up."""
+    return "min" if "loss" in metric or metric.endswith("seconds") else "max"
+
+
+def trial_row(trial_dir: Path, history: pd.DataFrame, state: dict, summary: dict, *,
+              metric: str, mode: str) -> dict:
+    """One trial as a flat record (see the module docstring)."""
+    config = json.loads((trial_dir / "params.json").read_text())
+    last = history.iloc[-1].to_dict() if not history.empty else {}
+    reason, detail = classify_stop(trial_dir, last, state, summary)
+    row = {"trial_id": trial_dir.name, **{f"config/{k}": v for k, v in config.items()},
+           "status": state.get("status") or summary.get("status", ""), "stop_reason": reason,
+           "detail": detail, "epochs": int(last.get("epoch", 0) or 0) if not history.empty else 0,
+           "wall_seconds": float(history["time_this_iter_s"].sum()) if "time_this_iter_s" in history else 0.0,
+           "best_epoch": math.nan, "best_checkpoint": "", "path": str(trial_dir)}
+    for column in metric_columns(history):
+        row[f"best_{column}"] = best_of(history[column], mode if column == metric else direction(column))
+        row[f"last_{column}"] = float(history[column].iloc[-1])
+    if metric in history and not math.isnan(row.get(f"best_{metric}", math.nan)):
+        scores = pd.to_numeric(history[metric], errors="coerce")
+        row["best_epoch"] = int(history.loc[scores.idxmax() if mode == "max" else scores.idxmin(), "epoch"])
+    checkpoint = best_checkpoint(trial_dir, mode)
+    row["best_checkpoint"] = str(checkpoint) if checkpoint else ""
+    return row
+
+
+def classify_stop(trial_dir: Path, last: dict, state: dict, summary: dict) -> tuple[str, str]:
+    """(stop reason, detail) of a trial: its own last report, Tune's status, or error files."""
+    status = state.get("status", "")
+    error_file = trial_dir / "error.txt"
+    if status == "ERROR" or (not status and summary.get("stop_reason") == ERRORED) or \
+            (not state and not summary and error_file.exists()):
+        return ERRORED, summary.get("detail") or _last_line(error_file)
+    own = last.get("stop_reason")
+    if isinstance(own, str) and own:
+        return own, str(last.get("divergence_reason") or "")
+    if status == "TERMINATED" or summary.get("stop_reason") == STOPPED_BY_ASHA:
+        return STOPPED_BY_ASHA, ""
+    if summary.get("stop_reason"):
+        return str(summary["stop_reason"]), str(summary.get("detail", ""))
+    return (INTERRUPTED, f"Tune status {status or 'unknown'}; continue it with `python -m sweeps.run "
+                         f"<sweep> --resume --name {trial_dir.parent.name}`") if last else (NOT_STARTED, "")
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:200] if lines else ""
+
+
+def _unstarted_rows(states: dict[str, dict], seen: set[str]) -> list[dict]:
+    """Trials Tune knows of that never wrote a directory (pending when the driver died)."""
+    return [{"trial_id": trial_id, **{f"config/{k}": v for k, v in state.get("config", {}).items()},
+             "status": state.get("status", ""), "stop_reason": NOT_STARTED, "detail": "", "epochs": 0,
+             "wall_seconds": 0.0, "best_epoch": math.nan, "best_checkpoint": "", "path": ""}
+            for trial_id, state in states.items() if trial_id not in seen]
+
+
+def best_checkpoint(trial_dir: Path, mode: str) -> Path | None:
+    """The kept checkpoint with the best monitored value (earliest epoch on a tie)."""
+    found = []
+    for meta_path in trial_dir.glob(f"checkpoint_*/{META_FILE}"):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        value = meta.get("value")
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            found.append((-value if mode == "max" else value, meta.get("epoch", 0), meta_path.parent))
+    return min(found, key=lambda item: item[:2])[2] if found else None
+
+
+def config_of(row: pd.Series | dict) -> dict:
+    """The trial's config dict back from its ``config/<key>`` columns (NaN-padded keys dropped)."""
+    return {key.removeprefix("config/"): plain(value) for key, value in dict(row).items()
+            if key.startswith("config/") and not (isinstance(value, float) and math.isnan(value))}
+
+
+def plain(value):
+    """numpy scalars → Python scalars, so configs serialise and compare cleanly."""
+    return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,590 @@
+"""Report sections, registered by name; a study's registry entry lists the ones its report has.
+
+Each section is a function of the ``ReportContext`` returning blocks. Sections that need a
+winner (or test-split results) are skipped with a note when the experiment has none, so an
+experiment where every trial failed still gets a report that says so.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import figures
+from analysis.document import Block, Bullets, Figure, Heading, Paragraph, Table
+from analysis.rerun import CHECKPOINT, RETRAINED, Confirmation, RerunSettings, test_metric
+from analysis.results import Experiment, config_of
+from analysis.spec import ReportSpec
+from analysis.stats import Estimate
+from analysis.winners import Winners, format_group, group_key
+from trainables.metrics import confusion_matrix
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    experiment: Experiment
+    winners: Winners
+    confirmation: Confirmation | None
+    spec: ReportSpec
+    figures_dir: Path
+    settings: RerunSettings
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.confirmation.class_names if self.confirmation else tuple(self.experiment.audit.get("class_names", ()))
+
+    def cite(self, section: str) -> str:
+        return f"{self.spec.document} {section}".strip()
+
+    def trial(self, trial_id: str) -> pd.Series:
+        return self.experiment.trials.set_index("trial_id").loc[trial_id]
+
+    def group_name(self, key: tuple) -> str:
+        return self.spec.label(key) or format_group(self.winners.group_by, key) or "all trials"
+
+    def checkpoint_outputs(self, trial_id: str) -> np.ndarray | None:
+        models = self.confirmation.predictions.get((trial_id, CHECKPOINT)) if self.confirmation else None
+        return models[0].outputs if models else None
+
+    def retrained(self, trial_id: str) -> list:
+        return self.confirmation.predictions.get((trial_id, RETRAINED), []) if self.confirmation else []
+
+    def estimate(self, trial_id: str, metric: str, kind: str | None = None) -> Estimate | None:
+        return self.confirmation.estimate(trial_id, metric, kind) if self.confirmation else None
+
+    def seeds_label(self) -> str:
+        return f"retrained × {self.settings.seeds} seeds: mean ± std [{self.settings.confidence:.0%} CI]"
+
+
+@dataclass(frozen=True)
+class SectionEntry:
+    function: Callable[[ReportContext], list[Block]]
+    needs: str  # "" (always runs), "winner", or "test" (a winner with test-split results)
+
+
+SECTIONS: dict[str, SectionEntry] = {}
+
+
+def section(name: str, *, needs: str = ""):
+    def register(function: Callable[[ReportContext], list[Block]]):
+        SECTIONS[name] = SectionEntry(function, needs)
+        return function
+    return register
+
+
+def get_section(name: str) -> SectionEntry:
+    try:
+        return SECTIONS[name]
+    except KeyError:
+        raise KeyError(f"unknown report section {name!r}; valid sections: {', '.join(sorted(SECTIONS))}") from None
+
+
+def render_sections(context: ReportContext) -> list[Block]:
+    blocks: list[Block] = []
+    for name in context.spec.sections:
+        entry = get_section(name)
+        if entry.needs and context.winners.overall is None:
+            continue
+        if entry.needs == "test" and (context.confirmation is None
+                                      or context.checkpoint_outputs(context.winners.overall) is None):
+            continue
+        blocks.extend(entry.function(context))
+    return blocks
+
+
+# ---- formatting ---------------------------------------------------------------------------
+
+def number(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def percent(value, digits: int = 1) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.{digits}f}"
+
+
+def duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "n/a"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else (f"{minutes} min {secs:02d} s" if minutes else f"{secs} s")
+
+
+def estimate_text(e: Estimate | None, *, scale: float = 1.0, digits: int = 3) -> str:
+    if e is None:
+        return "n/a"
+    scaled = Estimate(mean=e.mean * scale, std=e.std * scale, low=e.low * scale, high=e.high * scale, seeds=e.seeds)
+    return scaled.format(digits)
+
+
+def axis_values(context: ReportContext, trial_id: str) -> str:
+    config = config_of(context.trial(trial_id))
+    return ", ".join(f"{axis}={config.get(axis)}" for axis in context.experiment.axes)
+
+
+# ---- sections ------------------------------------------------------------------------------
+
+@section("summary")
+def summary(context: ReportContext) -> list[Block]:
+    experiment, winners = context.experiment, context.winners
+    counts = experiment.trials["stop_reason"].value_counts()
+    resolved = experiment.resolved
+    blocks: list[Block] = [
+        Heading("Summary"),
+        Paragraph(f"Sweep {experiment.spec.name} — {experiment.spec.study}. Profile {resolved.profile}"
+                  f"{' (smoke)' if resolved.smoke else ''}; {len(experiment.trials)} trial(s): "
+                  + ", ".join(f"{n} {reason}" for reason, n in counts.items())
+                  + f". Trials are selected on {experiment.metric} ({experiment.mode}) of the validation split; "
+                    "the test split is used only below, to confirm the candidates."),
+    ]
+    if winners.overall is None:
+        blocks.append(Paragraph(f"No trial finished with a finite {experiment.metric}: every trial diverged, "
+                                "errored or never ran, so there is no winner to confirm. The trial table below "
+                                "says why each one ended."))
+        return blocks
+    row = context.trial(winners.overall)
+    items = [f"Winner: trial {winners.overall} ({axis_values(context, winners.overall)}), best "
+             f"{experiment.metric} {number(row[f'best_{experiment.metric}'])} at epoch {int(row['best_epoch'])}."]
+    metric = test_metric(experiment.metric)
+    if context.confirmation is not None:
+        items.append(f"Test {metric} of the winner: sweep checkpoint "
+                     f"{estimate_text(context.estimate(winners.overall, metric, CHECKPOINT))}; "
+                     f"{context.seeds_label()} {estimate_text(context.estimate(winners.overall, metric, RETRAINED))}.")
+        items.append(tie_sentence(context))
+        items += [f"Not confirmed: {failure}" for failure in context.confirmation.failures]
+    blocks.append(Bullets(tuple(items)))
+    return blocks
+
+
+def tie_sentence(context: ReportContext) -> str:
+    comparisons = context.confirmation.comparisons
+    metric = test_metric(context.experiment.metric)
+    if comparisons.empty:
+        return f"No other candidate to compare with the winner on test {metric}."
+    tied = list(comparisons.loc[comparisons["verdict"] == "tied", "trial_id"])
+    better = list(comparisons.loc[comparisons["verdict"] == "better", "trial_id"])
+    text = (f"Statistically tied with the winner on test {metric} (paired bootstrap over test images, "
+            f"{context.settings.confidence:.0%}): " + (", ".join(tied) if tied else "none") + ".")
+    if better:
+        text += " Significantly better on test than the validation winner: " + ", ".join(better) + "."
+    return text
+
+
+@section("model_performance", needs="test")
+def model_performance(context: ReportContext) -> list[Block]:
+    winner = context.winners.overall
+    row = context.trial(winner)
+    retrained = context.retrained(winner)
+    frame = pd.DataFrame({
+        "Measure": ["Test loss", "Test accuracy (%)", "Best validation accuracy (%)", "Training stopped at epoch",
+                    "Total training time"],
+        "Winner's sweep checkpoint": [
+            number(context.estimate(winner, "loss", CHECKPOINT).mean, 4),
+            percent(context.estimate(winner, "accuracy", CHECKPOINT).mean, 2),
+            percent(row.get("best_val_accuracy", math.nan), 2),
+            str(int(row["epochs"])), duration(float(row["wall_seconds"]))],
+        context.seeds_label(): [
+            estimate_text(context.estimate(winner, "loss", RETRAINED), digits=4),
+            estimate_text(context.estimate(winner, "accuracy", RETRAINED), scale=100, digits=2),
+            mean_text([m.training.get("best_val_accuracy") for m in retrained], scale=100),
+            ", ".join(str(m.training["epochs"]) for m in retrained) or "n/a",
+            duration(float(np.mean([m.training["wall_seconds"] for m in retrained]))) if retrained else "n/a"],
+    })
+    return [Heading("Model performance on the test split"),
+            Paragraph("Test loss is the unweighted cross-entropy, comparable across arms. Training time is the "
+                      "trial's own time (data in memory), without Ray start-up. In the retrained column, ± is the "
+                      "spread over seeds and the interval resamples test images for the seed-averaged value, so "
+                      "it shows test-set sampling error, not seed-to-seed variation."),
+            Table(frame, caption=f"Winner {winner}", source=context.cite("§5.1"))]
+
+
+def mean_text(values: list, *, scale: float = 1.0, digits: int = 2) -> str:
+    finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not finite:
+        return "n/a"
+    spread = f" ± {np.std(finite, ddof=1) * scale:.{digits}f}" if len(finite) > 1 else ""
+    return f"{np.mean(finite) * scale:.{digits}f}{spread}"
+
+
+def winner_confusion(context: ReportContext) -> np.ndarray:
+    outputs = context.checkpoint_outputs(context.winners.overall)
+    return confusion_matrix(context.confirmation.test.labels, outputs.argmax(axis=1), len(context.class_names))
+
+
+@section("confusion_matrix", needs="test")
+def confusion_matrix_section(context: ReportContext) -> list[Block]:
+    names = context.class_names
+    cm = winner_confusion(context)
+    normalised = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    counts = pd.DataFrame(cm, columns=[f"Pred {n}" for n in names]).astype(int)
+    counts.insert(0, "", [f"True {n}" for n in names])
+    rows = pd.DataFrame([[f"{100 * v:.1f}%" for v in row] for row in normalised], columns=[f"Pred {n}" for n in names])
+    rows.insert(0, "", [f"True {n}" for n in names])
+    path = figures.confusion_matrices(cm, names, context.figures_dir / "confusion_matrix.png",
+                                      f"Winner {context.winners.overall}, sweep checkpoint, test split")
+    return [Heading("Confusion matrix"),
+            Paragraph("The winner's best sweep checkpoint on the test split."),
+            Table(counts, caption="Counts", source=context.cite("§6.1")),
+            Table(rows, caption="Row-normalised (share of each true class)", source=context.cite("§6.1")),
+            Figure(path, "Confusion matrix, counts and row-normalised")]
+
+
+@section("classification_report", needs="test")
+def classification_report(context: ReportContext) -> list[Block]:
+    names = context.class_names
+    winner = context.winners.overall
+    cm = winner_confusion(context)
+    point = lambda metric: context.estimate(winner, metric, CHECKPOINT).mean  # noqa: E731
+    support = cm.sum(axis=1)
+    rows = [[n, number(point(f"precision_{n}")), number(point(f"recall_{n}")), number(point(f"f1_{n}")),
+             f"{int(s):,}"] for n, s in zip(names, support)]
+    total = f"{int(cm.sum()):,}"
+    rows.append(["Accuracy", "—", "—", number(point("accuracy")), total])
+    rows.append(["Macro avg", number(point("macro_precision")), number(point("macro_recall")),
+                 number(point("macro_f1")), total])
+    rows.append(["Weighted avg", number(point("weighted_precision")), number(point("weighted_recall")),
+                 number(point("weighted_f1")), total])
+    frame = pd.DataFrame(rows, columns=["Class", "Precision", "Recall", "F1-score", "Support"])
+    seeds = pd.DataFrame([[n, estimate_text(context.estimate(winner, f"precision_{n}", RETRAINED)),
+                           estimate_text(context.estimate(winner, f"recall_{n}", RETRAINED)),
+                           estimate_text(context.estimate(winner, f"f1_{n}", RETRAINED))] for n in names],
+                         columns=["Class", "Precision", "Recall", "F1-score"])
+    return [Heading("Classification report"),
+            Table(frame, caption="Winner's sweep checkpoint, test split", source=context.cite("§6.2")),
+            Table(seeds, caption=f"The winner's config {context.seeds_label()}")]
+
+
+@section("roc_auc", needs="test")
+def roc_auc(context: ReportContext) -> list[Block]:
+    names = context.class_names
+    winner = context.winners.overall
+    rows = [[f"AUC {n}", number(context.estimate(winner, f"auc_{n}", CHECKPOINT).mean),
+             estimate_text(context.estimate(winner, f"auc_{n}", RETRAINED))] for n in names]
+    rows.append(["Macro-average AUC", number(context.estimate(winner, "macro_auc", CHECKPOINT).mean),
+                 estimate_text(context.estimate(winner, "macro_auc", RETRAINED))])
+    frame = pd.DataFrame(rows, columns=["", "Sweep checkpoint", context.seeds_label()])
+    aucs = {f"auc_{n}": context.estimate(winner, f"auc_{n}", CHECKPOINT).mean for n in names}
+    path = figures.roc_curves(context.confirmation.test.labels, context.checkpoint_outputs(winner), names, aucs,
+                              context.figures_dir / "roc_curves.png", f"One-vs-rest ROC, winner {winner}")
+    return [Heading("ROC-AUC"), Table(frame, caption="One-vs-rest ROC-AUC, test split", source=context.cite("§6.3")),
+            Figure(path, "ROC curves of the winner's sweep checkpoint on the test split")]
+
+
+@section("error_analysis", needs="test")
+def error_analysis(context: ReportContext) -> list[Block]:
+    names = context.class_names
+    cm = winner_confusion(context)
+    mistakes = sorted(((cm[i, j], i, j) for i in range(len(names)) for j in range(len(names)) if i != j and cm[i, j]),
+                      reverse=True)
+    items = [f"True {names[i]} predicted as {names[j]}: {n} of {cm[i].sum()} ({n / cm[i].sum():.1%})"
+             for n, i, j in mistakes[:5]] or ["No misclassification on the test split."]
+    return [Heading("Error analysis"), Bullets(tuple(items))]
+
+
+@section("sample_predictions", needs="test")
+def sample_predictions(context: ReportContext) -> list[Block]:
+    test = context.confirmation.test
+    outputs = context.checkpoint_outputs(context.winners.overall)
+    chosen = sample_indices(test.labels, outputs.argmax(axis=1), len(context.class_names), count=12)
+    path = figures.prediction_grid(test.images[chosen], test.labels[chosen], outputs[chosen], context.class_names,
+                                   context.figures_dir / "sample_predictions.png")
+    wrong = int((outputs[chosen].argmax(axis=1) != test.labels[chosen]).sum())
+    return [Heading("Sample predictions"),
+            Paragraph(f"12 test samples, as many per class as there are, up to half of them misclassified when the "
+                      f"model made mistakes ({wrong} shown here): green frame correct, red frame wrong, with the "
+                      f"predicted class's confidence ({context.cite('§7.4')})."),
+            Figure(path, "Test predictions of the winner's sweep checkpoint")]
+
+
+def sample_indices(labels: np.ndarray, predictions: np.ndarray, num_classes: int, *, count: int,
+                   seed: int = 0) -> np.ndarray:
+    """``count`` test samples spread over the classes, each class's share up to half wrong."""
+    rng = np.random.default_rng(seed)
+    per_class = max(1, count // num_classes)
+    chosen: list[int] = []
+    for c in range(num_classes):
+        wrong = rng.permutation(np.flatnonzero((labels == c) & (predictions != c)))
+        right = rng.permutation(np.flatnonzero((labels == c) & (predictions == c)))
+        take_wrong = wrong[: per_class // 2]
+        chosen += list(take_wrong) + list(right[: per_class - len(take_wrong)])
+    rest = [i for i in rng.permutation(len(labels)) if i not in set(chosen)]
+    return np.array((chosen + rest)[:count], dtype=np.int64)
+
+
+@section("ablation", needs="test")
+def ablation(context: ReportContext) -> list[Block]:
+    experiment, winners = context.experiment, context.winners
+    group_by = winners.group_by
+    keys = [tuple(k) for k, _ in context.spec.group_labels] or sorted(winners.per_group, key=str)
+    class_names = context.class_names
+    rows, estimates = [], []
+    for key in keys:
+        label = context.group_name(key)
+        trial_id = winners.per_group.get(key)
+        base = {"Experiment": label, **{axis: value for axis, value in zip(group_by, key)}}
+        if trial_id is None:
+            reasons = trials_of_group(context, key)["stop_reason"].value_counts().to_dict()
+            rows.append({**base, "Note": f"no eligible trial ({reasons or 'none ran'})"})
+            continue
+        row = context.trial(trial_id)
+        macro = context.estimate(trial_id, test_metric(experiment.metric))
+        rows.append({**base,
+                     "Val Acc (%)": percent(row.get("best_val_accuracy", math.nan)),
+                     "Test Acc (%)": estimate_text(context.estimate(trial_id, "accuracy"), scale=100, digits=1),
+                     **{f"{n} F1": number(context.estimate(trial_id, f"f1_{n}").mean) for n in class_names},
+                     "Epochs": int(row["epochs"]),
+                     f"Test {test_metric(experiment.metric)} [CI]": estimate_text(macro),
+                     "Trial": f"{trial_id} ({other_axes(context, trial_id)})",
+                     "vs winner": verdict_of(context, trial_id)})
+        estimates.append({"label": label, "mean": macro.mean, "low": macro.low, "high": macro.high})
+    frame = pd.DataFrame(rows)
+    blocks: list[Block] = [
+        Heading("Ablation"),
+        Paragraph(f"Each row is the best trial of its arm by validation {experiment.metric}; test columns are the "
+                  f"mean over its {context.settings.seeds} retrained seed(s) (the sweep checkpoint where none "
+                  f"retrained), intervals are {context.settings.confidence:.0%} bootstrap intervals over test images. "
+                  f"Overall winner: {winners.overall}."),
+        Table(frame, caption="Imbalance arms", source=context.cite("§8.2") if "Note" not in frame else ""),
+    ]
+    if estimates:
+        path = figures.estimates_by_label(pd.DataFrame(estimates), f"test {test_metric(experiment.metric)}",
+                                          context.figures_dir / "ablation.png")
+        blocks.append(Figure(path, f"Test {test_metric(experiment.metric)} per arm with its confidence interval"))
+    findings = factorial_findings(context, keys)
+    if findings is not None:
+        blocks += [Heading("Ablation findings", 3), Table(findings, caption="Changes in test macro-F1 between arms",
+                                                           source=context.cite("§8.4"))]
+    return blocks
+
+
+def trials_of_group(context: ReportContext, key: tuple) -> pd.DataFrame:
+    trials = context.experiment.trials
+    mask = [group_key(row, context.winners.group_by) == tuple(key) for _, row in trials.iterrows()]
+    return trials[mask]
+
+
+def other_axes(context: ReportContext, trial_id: str) -> str:
+    config = config_of(context.trial(trial_id))
+    others = [a for a in context.experiment.axes if a not in context.winners.group_by]
+    return ", ".join(f"{a}={config.get(a)}" for a in others) or "—"
+
+
+def verdict_of(context: ReportContext, trial_id: str) -> str:
+    if trial_id == context.winners.overall:
+        return "winner"
+    found = context.confirmation.comparisons
+    found = found[found["trial_id"] == trial_id]
+    return str(found["verdict"].iloc[0]) if not found.empty else "n/a"
+
+
+def factorial_findings(context: ReportContext, keys: list[tuple]) -> pd.DataFrame | None:
+    """For two on/off axes: the effect of each alone, together, and their interaction."""
+    if len(context.winners.group_by) != 2 or set(keys) != {(False, False), (True, False), (False, True), (True, True)}:
+        return None
+    metric = test_metric(context.experiment.metric)
+    values = {}
+    for key in keys:
+        trial_id = context.winners.per_group.get(key)
+        e = context.estimate(trial_id, metric) if trial_id else None
+        if e is None:
+            return None
+        values[key] = e.mean
+    base = values[(False, False)]
+    first, second = context.winners.group_by
+    change = lambda key: values[key] - base  # noqa: E731
+    relative = lambda delta: f"{delta:+.3f} ({delta / base:+.1%})" if base else f"{delta:+.3f}"  # noqa: E731
+    synergy = change((True, True)) - change((True, False)) - change((False, True))
+    return pd.DataFrame({
+        "Finding": [f"{context.group_name((False, False))} → {context.group_name((True, True))}",
+                    f"{first} alone", f"{second} alone",
+                    "Synergy (both − sum of each alone)"],
+        f"Δ test {metric}": [relative(change((True, True))), relative(change((True, False))),
+                             relative(change((False, True))), f"{synergy:+.3f}"],
+        "Reading": ["improvement" if change((True, True)) > 0 else "no improvement",
+                    "helps" if change((True, False)) > 0 else "does not help",
+                    "helps" if change((False, True)) > 0 else "does not help",
+                    "combination beats the sum" if synergy > 0 else "no synergy"],
+    })
+
+
+@section("confirmation", needs="test")
+def confirmation_section(context: ReportContext) -> list[Block]:
+    experiment, winners = context.experiment, context.winners
+    metric = test_metric(experiment.metric)
+    rows = []
+    for candidate in winners.candidates:
+        row = context.trial(candidate.trial_id)
+        found = context.confirmation.comparisons
+        found = found[found["trial_id"] == candidate.trial_id]
+        rows.append({"Trial": candidate.trial_id, "Roles": "; ".join(candidate.roles),
+                     "Config": axis_values(context, candidate.trial_id),
+                     f"Val {metric}": number(row[f"best_{experiment.metric}"]),
+                     f"Test {metric}, sweep checkpoint": estimate_text(context.estimate(candidate.trial_id, metric, CHECKPOINT)),
+                     f"Test {metric}, {context.seeds_label()}": estimate_text(context.estimate(candidate.trial_id, metric, RETRAINED)),
+                     "Δ vs winner [CI]": "—" if found.empty else
+                     f"{found['difference'].iloc[0]:+.3f} [{found['low'].iloc[0]:+.3f}, {found['high'].iloc[0]:+.3f}]",
+                     "Verdict": verdict_of(context, candidate.trial_id)})
+    blocks: list[Block] = [
+        Heading("Confirmation on the test split"),
+        Paragraph(f"Candidates: the top {sum(1 for c in winners.candidates if any(r == 'winner' or r.startswith('top') for r in c.roles))} "
+                  f"trials overall and the best of every group. Each is evaluated from its best sweep checkpoint and "
+                  f"retrained from scratch with seeds {list(context.settings.seed_values)} as one Ray Tune run; "
+                  f"intervals resample test images ({context.settings.bootstrap} resamples). {tie_sentence(context)}"),
+        Table(pd.DataFrame(rows), caption="Candidates"),
+    ]
+    if context.confirmation.failures:
+        blocks.append(Bullets(tuple(f"Not confirmed: {f}" for f in context.confirmation.failures)))
+    return blocks
+
+
+@section("training_curves", needs="winner")
+def training_curves(context: ReportContext) -> list[Block]:
+    winners, epochs = context.winners, context.experiment.epochs
+    chosen = ({context.group_name(k): t for k, t in winners.per_group.items()} if winners.group_by
+              else {c.trial_id: c.trial_id for c in winners.candidates})
+    histories = {f"{label} ({trial_id})": epochs[epochs["trial_id"] == trial_id]
+                 for label, trial_id in chosen.items()}
+    histories = {k: v for k, v in histories.items() if not v.empty and context.experiment.metric in v}
+    if not histories:
+        return []
+    path = figures.training_curves(histories, context.experiment.metric, context.figures_dir / "training_curves.png")
+    return [Heading("Training curves"), Figure(path, "Validation metric and losses per epoch of the winners")]
+
+
+@section("checks", needs="test")
+def checks(context: ReportContext) -> list[Block]:
+    rows = []
+    for check in context.spec.checks:
+        measured, shown = measure(context, check.quantity)
+        holds = "n/a" if measured is None else ("yes" if check.holds(measured) else "no")
+        rows.append({"Source": check.source, "Kind": check.kind, "Statement": check.statement,
+                     "Document": f"{check.op} {check.value}" + (f" (± {check.tolerance})" if check.tolerance else ""),
+                     "Measured": shown, "Holds": holds})
+    if not rows:
+        return []
+    return [Heading("The document's targets and claims"),
+            Paragraph("Each target or claim of the document beside what was measured here (test values: "
+                      "mean over the retrained seeds)."),
+            Table(pd.DataFrame(rows), caption="Targets and claims", source=context.cite("§7.2, §8.3"))]
+
+
+CHECK_QUANTITIES = ("test", "count", "best_group")
+
+
+def measure(context: ReportContext, quantity: str) -> tuple[float | str | None, str]:
+    """The measured value of a ``Check`` quantity, and how to show it."""
+    kind, _, rest = quantity.partition(":")
+    if kind == "test":
+        metric, _, who = rest.partition("@")
+        trial_id = context.winners.overall if who == "winner" else group_trial(context, who)
+        e = context.estimate(trial_id, metric) if trial_id else None
+        return (None, f"no trial for {who}") if e is None else (e.mean, f"{estimate_text(e)} ({who}, {trial_id})")
+    if kind == "count":
+        split, _, name = rest.partition(":")
+        kept = context.experiment.audit.get("kept", {})
+        splits = list(kept) if split == "all" else [split]
+        total = sum(int(kept.get(s, {}).get(name, 0)) for s in splits)
+        return total, f"{total:,}"
+    if kind == "best_group":
+        metric = rest
+        scored = [(context.estimate(t, metric).mean, context.group_name(k)) for k, t in context.winners.per_group.items()
+                  if context.estimate(t, metric)]
+        best = max(scored)[1] if scored else None
+        return best, best or "n/a"
+    raise ValueError(f"unknown check quantity {quantity!r}; valid kinds: {', '.join(CHECK_QUANTITIES)}")
+
+
+def group_trial(context: ReportContext, label: str) -> str | None:
+    for key, trial_id in context.winners.per_group.items():
+        if context.group_name(key) == label:
+            return trial_id
+    return None
+
+
+@section("sweep")
+def sweep_section(context: ReportContext) -> list[Block]:
+    experiment = context.experiment
+    trials = experiment.trials
+    max_epochs = experiment.resolved.max_epochs
+    ran = int(trials["epochs"].sum())
+    full = len(trials) * max_epochs
+    epoch_seconds = experiment.epochs["time_this_iter_s"].mean() if "time_this_iter_s" in experiment.epochs else math.nan
+    spent = float(trials["wall_seconds"].sum())
+    compute = pd.DataFrame({
+        "": ["Trial-epochs", "Trial wall time (sum over trials)"],
+        "Spent (with ASHA and early stopping)": [f"{ran:,}", duration(spent)],
+        "Full grid without early stopping": [f"{full:,}", duration(full * epoch_seconds)],
+        "Saved": [f"{1 - ran / full:.0%}" if full else "n/a",
+                  f"{1 - spent / (full * epoch_seconds):.0%}" if full and epoch_seconds > 0 else "n/a"],
+    })
+    blocks: list[Block] = [
+        Heading("The sweep"),
+        Paragraph(f"{len(trials)} trials over {', '.join(experiment.axes) or 'no axes'}; ASHA on epochs with grace "
+                  f"period {experiment.resolved.asha.grace_period} and reduction factor "
+                  f"{experiment.resolved.asha.reduction_factor}, max {max_epochs} epochs. The full-grid wall time "
+                  f"assumes every trial runs {max_epochs} epochs at the measured mean of "
+                  f"{number(epoch_seconds, 1)} s per epoch."),
+        Table(compute, caption="Compute spent against the full grid"),
+    ]
+    if not trials.empty:
+        blocks.append(Figure(figures.hyperparameters_against_metric(trials, experiment.axes, experiment.metric,
+                                                                     context.figures_dir / "hyperparameters.png"),
+                             f"Best {experiment.metric} of every trial against each hyperparameter"))
+        blocks.append(Figure(figures.epochs_per_trial(trials, max_epochs, context.figures_dir / "epochs_per_trial.png"),
+                             "Epochs each trial ran under ASHA and early stopping"))
+    return blocks
+
+
+@section("trials")
+def trials_section(context: ReportContext) -> list[Block]:
+    experiment = context.experiment
+    column = f"best_{experiment.metric}"
+    shown = pd.DataFrame({"Trial": experiment.trials["trial_id"]})
+    for axis in experiment.axes:
+        shown[axis] = experiment.trials.get(f"config/{axis}")
+    shown["Stop reason"] = experiment.trials["stop_reason"]
+    shown["Epochs"] = experiment.trials["epochs"]
+    shown[column] = experiment.trials[column].map(number) if column in experiment.trials else "n/a"
+    shown["Time"] = experiment.trials["wall_seconds"].map(duration)
+    shown["Detail"] = experiment.trials["detail"].fillna("").map(lambda text: str(text)[:90])
+    return [Heading("All trials"), Table(shown, caption="Every trial, also in results.csv")]
+
+
+@section("environment")
+def environment(context: ReportContext) -> list[Block]:
+    import os
+
+    import torch
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30 if hasattr(os, "sysconf") else math.nan
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none visible"
+    frame = pd.DataFrame({"": ["CPU", "CPU cores", "RAM", "GPU", "Python", "PyTorch"],
+                          "Analysis machine": [platform.processor() or platform.machine(), str(os.cpu_count()),
+                                               f"{memory:.0f} GiB", gpu, platform.python_version(),
+                                               torch.__version__]})
+    return [Heading("Hardware and environment"),
+            Paragraph("The machine that wrote this report and evaluated the checkpoints; trials ran on the Ray "
+                      f"cluster with {experiment_resources(context)} per trial."),
+            Table(frame, caption="Environment", source=context.cite("§10.3"))]
+
+
+def experiment_resources(context: ReportContext) -> str:
+    resources = context.experiment.resolved.resources
+    return f"{resources.cpus:g} CPU and {resources.gpus:g} GPU"
+
+
+def validate_spec(spec: ReportSpec) -> None:
+    """Unknown section names or check quantities fail before any work."""
+    for name in spec.sections:
+        get_section(name)
+    for check in spec.checks:
+        if check.quantity.partition(":")[0] not in CHECK_QUANTITIES:
+            raise KeyError(f"check {check.statement!r}: quantity {check.quantity!r} is unknown; valid kinds: "
+                           f"{', '.join(CHECK_QUANTITIES)}")

@@ -1,0 +1,71 @@
+"""Experiment directories written the way Tune and ``sweeps.run`` write them, without training,
+for testing the analysis on every way a trial can end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from sweeps.registry import get_sweep
+from sweeps.space import resolve
+from trainables.engine import META_FILE, STATE_FILE
+
+FIXED = resolve(get_sweep("bccd_imbalance"), profile="cpu", smoke=True)
+
+
+def trial(trial_id: str, values: list[float], *, weighted_loss=False, oversampling=False, lr=1e-3,
+          status="TERMINATED", stop_reason="completed", error: str | None = None,
+          checkpoints: tuple[int, ...] | None = None) -> dict:
+    """One trial: its per-epoch val_macro_f1 ``values`` (nan for a diverged epoch), how Tune
+    last saw it and how its last report ended."""
+    return {"trial_id": trial_id, "values": values, "status": status, "stop_reason": stop_reason,
+            "error": error, "checkpoints": checkpoints,
+            "config": {**FIXED.fixed, "weighted_loss": weighted_loss, "oversampling": oversampling, "lr": lr}}
+
+
+def make_experiment(directory: Path, trials: list[dict], *, summary: bool = True,
+                    pending: tuple[str, ...] = ()) -> Path:
+    """Write ``sweep.json``, the audit, one directory per trial, Tune's experiment state and,
+    when ``summary`` is true (the sweep ended), ``summary.csv``. ``pending`` names trials Tune
+    had queued but never started."""
+    directory.mkdir(parents=True)
+    (directory / "sweep.json").write_text(json.dumps(FIXED.to_dict()))
+    (directory / "data_audit.json").write_text(json.dumps({
+        "class_names": ["RBC", "WBC", "Platelets"],
+        "kept": {"train": {"RBC": 20, "WBC": 3, "Platelets": 2}, "test": {"RBC": 9, "WBC": 1, "Platelets": 1}}}))
+    trial_data, rows = [], []
+    for spec in trials:
+        trial_dir = directory / spec["trial_id"]
+        trial_dir.mkdir()
+        (trial_dir / "params.json").write_text(json.dumps(spec["config"]))
+        lines = []
+        for epoch, value in enumerate(spec["values"], start=1):
+            last = epoch == len(spec["values"])
+            lines.append(json.dumps({
+                "epoch": epoch, "val_macro_f1": value, "val_accuracy": 0.5 + value / 2, "val_loss": 1.0 / epoch,
+                "train_loss": 1.2 / epoch, "time_this_iter_s": 2.0, "trial_id": spec["trial_id"],
+                "stop_reason": spec["stop_reason"] if last and spec["stop_reason"] else "",
+                **({"divergence_reason": "non-finite training loss (nan)"}
+                   if last and spec["stop_reason"] == "diverged" else {})}))
+        (trial_dir / "result.json").write_text("\n".join(lines) + ("\n" if lines else ""))
+        for epoch in spec["checkpoints"] or (range(1, len(spec["values"]) + 1)):
+            checkpoint = trial_dir / f"checkpoint_{epoch - 1:06d}"
+            checkpoint.mkdir()
+            (checkpoint / STATE_FILE).write_bytes(b"")
+            (checkpoint / META_FILE).write_text(json.dumps({"epoch": epoch, "value": spec["values"][epoch - 1]}))
+        if spec["error"]:
+            (trial_dir / "error.txt").write_text(f"Traceback (most recent call last):\n  ...\n{spec['error']}\n")
+        trial_data.append([json.dumps({"trial_id": spec["trial_id"], "status": spec["status"],
+                                       "config": spec["config"]}),
+                           json.dumps({"error_filename": "error.txt" if spec["error"] else None})])
+        rows.append({"trial_id": spec["trial_id"], "status": spec["status"],
+                     "stop_reason": "errored" if spec["error"] else (spec["stop_reason"] or "stopped_by_asha")})
+    for trial_id in pending:
+        trial_data.append([json.dumps({"trial_id": trial_id, "status": "PENDING",
+                                       "config": {**FIXED.fixed, "lr": 1e-4}}), json.dumps({})])
+    (directory / "experiment_state-2026-11-23_10-00-00.json").write_text(json.dumps({"trial_data": trial_data}))
+    if summary:
+        pd.DataFrame(rows).to_csv(directory / "summary.csv", index=False)
+    return directory

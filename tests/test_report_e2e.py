@@ -1,0 +1,91 @@
+"""End to end: the smoke sweep's report, with its test-split confirmation retrained on Ray Tune."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from analysis.document import cell_text, empty_cells
+from analysis.report import ReportOptions, main, write_report
+from sweeps.data import prepare_sweep_data
+from sweeps.registry import get_sweep
+from sweeps.space import resolve
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[1]
+DOCUMENT_TABLES = {"seed 000 §5.1", "seed 000 §6.1", "seed 000 §6.2", "seed 000 §6.3", "seed 000 §8.2",
+                   "seed 000 §8.4", "seed 000 §7.2, §8.3"}
+FIGURES = {"confusion_matrix.png", "roc_curves.png", "sample_predictions.png", "ablation.png",
+           "training_curves.png", "hyperparameters.png", "epochs_per_trial.png"}
+
+
+@pytest.fixture(scope="module")
+def smoke_report(smoke_sweep, shared_data_dir):
+    messages: list[str] = []
+    outcome = write_report(ReportOptions(str(smoke_sweep.experiment_dir), seeds=2, data_dir=str(shared_data_dir)),
+                           echo=messages.append)
+    return outcome, messages
+
+
+def test_every_table_of_the_document_is_filled(smoke_report):
+    outcome, _ = smoke_report
+    filled = [table for table in outcome.document.tables if table.source]
+    assert DOCUMENT_TABLES <= {table.source for table in filled}
+    for table in filled:
+        assert not empty_cells(table), (table.source, table.caption)
+        unfilled = [cell_text(v) for v in table.frame.to_numpy().ravel() if cell_text(v) in ("n/a", "nan")]
+        assert not unfilled, (table.source, table.caption, table.frame)
+    assert "[TO FILL]" not in outcome.markdown.read_text()
+
+
+def test_every_figure_exists_and_is_embedded_in_the_html(smoke_report):
+    outcome, _ = smoke_report
+    names = {figure.path.name for figure in outcome.document.figures}
+    assert FIGURES <= names
+    for figure in outcome.document.figures:
+        assert figure.path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"figures/{figure.path.name}" in outcome.markdown.read_text()
+    html = outcome.html.read_text()
+    assert html.count("src='data:image/png;base64,") == len(outcome.document.figures)
+    assert not re.search(r"src=['\"](?!data:)", html)                      # nothing loaded from outside
+    assert (outcome.out_dir / "results.csv").read_text().count("\n") == 13  # header + 12 trials
+
+
+def test_candidates_are_retrained_with_seeds_through_tune_and_cached(smoke_report, smoke_sweep, shared_data_dir):
+    outcome, messages = smoke_report
+    confirmation = outcome.confirmation
+    candidates = {trial_id for trial_id, _ in confirmation.predictions}
+    assert confirmation.retrained_now == 2 * len(candidates)
+    assert any(m.startswith("[retrain 1/") for m in messages)                 # progress lines
+    reruns = list((smoke_sweep.experiment_dir / "reruns").glob("rerun_*/*/progress.csv"))
+    assert len(reruns) == 2 * len(candidates)
+    again = write_report(ReportOptions(str(smoke_sweep.experiment_dir), seeds=2, data_dir=str(shared_data_dir)),
+                         echo=lambda _: None)
+    assert again.confirmation.retrained_now == 0
+    assert again.confirmation.estimates.equals(confirmation.estimates)
+    assert len(list((smoke_sweep.experiment_dir / "reruns").glob("rerun_*"))) == 1
+
+
+def test_the_ablation_names_every_arm_and_the_winner(smoke_report):
+    outcome, _ = smoke_report
+    text = outcome.markdown.read_text()
+    for arm in ("1. Baseline", "2. Weighted Loss", "3. Oversampling", "4. Final Model"):
+        assert arm in text
+    assert "Statistically tied with the winner" in text
+
+
+def test_the_sweep_never_gets_the_test_split(shared_data_dir):
+    resolved = resolve(get_sweep("bccd_imbalance"), profile="cpu", smoke=True)
+    data, _ = prepare_sweep_data(resolved, data_dir=str(shared_data_dir))
+    assert set(data.splits) == {"train", "val"}
+    readers = [p.relative_to(REPO).as_posix() for folder in ("sweeps", "trainables", "analysis")
+               for p in (REPO / folder).rglob("*.py") if 'splits["test"]' in p.read_text()]
+    assert readers == ["analysis/rerun.py"]
+
+
+def test_cli_reports_a_missing_directory_clearly(tmp_path, capsys):
+    assert main([str(tmp_path / "missing")]) == 2
+    assert "no such experiment directory" in capsys.readouterr().err
