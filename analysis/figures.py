@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from trainables.metrics import row_normalised  # noqa: E402
+
 REASON_COLOURS = {"completed": "#2da44e", "early_stopped_patience": "#0969da", "stopped_by_asha": "#9a6700",
                   "diverged": "#cf222e", "errored": "#8250df", "interrupted": "#6e7781", "not_started": "#afb8c1"}
 
@@ -25,7 +27,7 @@ def _save(fig, path: Path) -> Path:
 
 def confusion_matrices(cm: np.ndarray, class_names: tuple[str, ...], path: Path, title: str) -> Path:
     """Counts and row-normalised matrices side by side."""
-    normalised = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    normalised = row_normalised(cm)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     for ax, values, name, fmt in ((axes[0], cm, "counts", "{:.0f}"), (axes[1], normalised, "row-normalised", "{:.1%}")):
         ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)

@@ -21,14 +21,15 @@ import numpy as np
 import pandas as pd
 from ray import tune
 
-from analysis.results import Experiment, best_of, config_of, direction
-from analysis.stats import Comparison, Estimate, estimate, paired_comparison, resample_weights
+from analysis.results import Experiment, best_checkpoint, direction, read_history
+from analysis.stats import Estimate, estimate, paired_comparison, resample_weights
 from analysis.winners import Candidate, Winners
 from sweeps.data import prepare_sweep_data
 from sweeps.storage import ExperimentLocation
-from sweeps.summary import stop_reason
-from sweeps.tuner import RunSettings, run_config, wrapped_trainable
+from sweeps.summary import best_of, stop_reason
+from sweeps.tuner import RunSettings, configure_tune_environment, run_config, wrapped_trainable
 from trainables.datasets.base import ClassificationData, SplitArrays
+from trainables.engine import STATE_FILE
 from trainables.registry import get_trainable
 
 CACHE_DIR = "analysis_cache"
@@ -58,11 +59,11 @@ class RerunSettings:
 
 
 @dataclass(frozen=True)
-class TestPredictions:
-    """One model's outputs on the test split, and what its training did."""
+class ModelPredictions:
+    """One model's outputs on the test split, and what its training did (``seed`` None for
+    the sweep's own checkpoint)."""
 
     trial_id: str
-    kind: str
     seed: int | None
     outputs: np.ndarray
     training: dict
@@ -70,25 +71,23 @@ class TestPredictions:
 
 @dataclass(frozen=True)
 class Confirmation:
-    """Everything measured on the test split for the candidates."""
+    """Everything measured on the test split for the candidates: predictions keyed by
+    (trial id, ``CHECKPOINT`` or ``RETRAINED``), an estimate per metric and model kind, and
+    every candidate compared with the overall winner."""
 
     class_names: tuple[str, ...]
     test: SplitArrays
-    predictions: dict[tuple[str, str], list[TestPredictions]]
+    predictions: dict[tuple[str, str], list[ModelPredictions]]
     estimates: pd.DataFrame
     comparisons: pd.DataFrame
     reference: str | None
     failures: tuple[str, ...] = field(default=())
     retrained_now: int = 0
 
-    def models(self, trial_id: str) -> list[TestPredictions]:
-        """The retrained models of a candidate, or its sweep checkpoint when none retrained."""
-        return self.predictions.get((trial_id, RETRAINED)) or self.predictions.get((trial_id, CHECKPOINT), [])
-
     def estimate(self, trial_id: str, metric: str, kind: str | None = None) -> Estimate | None:
-        """A metric's estimate for a candidate (retrained when available, unless ``kind``)."""
-        kinds = [kind] if kind else [RETRAINED, CHECKPOINT]
-        for wanted in kinds:
+        """A metric's estimate for a candidate: of ``kind``, or retrained when there are
+        retrained models and the sweep checkpoint otherwise."""
+        for wanted in [kind] if kind else [RETRAINED, CHECKPOINT]:
             row = self.estimates[(self.estimates["trial_id"] == trial_id) & (self.estimates["kind"] == wanted)
                                  & (self.estimates["metric"] == metric)]
             if not row.empty:
@@ -97,7 +96,7 @@ class Confirmation:
         return None
 
 
-def test_metric(sweep_metric: str) -> str:
+def metric_on_test(sweep_metric: str) -> str:
     """The test-split name of a validation metric (``val_macro_f1`` → ``macro_f1``)."""
     return sweep_metric.removeprefix("val_")
 
@@ -144,16 +143,18 @@ def confirm_on_test(experiment: Experiment, winners: Winners, settings: RerunSet
     cache = PredictionCache(experiment.directory / CACHE_DIR,
                             data_key=json.dumps([data.fingerprint, experiment.resolved.to_dict()["data"]]))
     trials = experiment.trials.set_index("trial_id")
-    predictions: dict[tuple[str, str], list[TestPredictions]] = {}
+    echo(f"Test split: {len(test)} samples from {len(np.unique(test.sources))} images; evaluating the best sweep "
+         f"checkpoint of {len(winners.candidates)} candidate(s), then {settings.seeds} retraining(s) of each")
+    predictions: dict[tuple[str, str], list[ModelPredictions]] = {}
     failures: list[str] = []
     for candidate in winners.candidates:
         found = checkpoint_predictions(trials.loc[candidate.trial_id], test, entry.predict, cache)
-        if found is None:
-            failures.append(f"{candidate.trial_id}: no finite best checkpoint to evaluate")
+        if isinstance(found, str):
+            failures.append(f"{candidate.trial_id}: {found}")
         else:
             predictions[(candidate.trial_id, CHECKPOINT)] = [found]
     retrained, retrain_failures, retrained_now = retrain_candidates(
-        experiment, winners.candidates, trials, data, settings, cache, entry.predict, echo)
+        experiment, winners.candidates, data, settings, cache, entry.predict, echo)
     predictions.update(retrained)
     failures.extend(retrain_failures)
     weights = resample_weights(test.sources, resamples=settings.bootstrap)
@@ -161,58 +162,64 @@ def confirm_on_test(experiment: Experiment, winners: Winners, settings: RerunSet
               for key, models in predictions.items()}
     estimates = estimate_table(scores, settings.confidence)
     reference = winners.overall
-    comparisons = compare_with(reference, scores, test_metric(experiment.metric), experiment.mode,
+    comparisons = compare_with(reference, scores, metric_on_test(experiment.metric), experiment.mode,
                                settings.confidence)
     return Confirmation(class_names=data.class_names, test=test, predictions=predictions, estimates=estimates,
                         comparisons=comparisons, reference=reference, failures=tuple(failures),
                         retrained_now=retrained_now)
 
 
-def checkpoint_predictions(trial: pd.Series, test: SplitArrays, predict, cache: PredictionCache) -> TestPredictions | None:
-    """The sweep trial's best checkpoint on the test split (cached)."""
+def checkpoint_predictions(trial: pd.Series, test: SplitArrays, predict,
+                           cache: PredictionCache) -> ModelPredictions | str:
+    """The sweep trial's best checkpoint on the test split (cached), or why there is none."""
     checkpoint = trial["best_checkpoint"]
-    if not checkpoint:
-        return None
+    if not checkpoint or not Path(checkpoint, STATE_FILE).is_file():
+        return f"no best checkpoint with weights to evaluate ({checkpoint or 'none kept'})"
     parts = {"kind": CHECKPOINT, "trial": trial.name, "checkpoint": Path(checkpoint).name,
-             "modified": Path(checkpoint, "state.pt").stat().st_mtime_ns}
+             "modified": Path(checkpoint, STATE_FILE).stat().st_mtime_ns}
     training = {"epochs": int(trial["epochs"]), "wall_seconds": float(trial["wall_seconds"]),
                 "stop_reason": trial["stop_reason"], "best_epoch": trial["best_epoch"]}
     cached = cache.load(parts)
-    if cached is None:
+    if cached is not None:
+        return ModelPredictions(trial_id=str(trial.name), seed=None, outputs=cached[0], training=training)
+    try:
         outputs = predict(Path(checkpoint), test)
-        cache.save(parts, outputs, training)
-    else:
-        outputs = cached[0]
-    return TestPredictions(trial_id=str(trial.name), kind=CHECKPOINT, seed=None, outputs=outputs, training=training)
+    except Exception as exc:  # a broken checkpoint is reported, the other candidates go on
+        return f"its checkpoint {checkpoint} could not predict ({type(exc).__name__}: {exc})"
+    cache.save(parts, outputs, training)
+    return ModelPredictions(trial_id=str(trial.name), seed=None, outputs=outputs, training=training)
 
 
-def retrain_candidates(experiment: Experiment, candidates: tuple[Candidate, ...], trials: pd.DataFrame,
-                       data: ClassificationData, settings: RerunSettings, cache: PredictionCache, predict,
-                       echo: Callable[[str], None]):
-    """Retrained test predictions per candidate, failures, and how many were trained now."""
-    wanted = {(c.trial_id, seed): {**config_of(trials.loc[c.trial_id]), "seed": seed}
+def retrain_candidates(experiment: Experiment, candidates: tuple[Candidate, ...], data: ClassificationData,
+                       settings: RerunSettings, cache: PredictionCache, predict, echo: Callable[[str], None]):
+    """Retrained test predictions per candidate, failures, and how many models were trained
+    now. Candidates sharing a config (repeated grid samples) share its retrained models."""
+    wanted = {(c.trial_id, seed): {**experiment.config(c.trial_id), "seed": seed}
               for c in candidates for seed in settings.seed_values}
-    found: dict[tuple[str, int], TestPredictions] = {}
-    missing = {}
+    found: dict[tuple[str, int], ModelPredictions] = {}
+    missing: dict[str, dict] = {}
     for (trial_id, seed), config in wanted.items():
         cached = cache.load({"kind": RETRAINED, "config": config})
         if cached is None:
-            missing[(trial_id, seed)] = config
+            missing[config_key(config)] = config
         else:
-            found[(trial_id, seed)] = TestPredictions(trial_id, RETRAINED, seed, cached[0], cached[1])
+            found[(trial_id, seed)] = ModelPredictions(trial_id, seed, cached[0], cached[1])
     failures: list[str] = []
     if missing:
-        echo(f"Retraining {len(missing)} model(s) from scratch on Ray Tune ({len(wanted) - len(missing)} cached): "
-             f"{len({t for t, _ in missing})} config(s) x seeds {sorted({s for _, s in missing})}")
-        results = run_retraining(experiment, list(missing.values()), data, settings, echo)
-        for key, config in missing.items():
-            result = results.get(config_key(config))
-            outcome = retrained_predictions(key, config, result, experiment, data.splits["test"], predict, cache)
-            if isinstance(outcome, str):
-                failures.append(outcome)
-            else:
-                found[key] = outcome
-    grouped: dict[tuple[str, str], list[TestPredictions]] = {}
+        echo(f"Retraining {len(missing)} model(s) from scratch on Ray Tune ({len(wanted) - len(found)} needed, "
+             f"{len(found)} cached), seeds {list(settings.seed_values)}")
+        recorder = RetrainRecorder(missing, experiment=experiment, test=data.splits["test"], predict=predict,
+                                   cache=cache, echo=echo)
+        run_retraining(experiment, list(missing.values()), data, settings, recorder)
+        for (trial_id, seed), config in wanted.items():
+            key = config_key(config)
+            if key in recorder.outputs:
+                outputs, training = recorder.outputs[key]
+                found[(trial_id, seed)] = ModelPredictions(trial_id, seed, outputs, training)
+            elif key in missing:
+                failures.append(f"{trial_id} retrained with seed {seed}: "
+                                f"{recorder.failures.get(key, 'Tune never finished it')}")
+    grouped: dict[tuple[str, str], list[ModelPredictions]] = {}
     for (trial_id, seed) in sorted(found):
         grouped.setdefault((trial_id, RETRAINED), []).append(found[(trial_id, seed)])
     return grouped, failures, len(missing)
@@ -223,30 +230,30 @@ def config_key(config: dict) -> str:
 
 
 def run_retraining(experiment: Experiment, configs: list[dict], data: ClassificationData,
-                   settings: RerunSettings, echo: Callable[[str], None]) -> dict[str, object]:
-    """One Tune run of the sweep's trainable over exactly ``configs``; results by config."""
+                   settings: RerunSettings, recorder: tune.Callback) -> None:
+    """One Tune run of the sweep's trainable over exactly ``configs``, in ``<experiment>/reruns``."""
     from ray.tune.search import BasicVariantGenerator
 
     from sweeps.run import ensure_ray
 
     resolved = experiment.resolved
     location = ExperimentLocation(str(experiment.directory / RERUN_STORAGE), time.strftime("rerun_%Y%m%d-%H%M%S"))
+    configure_tune_environment()
     started_ray = ensure_ray(settings.address)
     try:
-        tuner = tune.Tuner(
+        tune.Tuner(
             wrapped_trainable(resolved, data),
             param_space=param_space_covering(configs),
             tune_config=tune.TuneConfig(metric=resolved.spec.metric, mode=resolved.spec.mode,
                                         search_alg=BasicVariantGenerator(points_to_evaluate=list(configs)),
                                         num_samples=len(configs),
                                         trial_dirname_creator=lambda trial: trial.trial_id),
-            run_config=run_config(resolved, location, RunSettings(callbacks=(RerunProgress(len(configs), echo),))))
-        grid = tuner.fit()
+            run_config=run_config(resolved, location, RunSettings(callbacks=(recorder,))),
+        ).fit()
     finally:
         if started_ray:
             import ray
             ray.shutdown()
-    return {config_key(result.config): result for result in grid}
 
 
 def param_space_covering(configs: list[dict]) -> dict:
@@ -260,55 +267,66 @@ def param_space_covering(configs: list[dict]) -> dict:
     return space
 
 
-def retrained_predictions(key: tuple[str, int], config: dict, result, experiment: Experiment,
-                          test: SplitArrays, predict, cache: PredictionCache) -> TestPredictions | str:
-    """Test predictions of one retrained model, or a sentence saying why there are none."""
-    trial_id, seed = key
-    label = f"{trial_id} retrained with seed {seed}"
-    if result is None:
-        return f"{label}: Tune returned no result"
-    history = result.metrics_dataframe
-    reason = stop_reason(result.metrics or {}, result.error)
-    checkpoint = result.get_best_checkpoint(experiment.metric, experiment.mode) if result.error is None else None
-    if checkpoint is None:
-        return f"{label}: {reason}, no checkpoint to evaluate"
-    training = {"epochs": int((result.metrics or {}).get("epoch", 0)), "stop_reason": reason,
-                "wall_seconds": float(history["time_this_iter_s"].sum()) if history is not None else 0.0,
-                "path": result.path}
-    for column in dict.fromkeys((experiment.metric, "val_accuracy")):
-        if history is not None and column in history:
-            training[f"best_{column}"] = best_of(history[column], experiment.mode if column == experiment.metric
-                                                 else direction(column))
-    with checkpoint.as_directory() as directory:
-        outputs = predict(Path(directory), test)
-    cache.save({"kind": RETRAINED, "config": config}, outputs, training)
-    return TestPredictions(trial_id, RETRAINED, seed, outputs, training)
+class RetrainRecorder(tune.Callback):
+    """Evaluates each retrained model on the test split as soon as its trial finishes and
+    caches the predictions, so an interrupted confirmation keeps every finished model; prints
+    one progress line per model. Results and failures are keyed by ``config_key``."""
 
-
-class RerunProgress(tune.Callback):
-    """One line per finished retraining, so a long confirmation shows where it is."""
-
-    def __init__(self, total: int, echo: Callable[[str], None]) -> None:
-        self.total = total
+    def __init__(self, configs: dict[str, dict], *, experiment: Experiment, test: SplitArrays,
+                 predict, cache: PredictionCache, echo: Callable[[str], None]) -> None:
+        self.configs = configs
+        self.experiment = experiment
+        self.test = test
+        self.predict = predict
+        self.cache = cache
         self.echo = echo
-        self.done = 0
+        self.outputs: dict[str, tuple[np.ndarray, dict]] = {}
+        self.failures: dict[str, str] = {}
         self.started = time.perf_counter()
 
-    def _line(self, trial, outcome: str) -> None:
-        self.done += 1
-        elapsed = time.perf_counter() - self.started
-        self.echo(f"[retrain {self.done}/{self.total}, {elapsed:.0f} s] seed {trial.config.get('seed')} "
-                  f"{outcome}")
+    def _progress(self, config: dict, outcome: str) -> None:
+        done = len(self.outputs) + len(self.failures)
+        changed = ", ".join(f"{k}={config[k]}" for k in self.experiment.axes if k in config)
+        self.echo(f"[retrain {done}/{len(self.configs)}, {time.perf_counter() - self.started:.0f} s] "
+                  f"{changed}, seed {config.get('seed')}: {outcome}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        last = trial.last_result or {}
-        metric = next((k for k in last if k.startswith("best_val_")), None)
-        value = f"{metric} {last[metric]:.4f}" if metric and isinstance(last.get(metric), float) else ""
-        self._line(trial, f"finished after {last.get('epoch', '?')} epoch(s) "
-                          f"({last.get('stop_reason') or 'stopped'}) {value}".rstrip())
+        key = config_key(trial.config)
+        if key not in self.configs:
+            return
+        # The driver writes result.json synchronously to its staging copy; storage may lag.
+        history = read_history(Path(trial.local_path)) if trial.local_path else read_history(Path(trial.path))
+        last = history.iloc[-1].to_dict() if not history.empty else (trial.last_result or {})
+        reason = stop_reason(last, None)
+        checkpoint = best_checkpoint(Path(trial.path), self.experiment.mode)
+        if checkpoint is None:
+            self._fail(key, f"{reason}, no checkpoint with a finite {self.experiment.metric} to evaluate")
+            return
+        training = {"epochs": int(last.get("epoch", 0) or 0), "stop_reason": reason, "path": str(trial.path),
+                    "wall_seconds": float(history["time_this_iter_s"].sum()) if "time_this_iter_s" in history else 0.0}
+        for column in dict.fromkeys((self.experiment.metric, "val_accuracy")):
+            if column in history:
+                training[f"best_{column}"] = best_of(history[column], self.experiment.mode
+                                                     if column == self.experiment.metric else direction(column))
+        try:
+            outputs = self.predict(checkpoint, self.test)
+        except Exception as exc:  # reported, and the other retrainings go on
+            self._fail(key, f"its checkpoint could not predict ({type(exc).__name__}: {exc})")
+            return
+        self.cache.save({"kind": RETRAINED, "config": self.configs[key]}, outputs, training)
+        self.outputs[key] = (outputs, training)
+        value = training.get(f"best_{self.experiment.metric}", float("nan"))
+        self._progress(self.configs[key], f"{reason} after {training['epochs']} epoch(s), best "
+                                          f"{self.experiment.metric} {value:.4f}; test predictions cached")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._line(trial, "failed (see its error.txt; the report lists it)")
+        key = config_key(trial.config)
+        if key in self.configs:
+            self._fail(key, f"errored (see {Path(trial.path) / 'error.txt'})")
+
+    def _fail(self, key: str, reason: str) -> None:
+        self.failures[key] = reason
+        self._progress(self.configs[key], reason)
 
 
 def model_scores(score, test: SplitArrays, class_names: tuple[str, ...], outputs: np.ndarray,
@@ -332,31 +350,20 @@ def estimate_table(scores: dict, confidence: float) -> pd.DataFrame:
 
 
 def compare_with(reference: str | None, scores: dict, metric: str, mode: str, confidence: float) -> pd.DataFrame:
-    """Every candidate against ``reference`` on ``metric``, retrained models when both have
-    them, else sweep checkpoints; verdicts read 'better' as better for the sweep's mode."""
-    rows = []
+    """Every candidate against ``reference`` on ``metric``: their retrained models when both
+    have them, else their sweep checkpoints (``kind`` says which)."""
     columns = ["trial_id", "kind", "metric", "difference", "low", "high", "verdict"]
-    if reference is None:
-        return pd.DataFrame(rows, columns=columns)
-    for kind in (RETRAINED, CHECKPOINT):
-        if (reference, kind) not in scores:
+    rows = []
+    candidates = sorted({trial_id for trial_id, _ in scores} - {reference}) if reference else []
+    for trial_id in candidates:
+        kind = next((k for k in (RETRAINED, CHECKPOINT) if (trial_id, k) in scores and (reference, k) in scores), None)
+        if kind is None:
             continue
-        ref = scores[(reference, kind)]
-        for (trial_id, other_kind), models in scores.items():
-            if other_kind != kind or trial_id == reference or metric not in models[0]:
-                continue
-            comparison = paired_comparison(
-                np.stack([m[metric][1] for m in models]), np.stack([m[metric][1] for m in ref]),
-                candidate_point=float(np.mean([m[metric][0] for m in models])),
-                reference_point=float(np.mean([m[metric][0] for m in ref])), confidence=confidence)
-            rows.append({"trial_id": trial_id, "kind": kind, "metric": metric, "difference": comparison.difference,
-                         "low": comparison.low, "high": comparison.high, "verdict": verdict(comparison, mode)})
-        break
+        models, ref = scores[(trial_id, kind)], scores[(reference, kind)]
+        comparison = paired_comparison(
+            np.stack([m[metric][1] for m in models]), np.stack([m[metric][1] for m in ref]),
+            candidate_point=float(np.mean([m[metric][0] for m in models])),
+            reference_point=float(np.mean([m[metric][0] for m in ref])), mode=mode, confidence=confidence)
+        rows.append({"trial_id": trial_id, "kind": kind, "metric": metric, "difference": comparison.difference,
+                     "low": comparison.low, "high": comparison.high, "verdict": comparison.verdict})
     return pd.DataFrame(rows, columns=columns)
-
-
-def verdict(comparison: Comparison, mode: str) -> str:
-    """'tied', or whether the candidate is better or worse than the reference."""
-    if comparison.verdict == "tied" or mode == "max":
-        return comparison.verdict
-    return "better" if comparison.verdict == "worse" else "worse"

@@ -18,7 +18,7 @@ import pandas as pd
 
 from sweeps.registry import SweepSpec, get_sweep
 from sweeps.space import ResolvedSweep, from_saved
-from sweeps.summary import ERRORED, STOPPED_BY_ASHA
+from sweeps.summary import ERRORED, STOPPED_BY_ASHA, best_of
 from trainables.engine import META_FILE, STOP_DIVERGED
 
 SWEEP_FILE = "sweep.json"
@@ -46,6 +46,11 @@ class Experiment:
     trials: pd.DataFrame
     epochs: pd.DataFrame
     audit: dict
+    configs: dict[str, dict]
+
+    def config(self, trial_id: str) -> dict:
+        """The trial's config exactly as Tune passed it (from ``params.json``)."""
+        return dict(self.configs[trial_id])
 
     @property
     def metric(self) -> str:
@@ -58,11 +63,6 @@ class Experiment:
     @property
     def axes(self) -> list[str]:
         return list(self.resolved.grid)
-
-    @property
-    def finished(self) -> pd.DataFrame:
-        """Trials that ended on their own or were pruned, and are neither failed nor unfinished."""
-        return self.trials[~self.trials["stop_reason"].isin((*FAILED_REASONS, INTERRUPTED, NOT_STARTED))]
 
 
 def load_experiment(directory: str | Path) -> Experiment:
@@ -82,18 +82,22 @@ def load_experiment(directory: str | Path) -> Experiment:
     states = tune_states(directory)
     summary = _summary_rows(directory)
     trial_dirs = sorted(p.parent for p in directory.glob("*/params.json"))
-    rows, histories = [], []
+    rows, histories, configs = [], [], {}
     for trial_dir in trial_dirs:
         history = read_history(trial_dir)
-        row = trial_row(trial_dir, history, states.get(trial_dir.name, {}), summary.get(trial_dir.name, {}),
-                        metric=spec.metric, mode=spec.mode)
+        configs[trial_dir.name] = _read_json(trial_dir / "params.json", "the trial's config")
+        row = trial_row(trial_dir, history, configs[trial_dir.name], states.get(trial_dir.name, {}),
+                        summary.get(trial_dir.name, {}), metric=spec.metric, mode=spec.mode)
         rows.append(row)
         if not history.empty:
             histories.append(history.assign(trial_id=row["trial_id"]))
-    rows.extend(_unstarted_rows(states, {r["trial_id"] for r in rows}))
+    unstarted = _unstarted_rows(states, {r["trial_id"] for r in rows})
+    rows.extend(unstarted)
+    configs.update({row["trial_id"]: states[row["trial_id"]].get("config", {}) for row in unstarted})
     trials = pd.DataFrame(rows)
     epochs = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(columns=["trial_id", "epoch"])
-    return Experiment(directory=directory, spec=spec, resolved=resolved, trials=trials, epochs=epochs, audit=audit)
+    return Experiment(directory=directory, spec=spec, resolved=resolved, trials=trials, epochs=epochs, audit=audit,
+                      configs=configs)
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -107,20 +111,17 @@ def _read_json(path: Path, what: str) -> dict:
 
 
 def tune_states(directory: Path) -> dict[str, dict]:
-    """Trial id → {status, error_file, last_result} from Tune's newest experiment state
-    (empty when Tune never wrote one)."""
+    """Trial id → {status, config} from Tune's newest experiment state (empty when Tune never
+    wrote one)."""
     files = sorted(directory.glob("experiment_state-*.json"))
     if not files:
         return {}
     try:
         state = json.loads(files[-1].read_text())
         states = {}
-        for trial_json, runtime_json in state["trial_data"]:
+        for trial_json, _runtime_json in state["trial_data"]:
             trial = json.loads(trial_json)
-            runtime = json.loads(runtime_json)
-            states[trial["trial_id"]] = {"status": trial.get("status", ""),
-                                         "error_file": runtime.get("error_filename"),
-                                         "config": trial.get("config", {})}
+            states[trial["trial_id"]] = {"status": trial.get("status", ""), "config": trial.get("config", {})}
         return states
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ExperimentError(f"{files[-1]}: Tune's experiment state is unreadable ({exc})") from exc
@@ -162,28 +163,19 @@ def metric_columns(history: pd.DataFrame) -> list[str]:
             and pd.api.types.is_numeric_dtype(history[c])]
 
 
-def best_of(values: pd.Series, mode: str) -> float:
-    finite = pd.to_numeric(values, errors="coerce")
-    finite = finite[finite.map(lambda v: math.isfinite(v))]
-    if finite.empty:
-        return math.nan
-    return float(finite.max() if mode == "max" else finite.min())
-
-
 def direction(metric: str) -> str:
     """How a reported metric improves: losses and times down, scores up."""
     return "min" if "loss" in metric or metric.endswith("seconds") else "max"
 
 
-def trial_row(trial_dir: Path, history: pd.DataFrame, state: dict, summary: dict, *,
+def trial_row(trial_dir: Path, history: pd.DataFrame, config: dict, state: dict, summary: dict, *,
               metric: str, mode: str) -> dict:
     """One trial as a flat record (see the module docstring)."""
-    config = json.loads((trial_dir / "params.json").read_text())
     last = history.iloc[-1].to_dict() if not history.empty else {}
     reason, detail = classify_stop(trial_dir, last, state, summary)
     row = {"trial_id": trial_dir.name, **{f"config/{k}": v for k, v in config.items()},
            "status": state.get("status") or summary.get("status", ""), "stop_reason": reason,
-           "detail": detail, "epochs": int(last.get("epoch", 0) or 0) if not history.empty else 0,
+           "detail": detail, "epochs": epochs_run(history),
            "wall_seconds": float(history["time_this_iter_s"].sum()) if "time_this_iter_s" in history else 0.0,
            "best_epoch": math.nan, "best_checkpoint": "", "path": str(trial_dir)}
     for column in metric_columns(history):
@@ -195,6 +187,14 @@ def trial_row(trial_dir: Path, history: pd.DataFrame, state: dict, summary: dict
     checkpoint = best_checkpoint(trial_dir, mode)
     row["best_checkpoint"] = str(checkpoint) if checkpoint else ""
     return row
+
+
+def epochs_run(history: pd.DataFrame) -> int:
+    """The last epoch a trial reported (0 before its first report)."""
+    if history.empty or "epoch" not in history:
+        return 0
+    epochs = pd.to_numeric(history["epoch"], errors="coerce").dropna()
+    return int(epochs.max()) if not epochs.empty else 0
 
 
 def classify_stop(trial_dir: Path, last: dict, state: dict, summary: dict) -> tuple[str, str]:
@@ -245,12 +245,6 @@ def best_checkpoint(trial_dir: Path, mode: str) -> Path | None:
     return min(found, key=lambda item: item[:2])[2] if found else None
 
 
-def config_of(row: pd.Series | dict) -> dict:
-    """The trial's config dict back from its ``config/<key>`` columns (NaN-padded keys dropped)."""
-    return {key.removeprefix("config/"): plain(value) for key, value in dict(row).items()
-            if key.startswith("config/") and not (isinstance(value, float) and math.isnan(value))}
-
-
 def plain(value):
-    """numpy scalars → Python scalars, so configs serialise and compare cleanly."""
+    """numpy scalars → Python scalars, so values serialise and compare cleanly."""
     return value.item() if hasattr(value, "item") else value

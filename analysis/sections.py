@@ -11,6 +11,7 @@ import math
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +19,12 @@ import pandas as pd
 
 from analysis import figures
 from analysis.document import Block, Bullets, Figure, Heading, Paragraph, Table
-from analysis.rerun import CHECKPOINT, RETRAINED, Confirmation, RerunSettings, test_metric
-from analysis.results import Experiment, config_of
-from analysis.spec import ReportSpec
+from analysis.rerun import CHECKPOINT, RETRAINED, Confirmation, RerunSettings, metric_on_test
+from analysis.results import Experiment, direction
+from sweeps.report_spec import ReportSpec
 from analysis.stats import Estimate
 from analysis.winners import Winners, format_group, group_key
-from trainables.metrics import confusion_matrix
+from trainables.metrics import confusion_matrix, row_normalised
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,12 @@ class ReportContext:
     def cite(self, section: str) -> str:
         return f"{self.spec.document} {section}".strip()
 
+    @cached_property
+    def _trials_by_id(self) -> pd.DataFrame:
+        return self.experiment.trials.set_index("trial_id")
+
     def trial(self, trial_id: str) -> pd.Series:
-        return self.experiment.trials.set_index("trial_id").loc[trial_id]
+        return self._trials_by_id.loc[trial_id]
 
     def group_name(self, key: tuple) -> str:
         return self.spec.label(key) or format_group(self.winners.group_by, key) or "all trials"
@@ -61,17 +66,30 @@ class ReportContext:
     def seeds_label(self) -> str:
         return f"retrained × {self.settings.seeds} seeds: mean ± std [{self.settings.confidence:.0%} CI]"
 
+    @property
+    def retraining(self) -> bool:
+        return self.settings.seeds > 0
+
+
+NEEDS = ("", "winner", "confirmation", "checkpoint")
+
 
 @dataclass(frozen=True)
 class SectionEntry:
+    """A section and what it needs to run: nothing, a winner, test-split results of the
+    candidates (``confirmation``), or the winner's own sweep checkpoint on the test split."""
+
     function: Callable[[ReportContext], list[Block]]
-    needs: str  # "" (always runs), "winner", or "test" (a winner with test-split results)
+    needs: str
 
 
 SECTIONS: dict[str, SectionEntry] = {}
 
 
 def section(name: str, *, needs: str = ""):
+    if needs not in NEEDS:
+        raise ValueError(f"section {name!r}: needs={needs!r} is unknown; valid: {NEEDS}")
+
     def register(function: Callable[[ReportContext], list[Block]]):
         SECTIONS[name] = SectionEntry(function, needs)
         return function
@@ -88,14 +106,17 @@ def get_section(name: str) -> SectionEntry:
 def render_sections(context: ReportContext) -> list[Block]:
     blocks: list[Block] = []
     for name in context.spec.sections:
-        entry = get_section(name)
-        if entry.needs and context.winners.overall is None:
-            continue
-        if entry.needs == "test" and (context.confirmation is None
-                                      or context.checkpoint_outputs(context.winners.overall) is None):
-            continue
-        blocks.extend(entry.function(context))
+        if can_run(get_section(name).needs, context):
+            blocks.extend(get_section(name).function(context))
     return blocks
+
+
+def can_run(needs: str, context: ReportContext) -> bool:
+    if needs and context.winners.overall is None:
+        return False
+    if needs in ("confirmation", "checkpoint") and context.confirmation is None:
+        return False
+    return needs != "checkpoint" or context.checkpoint_outputs(context.winners.overall) is not None
 
 
 # ---- formatting ---------------------------------------------------------------------------
@@ -118,6 +139,10 @@ def duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours else (f"{minutes} min {secs:02d} s" if minutes else f"{secs} s")
 
 
+def estimate_mean(e: Estimate | None, digits: int = 3) -> str:
+    return "n/a" if e is None else number(e.mean, digits)
+
+
 def estimate_text(e: Estimate | None, *, scale: float = 1.0, digits: int = 3) -> str:
     if e is None:
         return "n/a"
@@ -126,7 +151,7 @@ def estimate_text(e: Estimate | None, *, scale: float = 1.0, digits: int = 3) ->
 
 
 def axis_values(context: ReportContext, trial_id: str) -> str:
-    config = config_of(context.trial(trial_id))
+    config = context.experiment.config(trial_id)
     return ", ".join(f"{axis}={config.get(axis)}" for axis in context.experiment.axes)
 
 
@@ -153,11 +178,12 @@ def summary(context: ReportContext) -> list[Block]:
     row = context.trial(winners.overall)
     items = [f"Winner: trial {winners.overall} ({axis_values(context, winners.overall)}), best "
              f"{experiment.metric} {number(row[f'best_{experiment.metric}'])} at epoch {int(row['best_epoch'])}."]
-    metric = test_metric(experiment.metric)
+    metric = metric_on_test(experiment.metric)
     if context.confirmation is not None:
+        retrained = (f"; {context.seeds_label()} "
+                     f"{estimate_text(context.estimate(winners.overall, metric, RETRAINED))}" if context.retraining else "")
         items.append(f"Test {metric} of the winner: sweep checkpoint "
-                     f"{estimate_text(context.estimate(winners.overall, metric, CHECKPOINT))}; "
-                     f"{context.seeds_label()} {estimate_text(context.estimate(winners.overall, metric, RETRAINED))}.")
+                     f"{estimate_text(context.estimate(winners.overall, metric, CHECKPOINT))}{retrained}.")
         items.append(tie_sentence(context))
         items += [f"Not confirmed: {failure}" for failure in context.confirmation.failures]
     blocks.append(Bullets(tuple(items)))
@@ -166,7 +192,7 @@ def summary(context: ReportContext) -> list[Block]:
 
 def tie_sentence(context: ReportContext) -> str:
     comparisons = context.confirmation.comparisons
-    metric = test_metric(context.experiment.metric)
+    metric = metric_on_test(context.experiment.metric)
     if comparisons.empty:
         return f"No other candidate to compare with the winner on test {metric}."
     tied = list(comparisons.loc[comparisons["verdict"] == "tied", "trial_id"])
@@ -178,12 +204,12 @@ def tie_sentence(context: ReportContext) -> str:
     return text
 
 
-@section("model_performance", needs="test")
+@section("model_performance", needs="checkpoint")
 def model_performance(context: ReportContext) -> list[Block]:
     winner = context.winners.overall
     row = context.trial(winner)
     retrained = context.retrained(winner)
-    frame = pd.DataFrame({
+    columns = {
         "Measure": ["Test loss", "Test accuracy (%)", "Best validation accuracy (%)", "Training stopped at epoch",
                     "Total training time"],
         "Winner's sweep checkpoint": [
@@ -195,15 +221,22 @@ def model_performance(context: ReportContext) -> list[Block]:
             estimate_text(context.estimate(winner, "loss", RETRAINED), digits=4),
             estimate_text(context.estimate(winner, "accuracy", RETRAINED), scale=100, digits=2),
             mean_text([m.training.get("best_val_accuracy") for m in retrained], scale=100),
-            ", ".join(str(m.training["epochs"]) for m in retrained) or "n/a",
+            ", ".join(epochs_with_reason(m.training) for m in retrained) or "n/a",
             duration(float(np.mean([m.training["wall_seconds"] for m in retrained]))) if retrained else "n/a"],
-    })
+    }
+    frame = pd.DataFrame(columns if retrained else {k: v for k, v in columns.items() if k != context.seeds_label()})
     return [Heading("Model performance on the test split"),
             Paragraph("Test loss is the unweighted cross-entropy, comparable across arms. Training time is the "
                       "trial's own time (data in memory), without Ray start-up. In the retrained column, ± is the "
                       "spread over seeds and the interval resamples test images for the seed-averaged value, so "
                       "it shows test-set sampling error, not seed-to-seed variation."),
             Table(frame, caption=f"Winner {winner}", source=context.cite("§5.1"))]
+
+
+def epochs_with_reason(training: dict) -> str:
+    """'14', or '9 (diverged)' when a model did not run to its planned end."""
+    reason = training.get("stop_reason", "completed")
+    return str(training["epochs"]) + ("" if reason == "completed" else f" ({reason})")
 
 
 def mean_text(values: list, *, scale: float = 1.0, digits: int = 2) -> str:
@@ -219,11 +252,11 @@ def winner_confusion(context: ReportContext) -> np.ndarray:
     return confusion_matrix(context.confirmation.test.labels, outputs.argmax(axis=1), len(context.class_names))
 
 
-@section("confusion_matrix", needs="test")
+@section("confusion_matrix", needs="checkpoint")
 def confusion_matrix_section(context: ReportContext) -> list[Block]:
     names = context.class_names
     cm = winner_confusion(context)
-    normalised = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    normalised = row_normalised(cm)
     counts = pd.DataFrame(cm, columns=[f"Pred {n}" for n in names]).astype(int)
     counts.insert(0, "", [f"True {n}" for n in names])
     rows = pd.DataFrame([[f"{100 * v:.1f}%" for v in row] for row in normalised], columns=[f"Pred {n}" for n in names])
@@ -237,7 +270,7 @@ def confusion_matrix_section(context: ReportContext) -> list[Block]:
             Figure(path, "Confusion matrix, counts and row-normalised")]
 
 
-@section("classification_report", needs="test")
+@section("classification_report", needs="checkpoint")
 def classification_report(context: ReportContext) -> list[Block]:
     names = context.class_names
     winner = context.winners.overall
@@ -259,10 +292,10 @@ def classification_report(context: ReportContext) -> list[Block]:
                          columns=["Class", "Precision", "Recall", "F1-score"])
     return [Heading("Classification report"),
             Table(frame, caption="Winner's sweep checkpoint, test split", source=context.cite("§6.2")),
-            Table(seeds, caption=f"The winner's config {context.seeds_label()}")]
+            *([Table(seeds, caption=f"The winner's config {context.seeds_label()}")] if context.retrained(winner) else [])]
 
 
-@section("roc_auc", needs="test")
+@section("roc_auc", needs="checkpoint")
 def roc_auc(context: ReportContext) -> list[Block]:
     names = context.class_names
     winner = context.winners.overall
@@ -271,6 +304,8 @@ def roc_auc(context: ReportContext) -> list[Block]:
     rows.append(["Macro-average AUC", number(context.estimate(winner, "macro_auc", CHECKPOINT).mean),
                  estimate_text(context.estimate(winner, "macro_auc", RETRAINED))])
     frame = pd.DataFrame(rows, columns=["", "Sweep checkpoint", context.seeds_label()])
+    if not context.retrained(winner):
+        frame = frame.drop(columns=[context.seeds_label()])
     aucs = {f"auc_{n}": context.estimate(winner, f"auc_{n}", CHECKPOINT).mean for n in names}
     path = figures.roc_curves(context.confirmation.test.labels, context.checkpoint_outputs(winner), names, aucs,
                               context.figures_dir / "roc_curves.png", f"One-vs-rest ROC, winner {winner}")
@@ -278,7 +313,7 @@ def roc_auc(context: ReportContext) -> list[Block]:
             Figure(path, "ROC curves of the winner's sweep checkpoint on the test split")]
 
 
-@section("error_analysis", needs="test")
+@section("error_analysis", needs="checkpoint")
 def error_analysis(context: ReportContext) -> list[Block]:
     names = context.class_names
     cm = winner_confusion(context)
@@ -289,7 +324,7 @@ def error_analysis(context: ReportContext) -> list[Block]:
     return [Heading("Error analysis"), Bullets(tuple(items))]
 
 
-@section("sample_predictions", needs="test")
+@section("sample_predictions", needs="checkpoint")
 def sample_predictions(context: ReportContext) -> list[Block]:
     test = context.confirmation.test
     outputs = context.checkpoint_outputs(context.winners.overall)
@@ -315,11 +350,12 @@ def sample_indices(labels: np.ndarray, predictions: np.ndarray, num_classes: int
         right = rng.permutation(np.flatnonzero((labels == c) & (predictions == c)))
         take_wrong = wrong[: per_class // 2]
         chosen += list(take_wrong) + list(right[: per_class - len(take_wrong)])
-    rest = [i for i in rng.permutation(len(labels)) if i not in set(chosen)]
+    taken = set(chosen)
+    rest = [i for i in rng.permutation(len(labels)) if i not in taken]
     return np.array((chosen + rest)[:count], dtype=np.int64)
 
 
-@section("ablation", needs="test")
+@section("ablation", needs="confirmation")
 def ablation(context: ReportContext) -> list[Block]:
     experiment, winners = context.experiment, context.winners
     group_by = winners.group_by
@@ -335,13 +371,16 @@ def ablation(context: ReportContext) -> list[Block]:
             rows.append({**base, "Note": f"no eligible trial ({reasons or 'none ran'})"})
             continue
         row = context.trial(trial_id)
-        macro = context.estimate(trial_id, test_metric(experiment.metric))
+        macro = context.estimate(trial_id, metric_on_test(experiment.metric))
+        if macro is None:
+            rows.append({**base, "Note": f"best trial {trial_id} has no test result (see 'Not confirmed')"})
+            continue
         rows.append({**base,
                      "Val Acc (%)": percent(row.get("best_val_accuracy", math.nan)),
                      "Test Acc (%)": estimate_text(context.estimate(trial_id, "accuracy"), scale=100, digits=1),
-                     **{f"{n} F1": number(context.estimate(trial_id, f"f1_{n}").mean) for n in class_names},
+                     **{f"{n} F1": estimate_mean(context.estimate(trial_id, f"f1_{n}")) for n in class_names},
                      "Epochs": int(row["epochs"]),
-                     f"Test {test_metric(experiment.metric)} [CI]": estimate_text(macro),
+                     f"Test {metric_on_test(experiment.metric)} [CI]": estimate_text(macro),
                      "Trial": f"{trial_id} ({other_axes(context, trial_id)})",
                      "vs winner": verdict_of(context, trial_id)})
         estimates.append({"label": label, "mean": macro.mean, "low": macro.low, "high": macro.high})
@@ -355,13 +394,15 @@ def ablation(context: ReportContext) -> list[Block]:
         Table(frame, caption="Imbalance arms", source=context.cite("§8.2") if "Note" not in frame else ""),
     ]
     if estimates:
-        path = figures.estimates_by_label(pd.DataFrame(estimates), f"test {test_metric(experiment.metric)}",
+        path = figures.estimates_by_label(pd.DataFrame(estimates), f"test {metric_on_test(experiment.metric)}",
                                           context.figures_dir / "ablation.png")
-        blocks.append(Figure(path, f"Test {test_metric(experiment.metric)} per arm with its confidence interval"))
+        blocks.append(Figure(path, f"Test {metric_on_test(experiment.metric)} per arm with its confidence interval"))
     findings = factorial_findings(context, keys)
     if findings is not None:
-        blocks += [Heading("Ablation findings", 3), Table(findings, caption="Changes in test macro-F1 between arms",
-                                                           source=context.cite("§8.4"))]
+        blocks += [Heading("Ablation findings", 3),
+                   Table(findings, caption=f"Changes in test {metric_on_test(experiment.metric)} between arms (read "
+                                           f"against the intervals above: overlapping arms are not distinguishable)",
+                         source=context.cite("§8.4"))]
     return blocks
 
 
@@ -372,7 +413,7 @@ def trials_of_group(context: ReportContext, key: tuple) -> pd.DataFrame:
 
 
 def other_axes(context: ReportContext, trial_id: str) -> str:
-    config = config_of(context.trial(trial_id))
+    config = context.experiment.config(trial_id)
     others = [a for a in context.experiment.axes if a not in context.winners.group_by]
     return ", ".join(f"{a}={config.get(a)}" for a in others) or "—"
 
@@ -389,7 +430,7 @@ def factorial_findings(context: ReportContext, keys: list[tuple]) -> pd.DataFram
     """For two on/off axes: the effect of each alone, together, and their interaction."""
     if len(context.winners.group_by) != 2 or set(keys) != {(False, False), (True, False), (False, True), (True, True)}:
         return None
-    metric = test_metric(context.experiment.metric)
+    metric = metric_on_test(context.experiment.metric)
     values = {}
     for key in keys:
         trial_id = context.winners.per_group.get(key)
@@ -400,6 +441,7 @@ def factorial_findings(context: ReportContext, keys: list[tuple]) -> pd.DataFram
     base = values[(False, False)]
     first, second = context.winners.group_by
     change = lambda key: values[key] - base  # noqa: E731
+    reading = lambda delta: "better" if (delta > 0) == (context.experiment.mode == "max") and delta else "not better"  # noqa: E731
     relative = lambda delta: f"{delta:+.3f} ({delta / base:+.1%})" if base else f"{delta:+.3f}"  # noqa: E731
     synergy = change((True, True)) - change((True, False)) - change((False, True))
     return pd.DataFrame({
@@ -408,17 +450,15 @@ def factorial_findings(context: ReportContext, keys: list[tuple]) -> pd.DataFram
                     "Synergy (both − sum of each alone)"],
         f"Δ test {metric}": [relative(change((True, True))), relative(change((True, False))),
                              relative(change((False, True))), f"{synergy:+.3f}"],
-        "Reading": ["improvement" if change((True, True)) > 0 else "no improvement",
-                    "helps" if change((True, False)) > 0 else "does not help",
-                    "helps" if change((False, True)) > 0 else "does not help",
-                    "combination beats the sum" if synergy > 0 else "no synergy"],
+        "Reading": [reading(change((True, True))), reading(change((True, False))), reading(change((False, True))),
+                    "combination beats the sum" if reading(synergy) == "better" else "no synergy"],
     })
 
 
-@section("confirmation", needs="test")
+@section("confirmation", needs="confirmation")
 def confirmation_section(context: ReportContext) -> list[Block]:
     experiment, winners = context.experiment, context.winners
-    metric = test_metric(experiment.metric)
+    metric = metric_on_test(experiment.metric)
     rows = []
     for candidate in winners.candidates:
         row = context.trial(candidate.trial_id)
@@ -428,16 +468,18 @@ def confirmation_section(context: ReportContext) -> list[Block]:
                      "Config": axis_values(context, candidate.trial_id),
                      f"Val {metric}": number(row[f"best_{experiment.metric}"]),
                      f"Test {metric}, sweep checkpoint": estimate_text(context.estimate(candidate.trial_id, metric, CHECKPOINT)),
-                     f"Test {metric}, {context.seeds_label()}": estimate_text(context.estimate(candidate.trial_id, metric, RETRAINED)),
+                     **({f"Test {metric}, {context.seeds_label()}":
+                         estimate_text(context.estimate(candidate.trial_id, metric, RETRAINED))} if context.retraining else {}),
                      "Δ vs winner [CI]": "—" if found.empty else
-                     f"{found['difference'].iloc[0]:+.3f} [{found['low'].iloc[0]:+.3f}, {found['high'].iloc[0]:+.3f}]",
+                     f"{found['difference'].iloc[0]:+.3f} [{found['low'].iloc[0]:+.3f}, {found['high'].iloc[0]:+.3f}] "
+                     f"({found['kind'].iloc[0]})",
                      "Verdict": verdict_of(context, candidate.trial_id)})
     blocks: list[Block] = [
         Heading("Confirmation on the test split"),
-        Paragraph(f"Candidates: the top {sum(1 for c in winners.candidates if any(r == 'winner' or r.startswith('top') for r in c.roles))} "
-                  f"trials overall and the best of every group. Each is evaluated from its best sweep checkpoint and "
-                  f"retrained from scratch with seeds {list(context.settings.seed_values)} as one Ray Tune run; "
-                  f"intervals resample test images ({context.settings.bootstrap} resamples). {tie_sentence(context)}"),
+        Paragraph("Candidates: the best trials overall and the best of every group. Each is evaluated from its best "
+                  "sweep checkpoint" + (f" and retrained from scratch with seeds {list(context.settings.seed_values)} "
+                                        "as one Ray Tune run" if context.retraining else "")
+                  + f"; intervals resample test images ({context.settings.bootstrap} resamples). {tie_sentence(context)}"),
         Table(pd.DataFrame(rows), caption="Candidates"),
     ]
     if context.confirmation.failures:
@@ -459,7 +501,7 @@ def training_curves(context: ReportContext) -> list[Block]:
     return [Heading("Training curves"), Figure(path, "Validation metric and losses per epoch of the winners")]
 
 
-@section("checks", needs="test")
+@section("checks", needs="confirmation")
 def checks(context: ReportContext) -> list[Block]:
     rows = []
     for check in context.spec.checks:
@@ -471,8 +513,8 @@ def checks(context: ReportContext) -> list[Block]:
     if not rows:
         return []
     return [Heading("The document's targets and claims"),
-            Paragraph("Each target or claim of the document beside what was measured here (test values: "
-                      "mean over the retrained seeds)."),
+            Paragraph("Each target or claim of the document beside what was measured here (test values: the mean "
+                      "over the retrained seeds, or the sweep checkpoint where none were retrained)."),
             Table(pd.DataFrame(rows), caption="Targets and claims", source=context.cite("§7.2, §8.3"))]
 
 
@@ -495,8 +537,9 @@ def measure(context: ReportContext, quantity: str) -> tuple[float | str | None, 
         return total, f"{total:,}"
     if kind == "best_group":
         metric = rest
-        scored = [(context.estimate(t, metric).mean, context.group_name(k)) for k, t in context.winners.per_group.items()
-                  if context.estimate(t, metric)]
+        sign = 1 if direction(metric) == "max" else -1
+        scored = [(sign * context.estimate(t, metric).mean, context.group_name(k))
+                  for k, t in context.winners.per_group.items() if context.estimate(t, metric)]
         best = max(scored)[1] if scored else None
         return best, best or "n/a"
     raise ValueError(f"unknown check quantity {quantity!r}; valid kinds: {', '.join(CHECK_QUANTITIES)}")
@@ -566,13 +609,23 @@ def environment(context: ReportContext) -> list[Block]:
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30 if hasattr(os, "sysconf") else math.nan
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none visible"
     frame = pd.DataFrame({"": ["CPU", "CPU cores", "RAM", "GPU", "Python", "PyTorch"],
-                          "Analysis machine": [platform.processor() or platform.machine(), str(os.cpu_count()),
+                          "Analysis machine": [cpu_model(), str(os.cpu_count()),
                                                f"{memory:.0f} GiB", gpu, platform.python_version(),
                                                torch.__version__]})
     return [Heading("Hardware and environment"),
             Paragraph("The machine that wrote this report and evaluated the checkpoints; trials ran on the Ray "
                       f"cluster with {experiment_resources(context)} per trial."),
             Table(frame, caption="Environment", source=context.cite("§10.3"))]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def experiment_resources(context: ReportContext) -> str:

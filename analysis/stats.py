@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from trainables.metrics import nan_mean
+
 
 def resample_weights(groups: np.ndarray, *, resamples: int, seed: int = 0) -> np.ndarray:
     """A (resamples x n) matrix: how often each sample occurs when its groups (source
@@ -40,10 +42,7 @@ def percentile_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[f
 def seed_average(per_resample: np.ndarray) -> np.ndarray:
     """Mean over seeds (axis 0) of each resample's values, ignoring nan (a resample in which
     a metric is undefined, such as an AUC without positives); nan where every seed is nan."""
-    values = np.asarray(per_resample, dtype=np.float64)
-    defined = ~np.isnan(values)
-    return np.divide(np.where(defined, values, 0.0).sum(axis=0), defined.sum(axis=0),
-                     out=np.full(values.shape[1:], np.nan), where=defined.any(axis=0))
+    return nan_mean(per_resample, axis=0)
 
 
 @dataclass(frozen=True)
@@ -72,24 +71,26 @@ def estimate(per_seed: np.ndarray, per_resample: np.ndarray, confidence: float =
 
 @dataclass(frozen=True)
 class Comparison:
-    """Candidate minus reference on the same resampled test images."""
+    """Candidate minus reference on the same resampled test images, for a metric whose
+    better direction is ``mode``."""
 
     difference: float
     low: float
     high: float
+    mode: str = "max"
 
     @property
     def verdict(self) -> str:
-        """'tied' when the interval holds 0, else whether the candidate is better or worse
-        (for a metric where higher is better)."""
+        """'tied' when the interval holds 0, else whether the candidate is better or worse."""
         if np.isnan(self.low) or self.low <= 0 <= self.high:
             return "tied"
-        return "better" if self.low > 0 else "worse"
+        higher = self.low > 0
+        return "better" if higher == (self.mode == "max") else "worse"
 
 
 def paired_comparison(candidate: np.ndarray, reference: np.ndarray, *, candidate_point: float,
-                      reference_point: float, confidence: float = 0.95) -> Comparison:
+                      reference_point: float, mode: str = "max", confidence: float = 0.95) -> Comparison:
     """Compare seed-averaged values (S x B each, on the same resamples)."""
     difference = seed_average(candidate) - seed_average(reference)
     low, high = percentile_interval(difference, confidence)
-    return Comparison(difference=candidate_point - reference_point, low=low, high=high)
+    return Comparison(difference=candidate_point - reference_point, low=low, high=high, mode=mode)

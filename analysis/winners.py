@@ -17,7 +17,6 @@ class Candidate:
 
     trial_id: str
     roles: tuple[str, ...]
-    group: tuple
 
 
 @dataclass(frozen=True)
@@ -70,9 +69,7 @@ def pick_winners(experiment: Experiment, *, top_k: int = 3) -> Winners:
         if group_by:
             roles.setdefault(trial_id, []).append("best of " + format_group(group_by, key))
     order = list(ranking["trial_id"])
-    candidates = tuple(Candidate(trial_id=t, roles=tuple(roles[t]),
-                                 group=group_key(ranking.set_index("trial_id").loc[t], group_by))
-                       for t in sorted(roles, key=order.index))
+    candidates = tuple(Candidate(trial_id=t, roles=tuple(roles[t])) for t in sorted(roles, key=order.index))
     return Winners(ranking=ranking, overall=order[0] if order else None, per_group=per_group,
                    candidates=candidates, group_by=group_by)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from analysis.spec import Check, ReportSpec
+from sweeps.report_spec import Check, ReportSpec
 from sweeps.wandb_logging import WandbSettings
 
 

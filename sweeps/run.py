@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from sweeps.registry import SWEEPS, Resources, SweepSpec, get_sweep
 from sweeps.space import PROFILES, ResolvedSweep, SearchSpaceError, from_saved, grid_size_of, resolve
 from sweeps.storage import ExperimentLocation, StorageError, check_shared_storage, list_experiments
 from sweeps.summary import exit_code, format_table, trial_rows
-from sweeps.tuner import SEARCH_ALGORITHMS, RunSettings
+from sweeps.tuner import SEARCH_ALGORITHMS, RunSettings, configure_tune_environment
 from trainables.config import ConfigError
 from trainables.datasets.download import DataNotFoundError
 from trainables.datasets.voc import MissingSplitListError
@@ -31,9 +30,6 @@ from trainables.models import PretrainedWeightsError, build_model
 SWEEP_FILE = "sweep.json"
 USER_ERRORS = (KeyError, SearchSpaceError, ConfigError, DataNotFoundError, MissingSplitListError,
                PretrainedWeightsError, FileNotFoundError, FileExistsError, StorageError)
-# Snapshot Tune's experiment state every few seconds (not Tune's adaptive >=10 s), so a killed
-# driver loses at most that much bookkeeping; the state of a sweep is small.
-EXPERIMENT_SNAPSHOT_SECONDS = "2"
 
 
 @dataclass(frozen=True)
@@ -116,10 +112,7 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
                                     for name, split in data.splits.items()))
     location.write_text(SWEEP_FILE, json.dumps(resolved.to_dict(), indent=2))
 
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_SNAPSHOT_SECONDS)
-    # Checkpointing every epoch forces a snapshot per epoch; Tune warns when epochs are as short
-    # as the smoke profile's, which is expected there and noise everywhere else.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    configure_tune_environment()
     started_ray = ensure_ray(options.address)
     try:
         check_shared_storage(options.storage, nodes=alive_nodes(), declared_shared=options.storage_shared)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from trainables.engine import STOP_COMPLETED, STOP_DIVERGED, STOP_EARLY
@@ -45,10 +46,16 @@ def trial_rows(result_grid, *, axes: list[str], metric: str, mode: str) -> pd.Da
 def best_value(history: pd.DataFrame | None, metric: str, mode: str) -> float:
     if history is None or metric not in history:
         return math.nan
-    values = pd.to_numeric(history[metric], errors="coerce").dropna()
-    if values.empty:
+    return best_of(history[metric], mode)
+
+
+def best_of(values: pd.Series, mode: str) -> float:
+    """The best finite value of a series by ``mode`` (nan when there is none)."""
+    numeric = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    finite = numeric[np.isfinite(numeric)]
+    if finite.size == 0:
         return math.nan
-    return float(values.max() if mode == "max" else values.min())
+    return float(finite.max() if mode == "max" else finite.min())
 
 
 def _detail(last: dict, error: BaseException | None) -> str:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from ray import tune
@@ -16,6 +17,18 @@ from trainables.datasets.base import ClassificationData
 from trainables.registry import get_trainable
 
 SEARCH_ALGORITHMS = ("grid", "optuna")
+# Snapshot Tune's experiment state every few seconds (not Tune's adaptive >=10 s), so a killed
+# driver loses at most that much bookkeeping; the state of a sweep is small.
+EXPERIMENT_SNAPSHOT_SECONDS = "2"
+
+
+def configure_tune_environment() -> None:
+    """Tune settings read from the environment, set before any Tuner is built (unless the
+    user set them)."""
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_SNAPSHOT_SECONDS)
+    # Checkpointing every epoch forces a snapshot per epoch; Tune warns when epochs are as short
+    # as the smoke profile's, which is expected there and noise everywhere else.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
 @dataclass(frozen=True)

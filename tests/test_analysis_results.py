@@ -61,7 +61,8 @@ def test_an_interrupted_experiment_loads_with_running_and_pending_trials(tmp_pat
     assert rows.loc["t_running", "stop_reason"] == "interrupted"
     assert "--resume" in rows.loc["t_running", "detail"]
     assert rows.loc["t_pending", "stop_reason"] == "not_started" and rows.loc["t_pending", "epochs"] == 0
-    assert list(experiment.finished["trial_id"]) == ["t_done"]
+    assert rows.loc["t_done", "stop_reason"] == "completed"
+    assert experiment.config("t_running")["lr"] == 1e-3
     assert pick_winners(experiment).overall == "t_running"     # the best value seen so far may win
 
 

@@ -86,3 +86,22 @@ def test_a_clearly_better_candidate_is_not_tied_and_a_near_copy_is():
     scores[("ref", "retrained")] = scores[("better", "retrained")]
     table = compare_with("ref", scores, "macro_f1", "max", 0.95).set_index("trial_id")
     assert table.loc["near", "verdict"] == "tied"
+
+
+def test_the_retraining_space_holds_every_config_as_a_point():
+    from ray.tune.search.sample import Categorical
+
+    from analysis.rerun import param_space_covering
+    configs = [{"lr": 1e-3, "seed": 0, "model": "m"}, {"lr": 1e-3, "seed": 1, "model": "m"},
+               {"lr": 1e-4, "seed": 0, "model": "m"}]
+    space = param_space_covering(configs)
+    assert space["model"] == "m"
+    assert isinstance(space["lr"], Categorical) and sorted(space["lr"].categories) == [1e-4, 1e-3]
+    assert sorted(space["seed"].categories) == [0, 1]
+
+
+def test_verdicts_follow_the_metric_direction():
+    lower = np.full((1, 50), 0.2)
+    higher = np.full((1, 50), 0.4)
+    assert paired_comparison(higher, lower, candidate_point=0.4, reference_point=0.2, mode="max").verdict == "better"
+    assert paired_comparison(higher, lower, candidate_point=0.4, reference_point=0.2, mode="min").verdict == "worse"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import make_voc, write_jpeg
+from tests.conftest import make_voc
 from trainables.datasets.bccd import prepare_bccd, read_voc_patches
 from trainables.datasets.voc import MissingSplitListError
 

@@ -119,11 +119,21 @@ def roc_auc_ovr(y_true: np.ndarray, probabilities: np.ndarray, class_names: tupl
     y_true = np.asarray(y_true)
     per_class = {f"auc_{name}": binary_auc(y_true == index, probabilities[:, index], weights)
                  for index, name in enumerate(class_names)}
-    stacked = np.stack(list(per_class.values()), axis=-1)
-    defined = ~np.isnan(stacked)
-    macro = np.divide(np.where(defined, stacked, 0.0).sum(axis=-1), defined.sum(axis=-1),
-                      out=np.full(stacked.shape[:-1], np.nan), where=defined.any(axis=-1))
-    return {**per_class, "macro_auc": macro}
+    return {**per_class, "macro_auc": nan_mean(np.stack(list(per_class.values()), axis=-1), axis=-1)}
+
+
+def nan_mean(values: np.ndarray, axis: int) -> np.ndarray:
+    """Mean along ``axis`` ignoring nan; nan (without a warning) where every value is nan."""
+    values = np.asarray(values, dtype=np.float64)
+    defined = ~np.isnan(values)
+    return np.divide(np.where(defined, values, 0.0).sum(axis=axis), defined.sum(axis=axis),
+                     out=np.full(np.delete(values.shape, axis % values.ndim), np.nan), where=defined.any(axis=axis))
+
+
+def row_normalised(cm: np.ndarray) -> np.ndarray:
+    """Each row of a confusion matrix as shares of its true class (0 for an empty row)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    return _safe_divide(cm, cm.sum(axis=-1, keepdims=True))
 
 
 def log_loss(y_true: np.ndarray, probabilities: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:

@@ -6,7 +6,6 @@ time is spent, exactly which images and annotations went into the experiment.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 
