@@ -64,21 +64,39 @@ def roc_curves(labels: np.ndarray, probabilities: np.ndarray, class_names: tuple
     return _save(fig, path)
 
 
-def training_curves(histories: dict[str, pd.DataFrame], metric: str, path: Path) -> Path:
-    """Validation metric and train/val loss per epoch of each labelled trial."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+def training_curves(histories: dict[str, pd.DataFrame], metrics: list[str], path: Path) -> Path:
+    """Each validation metric, then train/val loss, per epoch of each labelled trial."""
+    fig, axes = plt.subplots(1, len(metrics) + 1, figsize=(5.5 * (len(metrics) + 1), 4))
     for (label, history), colour in zip(histories.items(), plt.cm.tab10.colors):
-        left.plot(history["epoch"], history[metric], marker="o", ms=3, color=colour, label=label)
-        right.plot(history["epoch"], history["train_loss"], color=colour, ls="--", label=f"{label} train")
-        right.plot(history["epoch"], history["val_loss"], color=colour, label=f"{label} val")
-    left.set_xlabel("epoch")
-    left.set_ylabel(metric)
-    left.legend(fontsize=8)
-    right.set_xlabel("epoch")
-    right.set_ylabel("loss (dashed: train, solid: val)")
-    right.set_yscale("log")
-    for ax in (left, right):
+        for ax, metric in zip(axes, metrics):
+            if metric in history:
+                ax.plot(history["epoch"], history[metric], marker="o", ms=3, color=colour, label=label)
+        axes[-1].plot(history["epoch"], history["train_loss"], color=colour, ls="--", label=f"{label} train")
+        axes[-1].plot(history["epoch"], history["val_loss"], color=colour, label=f"{label} val")
+    for ax, metric in zip(axes, metrics):
+        ax.set_ylabel(metric)
+    axes[0].legend(fontsize=8)
+    axes[-1].set_ylabel("loss (dashed: train, solid: val)")
+    axes[-1].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def mask_overlays(images: np.ndarray, truth: np.ndarray, predicted: np.ndarray, dice: np.ndarray, path: Path,
+                  columns: int = 4) -> Path:
+    """Images with the true mask outlined green and the predicted mask red, titled by Dice."""
+    rows = math.ceil(len(images) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.8 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, true_mask, mask, score in zip(axes.ravel(), images, truth, predicted, dice):
+        ax.imshow(image)
+        ax.imshow(np.ma.masked_where(~mask, mask), cmap="autumn", alpha=0.35)
+        if true_mask.any():
+            ax.contour(true_mask.astype(float), levels=[0.5], colors="#2da44e", linewidths=1.5)
+        ax.set_title(f"Dice {score:.3f}", fontsize=9)
     return _save(fig, path)
 
 

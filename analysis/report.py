@@ -61,7 +61,8 @@ def write_report(options: ReportOptions, *, echo: Callable[[str], None] = print)
          f"winner {winners.overall or 'none'}; {len(winners.candidates)} candidate(s) to confirm on the test split")
     settings = RerunSettings(seeds=options.seeds, bootstrap=options.bootstrap, confidence=options.confidence,
                              data_dir=options.data_dir, address=options.address)
-    confirmation = confirm_on_test(experiment, winners, settings, echo=echo) if winners.overall else None
+    confirmation = (confirm_on_test(experiment, winners, settings, evaluate_all=spec.evaluate_all_trials, echo=echo)
+                    if winners.overall else None)
     document = Document(title=f"{experiment.spec.name} — {experiment.directory.name}")
     context = ReportContext(experiment=experiment, winners=winners, confirmation=confirmation, spec=spec,
                             figures_dir=out_dir / "figures", settings=settings)

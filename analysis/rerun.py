@@ -68,6 +68,11 @@ class ModelPredictions:
     outputs: np.ndarray
     training: dict
 
+    @property
+    def inference(self) -> dict:
+        """Inference settings tuned on validation outputs (empty when the task has none)."""
+        return dict(self.training.get("inference", {}))
+
 
 @dataclass(frozen=True)
 class Confirmation:
@@ -131,10 +136,38 @@ class PredictionCache:
         os.replace(partial, path)
 
 
+@dataclass(frozen=True)
+class Evaluator:
+    """Runs a checkpoint on the test split, after tuning its inference settings (where the
+    task has any) on the validation split, and caches what it found."""
+
+    predict: Callable[..., np.ndarray]
+    tune_inference: Callable[..., dict] | None
+    test: SplitArrays
+    val: SplitArrays
+    cache: PredictionCache
+
+    def run(self, checkpoint: Path, parts: dict, training: dict) -> ModelPredictions | str:
+        """Predictions of the model in ``checkpoint`` (``parts`` keys the cache), or why none."""
+        cached = self.cache.load(parts)
+        if cached is not None:
+            return cached
+        try:
+            outputs = self.predict(checkpoint, self.test)
+            if self.tune_inference is not None:
+                training = {**training, "inference": self.tune_inference(self.val.labels, self.predict(checkpoint, self.val))}
+        except Exception as exc:  # a broken checkpoint is reported; the other models go on
+            return f"its checkpoint {checkpoint} could not predict ({type(exc).__name__}: {exc})"
+        self.cache.save(parts, outputs, training)
+        return outputs, training
+
+
 def confirm_on_test(experiment: Experiment, winners: Winners, settings: RerunSettings, *,
-                    echo: Callable[[str], None] = print) -> Confirmation:
+                    evaluate_all: bool = False, echo: Callable[[str], None] = print) -> Confirmation:
     """Evaluate and retrain every candidate, then estimate each metric with its interval and
-    compare every candidate with the overall winner on the same resampled test images."""
+    compare every candidate with the overall winner on the same resampled test images.
+    ``evaluate_all`` also evaluates the sweep checkpoint of every other eligible trial (for
+    studies whose document tabulates every configuration on the test split)."""
     data, _ = prepare_sweep_data(experiment.resolved, data_dir=settings.data_dir, splits=("train", "val", "test"))
     test = data.splits["test"]
     if len(test) == 0:
@@ -142,35 +175,38 @@ def confirm_on_test(experiment: Experiment, winners: Winners, settings: RerunSet
     entry = get_trainable(experiment.spec.trainable)
     cache = PredictionCache(experiment.directory / CACHE_DIR,
                             data_key=json.dumps([data.fingerprint, experiment.resolved.to_dict()["data"]]))
+    evaluator = Evaluator(predict=entry.predict, tune_inference=entry.tune_inference, test=test,
+                          val=data.splits["val"], cache=cache)
     trials = experiment.trials.set_index("trial_id")
+    evaluated = list(winners.ranking["trial_id"]) if evaluate_all else winners.candidate_ids
     echo(f"Test split: {len(test)} samples from {len(np.unique(test.sources))} images; evaluating the best sweep "
-         f"checkpoint of {len(winners.candidates)} candidate(s), then {settings.seeds} retraining(s) of each")
+         f"checkpoint of {len(evaluated)} trial(s), then {settings.seeds} retraining(s) of each of "
+         f"{len(winners.candidates)} candidate(s)")
     predictions: dict[tuple[str, str], list[ModelPredictions]] = {}
     failures: list[str] = []
-    for candidate in winners.candidates:
-        found = checkpoint_predictions(trials.loc[candidate.trial_id], test, entry.predict, cache)
+    for trial_id in evaluated:
+        found = checkpoint_predictions(trials.loc[trial_id], evaluator)
         if isinstance(found, str):
-            failures.append(f"{candidate.trial_id}: {found}")
+            failures.append(f"{trial_id}: {found}")
         else:
-            predictions[(candidate.trial_id, CHECKPOINT)] = [found]
+            predictions[(trial_id, CHECKPOINT)] = [found]
     retrained, retrain_failures, retrained_now = retrain_candidates(
-        experiment, winners.candidates, data, settings, cache, entry.predict, echo)
+        experiment, winners.candidates, data, settings, evaluator, echo)
     predictions.update(retrained)
     failures.extend(retrain_failures)
     weights = resample_weights(test.sources, resamples=settings.bootstrap)
-    scores = {key: [model_scores(entry.score, test, data.class_names, p.outputs, weights) for p in models]
+    scores = {key: [model_scores(entry.score, test, data.class_names, p, weights) for p in models]
               for key, models in predictions.items()}
     estimates = estimate_table(scores, settings.confidence)
     reference = winners.overall
-    comparisons = compare_with(reference, scores, metric_on_test(experiment.metric), experiment.mode,
-                               settings.confidence)
+    comparisons = compare_with(reference, {k: v for k, v in scores.items() if k[0] in winners.candidate_ids},
+                               metric_on_test(experiment.metric), experiment.mode, settings.confidence)
     return Confirmation(class_names=data.class_names, test=test, predictions=predictions, estimates=estimates,
                         comparisons=comparisons, reference=reference, failures=tuple(failures),
                         retrained_now=retrained_now)
 
 
-def checkpoint_predictions(trial: pd.Series, test: SplitArrays, predict,
-                           cache: PredictionCache) -> ModelPredictions | str:
+def checkpoint_predictions(trial: pd.Series, evaluator: Evaluator) -> ModelPredictions | str:
     """The sweep trial's best checkpoint on the test split (cached), or why there is none."""
     checkpoint = trial["best_checkpoint"]
     if not checkpoint or not Path(checkpoint, STATE_FILE).is_file():
@@ -179,19 +215,14 @@ def checkpoint_predictions(trial: pd.Series, test: SplitArrays, predict,
              "modified": Path(checkpoint, STATE_FILE).stat().st_mtime_ns}
     training = {"epochs": int(trial["epochs"]), "wall_seconds": float(trial["wall_seconds"]),
                 "stop_reason": trial["stop_reason"], "best_epoch": trial["best_epoch"]}
-    cached = cache.load(parts)
-    if cached is not None:
-        return ModelPredictions(trial_id=str(trial.name), seed=None, outputs=cached[0], training=training)
-    try:
-        outputs = predict(Path(checkpoint), test)
-    except Exception as exc:  # a broken checkpoint is reported, the other candidates go on
-        return f"its checkpoint {checkpoint} could not predict ({type(exc).__name__}: {exc})"
-    cache.save(parts, outputs, training)
-    return ModelPredictions(trial_id=str(trial.name), seed=None, outputs=outputs, training=training)
+    found = evaluator.run(Path(checkpoint), parts, training)
+    if isinstance(found, str):
+        return found
+    return ModelPredictions(trial_id=str(trial.name), seed=None, outputs=found[0], training=found[1])
 
 
 def retrain_candidates(experiment: Experiment, candidates: tuple[Candidate, ...], data: ClassificationData,
-                       settings: RerunSettings, cache: PredictionCache, predict, echo: Callable[[str], None]):
+                       settings: RerunSettings, evaluator: Evaluator, echo: Callable[[str], None]):
     """Retrained test predictions per candidate, failures, and how many models were trained
     now. Candidates sharing a config (repeated grid samples) share its retrained models."""
     wanted = {(c.trial_id, seed): {**experiment.config(c.trial_id), "seed": seed}
@@ -199,7 +230,7 @@ def retrain_candidates(experiment: Experiment, candidates: tuple[Candidate, ...]
     found: dict[tuple[str, int], ModelPredictions] = {}
     missing: dict[str, dict] = {}
     for (trial_id, seed), config in wanted.items():
-        cached = cache.load({"kind": RETRAINED, "config": config})
+        cached = evaluator.cache.load({"kind": RETRAINED, "config": config})
         if cached is None:
             missing[config_key(config)] = config
         else:
@@ -208,8 +239,7 @@ def retrain_candidates(experiment: Experiment, candidates: tuple[Candidate, ...]
     if missing:
         echo(f"Retraining {len(missing)} model(s) from scratch on Ray Tune ({len(wanted) - len(found)} needed, "
              f"{len(found)} cached), seeds {list(settings.seed_values)}")
-        recorder = RetrainRecorder(missing, experiment=experiment, test=data.splits["test"], predict=predict,
-                                   cache=cache, echo=echo)
+        recorder = RetrainRecorder(missing, experiment=experiment, evaluator=evaluator, echo=echo)
         run_retraining(experiment, list(missing.values()), data, settings, recorder)
         for (trial_id, seed), config in wanted.items():
             key = config_key(config)
@@ -272,13 +302,11 @@ class RetrainRecorder(tune.Callback):
     caches the predictions, so an interrupted confirmation keeps every finished model; prints
     one progress line per model. Results and failures are keyed by ``config_key``."""
 
-    def __init__(self, configs: dict[str, dict], *, experiment: Experiment, test: SplitArrays,
-                 predict, cache: PredictionCache, echo: Callable[[str], None]) -> None:
+    def __init__(self, configs: dict[str, dict], *, experiment: Experiment, evaluator: Evaluator,
+                 echo: Callable[[str], None]) -> None:
         self.configs = configs
         self.experiment = experiment
-        self.test = test
-        self.predict = predict
-        self.cache = cache
+        self.evaluator = evaluator
         self.echo = echo
         self.outputs: dict[str, tuple[np.ndarray, dict]] = {}
         self.failures: dict[str, str] = {}
@@ -308,13 +336,11 @@ class RetrainRecorder(tune.Callback):
             if column in history:
                 training[f"best_{column}"] = best_of(history[column], self.experiment.mode
                                                      if column == self.experiment.metric else direction(column))
-        try:
-            outputs = self.predict(checkpoint, self.test)
-        except Exception as exc:  # reported, and the other retrainings go on
-            self._fail(key, f"its checkpoint could not predict ({type(exc).__name__}: {exc})")
+        found = self.evaluator.run(checkpoint, {"kind": RETRAINED, "config": self.configs[key]}, training)
+        if isinstance(found, str):
+            self._fail(key, found)
             return
-        self.cache.save({"kind": RETRAINED, "config": self.configs[key]}, outputs, training)
-        self.outputs[key] = (outputs, training)
+        self.outputs[key] = found
         value = training.get(f"best_{self.experiment.metric}", float("nan"))
         self._progress(self.configs[key], f"{reason} after {training['epochs']} epoch(s), best "
                                           f"{self.experiment.metric} {value:.4f}; test predictions cached")
@@ -329,11 +355,12 @@ class RetrainRecorder(tune.Callback):
         self._progress(self.configs[key], reason)
 
 
-def model_scores(score, test: SplitArrays, class_names: tuple[str, ...], outputs: np.ndarray,
+def model_scores(score, test: SplitArrays, class_names: tuple[str, ...], model: ModelPredictions,
                  weights: np.ndarray) -> dict[str, tuple[float, np.ndarray]]:
-    """Each metric's point value and its values on the resamples."""
-    point = score(test.labels, outputs, class_names)
-    resampled = score(test.labels, outputs, class_names, weights)
+    """Each metric's point value and its values on the resamples, with the model's tuned
+    inference settings."""
+    point = score(test.labels, model.outputs, class_names, **model.inference)
+    resampled = score(test.labels, model.outputs, class_names, weights, **model.inference)
     return {name: (float(point[name]), np.asarray(resampled[name])) for name in point}
 
 

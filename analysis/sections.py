@@ -497,8 +497,10 @@ def training_curves(context: ReportContext) -> list[Block]:
     histories = {k: v for k, v in histories.items() if not v.empty and context.experiment.metric in v}
     if not histories:
         return []
-    path = figures.training_curves(histories, context.experiment.metric, context.figures_dir / "training_curves.png")
-    return [Heading("Training curves"), Figure(path, "Validation metric and losses per epoch of the winners")]
+    metrics = list(dict.fromkeys((context.experiment.metric, *context.spec.curves)))
+    path = figures.training_curves(histories, metrics, context.figures_dir / "training_curves.png")
+    return [Heading("Training curves"),
+            Figure(path, f"{', '.join(metrics)} and losses per epoch of the best trial of each group")]
 
 
 @section("checks", needs="confirmation")
@@ -518,7 +520,35 @@ def checks(context: ReportContext) -> list[Block]:
             Table(pd.DataFrame(rows), caption="Targets and claims", source=context.cite("§7.2, §8.3"))]
 
 
-CHECK_QUANTITIES = ("test", "count", "best_group")
+CHECK_QUANTITIES = ("test", "count", "best_group", "config", "diverged")
+
+
+def parse_axis_values(text: str) -> dict[str, str]:
+    """``lr=0.001,dropout=0.0`` → {"lr": "0.001", "dropout": "0.0"} (compared as text)."""
+    return dict(item.split("=", 1) for item in text.split(",") if item)
+
+
+def trials_with(context: ReportContext, values: dict[str, str]) -> pd.DataFrame:
+    trials = context.experiment.trials
+    mask = np.ones(len(trials), dtype=bool)
+    for axis, value in values.items():
+        column = trials.get(f"config/{axis}")
+        if column is None:
+            return trials.iloc[0:0]
+        mask &= column.map(lambda v: same_value(v, value)).to_numpy(dtype=bool)
+    return trials[mask]
+
+
+def same_value(value, text: str) -> bool:
+    try:
+        return float(value) == float(text)
+    except (TypeError, ValueError):
+        return str(value) == text
+
+
+def trial_with(context: ReportContext, values: dict[str, str]) -> str | None:
+    found = trials_with(context, values)
+    return str(found["trial_id"].iloc[0]) if len(found) else None
 
 
 def measure(context: ReportContext, quantity: str) -> tuple[float | str | None, str]:
@@ -535,6 +565,20 @@ def measure(context: ReportContext, quantity: str) -> tuple[float | str | None, 
         splits = list(kept) if split == "all" else [split]
         total = sum(int(kept.get(s, {}).get(name, 0)) for s in splits)
         return total, f"{total:,}"
+    if kind == "config":
+        metric, _, values = rest.partition("@")
+        trial_id = trial_with(context, parse_axis_values(values))
+        e = context.estimate(trial_id, metric, CHECKPOINT) if trial_id else None
+        if e is None:
+            return None, f"no evaluated trial with {values}"
+        return e.mean, f"{number(e.mean)} [{number(e.low)}, {number(e.high)}] (sweep checkpoint {trial_id})"
+    if kind == "diverged":
+        chosen = trials_with(context, parse_axis_values(rest))
+        diverged = int((chosen["stop_reason"] == "diverged").sum())
+        verdict = "all" if diverged == len(chosen) and diverged else ("none" if not diverged else "some")
+        return verdict, f"{diverged} of {len(chosen)} diverged; the others " + (
+            ", ".join(f"{n} {r}" for r, n in chosen.loc[chosen["stop_reason"] != "diverged", "stop_reason"]
+                      .value_counts().items()) or "—")
     if kind == "best_group":
         metric = rest
         sign = 1 if direction(metric) == "max" else -1
@@ -599,6 +643,86 @@ def trials_section(context: ReportContext) -> list[Block]:
     shown["Time"] = experiment.trials["wall_seconds"].map(duration)
     shown["Detail"] = experiment.trials["detail"].fillna("").map(lambda text: str(text)[:90])
     return [Heading("All trials"), Table(shown, caption="Every trial, also in results.csv")]
+
+
+SEGMENTATION_COLUMNS = (("Accuracy", "accuracy_pooled"), ("Loss", "loss"), ("Precision", "precision_pooled"),
+                        ("Recall", "recall_pooled"), ("IoU pooled", "iou_pooled"), ("IoU per image", "iou_per_image"),
+                        ("Dice pooled", "dice_pooled"), ("Dice per image", "dice_per_image"))
+
+
+@section("segmentation_tables", needs="confirmation")
+def segmentation_tables(context: ReportContext) -> list[Block]:
+    """Seed 004's table per model: every lr x dropout trial on the test split (%)."""
+    blocks: list[Block] = [
+        Heading("Test results per model"),
+        Paragraph("Every trial's best sweep checkpoint on the test split, in % like the document; the loss is the "
+                  "mean per-image BCE. Pooled scores count pixels over the whole split; per-image scores average "
+                  "each image's own score (an image with no cell pixels that stays empty scores 1). Masks use the "
+                  "threshold and smallest component tuned on that model's validation outputs (last column)."),
+    ]
+    trials = context.experiment.trials
+    others = [a for a in context.experiment.axes if a not in context.winners.group_by]
+    keys = [tuple(k) for k, _ in context.spec.group_labels] or sorted({group_key(r, context.winners.group_by)
+                                                                       for _, r in trials.iterrows()}, key=str)
+    for key in keys:
+        rows = []
+        for _, trial in trials_of_group(context, key).iterrows():
+            row = {axis: trial[f"config/{axis}"] for axis in others}
+            models = context.confirmation.predictions.get((trial["trial_id"], CHECKPOINT))
+            if not models:
+                reason = "NaN (diverged)" if trial["stop_reason"] == "diverged" else f"— ({trial['stop_reason']})"
+                rows.append({**row, **{label: reason for label, _ in SEGMENTATION_COLUMNS}, "Threshold / min size": "—"})
+                continue
+            for label, metric in SEGMENTATION_COLUMNS:
+                e = context.estimate(trial["trial_id"], metric, CHECKPOINT)
+                row[label] = number(e.mean, 4) if metric == "loss" else percent(e.mean, 2)
+            inference = models[0].inference
+            row["Threshold / min size"] = f"{inference.get('threshold', 0.5)} / {inference.get('min_size', 0)} px"
+            rows.append(row)
+        frame = pd.DataFrame(rows).sort_values(others, ascending=False, kind="stable") if rows else pd.DataFrame()
+        blocks += [Heading(context.group_name(key), 3),
+                   Table(frame, caption=f"{context.group_name(key)}: segmentation report on test (%)",
+                         source=context.cite("tables"))]
+    return blocks
+
+
+@section("inference_settings", needs="confirmation")
+def inference_settings(context: ReportContext) -> list[Block]:
+    """The inference settings tuned on validation outputs for every confirmed model."""
+    rows = []
+    for (trial_id, kind), models in sorted(context.confirmation.predictions.items()):
+        if trial_id not in context.winners.candidate_ids:
+            continue
+        for model in models:
+            if model.inference:
+                rows.append({"Trial": trial_id, "Model": kind if model.seed is None else f"{kind}, seed {model.seed}",
+                             **{k.replace("_", " ").capitalize(): v for k, v in model.inference.items()}})
+    if not rows:
+        return []
+    return [Heading("Inference settings tuned on validation outputs"),
+            Paragraph("Chosen once per model on the validation split's cached outputs (no retraining), then applied "
+                      "to the test split."),
+            Table(pd.DataFrame(rows), caption="Tuned per model")]
+
+
+@section("mask_grid", needs="checkpoint")
+def mask_grid(context: ReportContext) -> list[Block]:
+    """Test images with true and predicted masks, worst cases by Dice first."""
+    from trainables.metrics import binarize, mask_counts, scores_from_counts
+
+    winner = context.winners.overall
+    model = context.confirmation.predictions[(winner, CHECKPOINT)][0]
+    test = context.confirmation.test
+    predicted = binarize(model.outputs, **model.inference)
+    dice = scores_from_counts(mask_counts(test.labels, predicted))["dice"]
+    worst = list(np.argsort(dice, kind="stable")[:4])
+    rest = [i for i in np.random.default_rng(0).permutation(len(dice)) if i not in set(worst)][:4]
+    chosen = np.array(worst + rest, dtype=np.int64)
+    path = figures.mask_overlays(test.images[chosen], test.labels[chosen].astype(bool), predicted[chosen],
+                                 dice[chosen], context.figures_dir / "mask_overlays.png")
+    return [Heading("Predicted masks"),
+            Figure(path, f"Winner {winner} on test images: true mask outlined green, predicted red; the first "
+                         f"{len(worst)} are the worst by Dice, the others random")]
 
 
 @section("environment")

@@ -17,7 +17,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from trainables.augment import build_augmentation
-from trainables.classification import ArrayDataset, ClassificationConfig, build_classifier
+from trainables.arrays import ArrayDataset
+from trainables.classification import ClassificationConfig, build_classifier
 from trainables.datasets.bccd import CLASS_NAMES, locate_bccd, prepare_bccd
 from trainables.datasets.images import crop_with_padding, decode_rgb, resize_square
 from trainables.datasets.voc import parse_annotation, read_split_list
@@ -62,7 +63,8 @@ def trial_start_to_first_step(data) -> float:
     import ray
     from ray import tune
 
-    from trainables.classification import Monitor, classification_trainable
+    from trainables.classification import classification_trainable
+    from trainables.engine import Monitor
 
     ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:

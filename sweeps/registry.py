@@ -79,6 +79,28 @@ BCCD_REPORT = ReportSpec(
     ),
 )
 
+# Seed 004's U-Net tables (one per model, lr x dropout rows on the test split) and its claims.
+UNET_REPORT = ReportSpec(
+    document="seed 004",
+    sections=("summary", "segmentation_tables", "inference_settings", "confirmation", "checks", "training_curves",
+              "mask_grid", "sweep", "trials", "environment"),
+    group_labels=((("unet",), "U-Net"), (("unet_fpn",), "U-Net + FPN"), (("unet_fpn_gelu",), "U-Net + FPN + GELU")),
+    curves=("val_dice_per_image", "val_iou_per_image"),
+    evaluate_all_trials=True,
+    checks=(
+        Check("seed 004 U-Net table", "U-Net, lr 0.001, dropout 0: Dice 91.74%",
+              "config:dice_per_image@model=unet,lr=0.001,dropout=0.0", "≈", 0.9174, tolerance=0.02),
+        Check("seed 004 U-Net table", "U-Net, lr 0.001, dropout 0: IoU 71.72%",
+              "config:iou_per_image@model=unet,lr=0.001,dropout=0.0", "≈", 0.7172, tolerance=0.02),
+        Check("seed 004 U-Net + FPN table", "U-Net + FPN, lr 0.001, dropout 0.4: Dice 91.81%",
+              "config:dice_per_image@model=unet_fpn,lr=0.001,dropout=0.4", "≈", 0.9181, tolerance=0.02),
+        Check("seed 004 tables", "Learning rate 0.1 gives NaN (every model, every dropout)",
+              "diverged:lr=0.1", "=", "all"),
+        Check("STUDIES §6", "Dice 91.7 with IoU 71.7 cannot hold for one pooled count (Dice = 2·IoU/(1+IoU))",
+              "config:iou_pooled@model=unet,lr=0.001,dropout=0.0", "≈", 0.7172, tolerance=0.02),
+    ),
+)
+
 
 SWEEPS: dict[str, SweepSpec] = {
     "bccd_imbalance": SweepSpec(
@@ -93,6 +115,19 @@ SWEEPS: dict[str, SweepSpec] = {
         resources={"full": Resources(cpus=4, gpus=1), "cpu": Resources(cpus=1, gpus=0)},
         group_by=("weighted_loss", "oversampling"),
         report=BCCD_REPORT,
+    ),
+    "all_unet": SweepSpec(
+        name="all_unet",
+        study="Lymphoblast segmentation with U-Net, U-Net + FPN and U-Net + FPN + GELU (STUDIES.md §6, seed 004)",
+        study_tag="study6-seed004",
+        trainable="segmentation",
+        search_space="all_unet.yaml",
+        metric="val_dice_per_image",
+        mode="max",
+        asha=AshaSettings(grace_period=5, reduction_factor=3),
+        resources={"full": Resources(cpus=4, gpus=1), "cpu": Resources(cpus=1, gpus=0)},
+        group_by=("model",),
+        report=UNET_REPORT,
     ),
 }
 

@@ -17,7 +17,10 @@ class Check:
       ``test:<metric>@<group label>`` or ``test:<metric>@winner`` — a test-split metric of the
       group's (or the overall) winner, averaged over its retrained seeds;
       ``count:<split|all>:<class>`` — patches of a class in the audited data;
-      ``best_group:<metric>`` — which group is best on that test metric.
+      ``best_group:<metric>`` — which group is best on that test metric;
+      ``config:<metric>@<axis>=<value>,...`` — a test metric of the trial with exactly those grid
+      values (its sweep checkpoint; needs ``evaluate_all_trials``);
+      ``diverged:<axis>=<value>,...`` — "all", "none" or "k of n": how many such trials diverged.
     ``kind`` is "target" (a goal the document set) or "claim" (a statement of fact).
     """
 
@@ -46,12 +49,16 @@ class Check:
 @dataclass(frozen=True)
 class ReportSpec:
     """``group_labels`` maps each group's axis values (in ``SweepSpec.group_by`` order) to the
-    name the document uses; ``document`` names the source cited in table captions."""
+    name the document uses; ``document`` names the source cited in table captions; ``curves``
+    adds validation metrics to the training-curve figure; ``evaluate_all_trials`` evaluates
+    every trial's sweep checkpoint on the test split, for documents that tabulate them all."""
 
     document: str = ""
     sections: tuple[str, ...] = ("summary", "confirmation", "training_curves", "sweep", "trials")
     group_labels: tuple[tuple[tuple, str], ...] = field(default=())
     checks: tuple[Check, ...] = field(default=())
+    curves: tuple[str, ...] = field(default=())
+    evaluate_all_trials: bool = False
 
     def label(self, key: tuple) -> str | None:
         return dict(self.group_labels).get(tuple(key))

@@ -12,7 +12,7 @@ from ray.tune.schedulers import ASHAScheduler
 from sweeps.data import TRAINING_SPLITS
 from sweeps.space import ResolvedSweep
 from sweeps.storage import ExperimentLocation
-from trainables.classification import Monitor
+from trainables.engine import Monitor
 from trainables.datasets.base import ClassificationData
 from trainables.registry import get_trainable
 

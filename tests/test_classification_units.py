@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.classification import (ClassificationConfig, Normalize, class_weights,
+from trainables.arrays import Normalize
+from trainables.classification import (ClassificationConfig, class_weights,
                                        oversampled_indices)
 from trainables.config import ConfigError, from_config
 

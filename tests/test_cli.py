@@ -13,7 +13,7 @@ def test_list_shows_each_sweep_with_trainable_grid_size_and_metric(capsys):
 
 def test_unknown_sweep_exits_2_listing_valid_sweeps(capsys):
     assert main(["no_such_sweep"]) == 2
-    assert "unknown sweep 'no_such_sweep'; valid sweeps: bccd_imbalance" in capsys.readouterr().err
+    assert "unknown sweep 'no_such_sweep'; valid sweeps: all_unet, bccd_imbalance" in capsys.readouterr().err
 
 
 def test_bad_set_fails_before_ray_starts(capsys):

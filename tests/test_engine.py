@@ -108,3 +108,11 @@ def test_fit_ends_a_diverging_trial_at_once_with_the_reason():
 def test_fit_leaves_no_staging_directories_behind(tmp_path):
     _run_fit(lr=0.5, max_epochs=3)
     assert list(tmp_path.glob(".checkpoint-staging-*")) == []
+
+
+def test_fit_ends_a_trial_whose_validation_loss_explodes_as_diverged():
+    losses = iter([0.5, 50.0])
+    _, reports = _run_fit(lr=0.1, max_epochs=5, evaluate=lambda net: {"loss": next(losses), "accuracy": 0.5})
+    assert [m["epoch"] for m, _ in reports] == [1, 2]
+    assert reports[-1][0]["stop_reason"] == STOP_DIVERGED
+    assert "validation loss 50 exceeds the divergence bound" in reports[-1][0]["divergence_reason"]

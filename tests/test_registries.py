@@ -46,9 +46,12 @@ def test_every_model_builds_and_runs_one_cpu_step(name):
     torch.manual_seed(0)
     model = build_model(name, num_classes=3, pretrained=False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    images, labels = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    images = torch.randn(4, 3, 32, 32)
     before = [p.detach().clone() for p in model.parameters()]
-    loss = torch.nn.functional.cross_entropy(model(images), labels)
+    outputs = model(images)
+    # Classifiers give one score per class and image; segmenters one per class and pixel.
+    labels = torch.randint(0, 3, (4, 32, 32)) if outputs.ndim == 4 else torch.tensor([0, 1, 2, 0])
+    loss = torch.nn.functional.cross_entropy(outputs, labels)
     loss.backward()
     optimizer.step()
     assert torch.isfinite(loss)
@@ -88,3 +91,16 @@ def test_local_weights_file_is_loaded(tmp_path):
     model = build_model("efficientnet_b0", num_classes=3, pretrained=True, pretrained_path=str(path))
     assert torch.equal(model.conv_stem.weight, source.conv_stem.weight)
     assert model.get_classifier().out_features == 3
+
+
+@pytest.mark.parametrize("name", sorted(SWEEPS))
+def test_every_sweeps_report_names_known_sections_and_check_quantities(name):
+    from analysis.sections import validate_spec
+    validate_spec(SWEEPS[name].report)
+
+
+def test_an_unknown_report_section_is_an_error_listing_the_valid_ones():
+    from analysis.sections import validate_spec
+    from sweeps.report_spec import ReportSpec
+    with pytest.raises(KeyError, match="unknown report section 'tabels'; valid sections: .*ablation"):
+        validate_spec(ReportSpec(sections=("summary", "tabels")))

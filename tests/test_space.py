@@ -68,3 +68,13 @@ def test_every_search_space_value_carries_a_source_comment(name):
         elif in_section and re.match(r"^\s+\w+:\s*\S", line) and "#" not in line:
             uncommented.append(line)
     assert uncommented == []
+
+
+def test_all_unet_holds_study_6s_grid():
+    resolved = resolve(get_sweep("all_unet"), profile="full")
+    assert resolved.grid == {"model": ["unet", "unet_fpn", "unet_fpn_gelu"], "lr": [0.1, 0.01, 0.001, 0.0001],
+                             "dropout": [0.4, 0.2, 0.0]}
+    assert resolved.grid_size == 36
+    assert (resolved.fixed["batch_size"], resolved.fixed["max_epochs"], resolved.fixed["optimizer"]) == (32, 60, "adam")
+    smoke = resolve(get_sweep("all_unet"), profile="cpu", smoke=True)
+    assert sorted(smoke.grid["lr"]) == sorted(resolved.grid["lr"]) and smoke.grid_size == 36

@@ -42,3 +42,10 @@ def bccd_light() -> A.Compose:
         A.Rotate(limit=15, border_mode=0, p=1.0),
         A.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.05, hue=0.0, p=1.0),
     ])
+
+
+@register_augmentation("segmentation_flips")
+def segmentation_flips() -> A.Compose:
+    """Flips and right-angle rotations, applied to an image and its mask together (medsweep's
+    choice: seed 004 names no segmentation augmentation; these keep cell shapes exact)."""
+    return A.Compose([A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.RandomRotate90(p=0.5)])

@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, RandomSampler
 
+from trainables.arrays import ArrayDataset, Normalize
 from trainables.augment import build_augmentation
 from trainables.config import ConfigError, from_config
 from trainables.datasets.base import ClassificationData, SplitArrays
-from trainables.engine import (META_FILE, LoopSettings, fit, load_checkpoint_model, seed_everything,
+from trainables.engine import (META_FILE, LoopSettings, Monitor, fit, load_checkpoint_model, seed_everything,
                                trial_device_and_threads)
 from trainables.metrics import classification_metrics
 from trainables.models import build_model
@@ -61,14 +62,6 @@ class ClassificationConfig:
 OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
 
 
-@dataclass(frozen=True)
-class Monitor:
-    """The sweep's selection metric, which early stopping and checkpoint keeping also follow."""
-
-    metric: str
-    mode: str
-
-
 def class_weights(counts: np.ndarray) -> np.ndarray:
     """total / (num_classes × count) per class; 0 for a class absent from the training split."""
     counts = np.asarray(counts, dtype=np.float64)
@@ -87,37 +80,6 @@ def oversampled_indices(labels: np.ndarray, rng: np.random.Generator) -> np.ndar
     extra = [rng.choice(np.flatnonzero(labels == c), size=target - n, replace=True)
              for c, n in zip(classes, counts) if n < target]
     return np.concatenate([np.arange(len(labels)), *extra]).astype(np.int64)
-
-
-class ArrayDataset(Dataset):
-    """Samples of one split, optionally augmented, as (uint8 HxWx3 tensor, label)."""
-
-    def __init__(self, split: SplitArrays, indices: np.ndarray | None = None, augment=None) -> None:
-        self.split = split
-        self.indices = np.arange(len(split)) if indices is None else indices
-        self.augment = augment
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, position: int):
-        index = self.indices[position]
-        image = self.split.images[index]
-        if self.augment is not None:
-            image = self.augment(image=image)["image"]
-        return torch.from_numpy(np.array(image, copy=True)), int(self.split.labels[index])
-
-
-class Normalize(nn.Module):
-    """uint8 NHWC batches → normalised float NCHW, on the model's device."""
-
-    def __init__(self, mean, std) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return (images.permute(0, 3, 1, 2).float() - self.mean) / self.std
 
 
 def build_classifier(config: ClassificationConfig, data: ClassificationData) -> nn.Sequential:

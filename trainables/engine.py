@@ -40,6 +40,14 @@ class Diverged(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Monitor:
+    """The sweep's selection metric, which early stopping and checkpoint keeping also follow."""
+
+    metric: str
+    mode: str
+
+
+@dataclass(frozen=True)
 class LoopSettings:
     """What ``fit`` needs besides the model: budgets, schedules and the monitored metric."""
 
@@ -121,15 +129,17 @@ class EarlyStopping:
         self.epochs_without_improvement = state["epochs_without_improvement"]
 
 
-def check_batch_loss(loss: float) -> None:
+def check_batch_loss(loss: float, what: str = "training loss") -> None:
     if not math.isfinite(loss):
-        raise Diverged(f"non-finite training loss ({loss})")
+        raise Diverged(f"non-finite {what} ({loss})")
 
 
-def check_epoch_loss(mean_loss: float, bound: float) -> None:
-    check_batch_loss(mean_loss)
+def check_epoch_loss(mean_loss: float, bound: float, what: str = "training loss") -> None:
+    """An epoch's mean training loss, or its validation loss, that is non-finite or above
+    ``bound`` (the configured multiple of a uniform guess's loss) ends the trial as diverged."""
+    check_batch_loss(mean_loss, what)
     if mean_loss > bound:
-        raise Diverged(f"mean training loss {mean_loss:.4g} exceeds the divergence bound {bound:.4g}")
+        raise Diverged(f"mean {what} {mean_loss:.4g} exceeds the divergence bound {bound:.4g}")
 
 
 def train_one_epoch(model: nn.Module, batches: Iterable, batch_loss: Callable[[nn.Module, Any], torch.Tensor],
@@ -173,10 +183,11 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, train_batches: Ca
         try:
             train_loss = train_one_epoch(model, train_batches(), batch_loss, optimizer)
             check_epoch_loss(train_loss, settings.divergence_loss)
+            val = {f"val_{k}": v for k, v in evaluate(model).items()}
+            check_epoch_loss(val["val_loss"], settings.divergence_loss, what="validation loss")
         except Diverged as exc:
             report(_diverged_result(epoch, lr, str(exc), settings.monitor, time.perf_counter() - started))
             return
-        val = {f"val_{k}": v for k, v in evaluate(model).items()}
         scheduler.step(val["val_loss"])
         improved = early.update(val[settings.monitor])
         result = {"epoch": epoch, "train_loss": train_loss, **val, "lr": lr,

@@ -7,11 +7,13 @@ from collections.abc import Callable
 from trainables.datasets.audit import DataAudit
 from trainables.datasets.base import ClassificationData
 from trainables.datasets.bccd import prepare_bccd
+from trainables.datasets.taleqani import prepare_taleqani_segmentation
 
 PrepareFn = Callable[..., tuple[ClassificationData, DataAudit]]
 
 DATASETS: dict[str, PrepareFn] = {
     "bccd": prepare_bccd,
+    "taleqani_segmentation": prepare_taleqani_segmentation,
 }
 
 

@@ -68,7 +68,7 @@ class DataAudit:
 
     def format(self) -> str:
         """A plain-text table a person reads in the terminal or in ``data_audit.txt``."""
-        names = list(self.class_names)
+        names = self.kept_columns()
         header = ["split", "images listed", "images read", "boxes read", *names, "kept"]
         rows = []
         for split in self.splits:
@@ -88,6 +88,14 @@ class DataAudit:
         else:
             lines.append("Dropped 0 items.")
         return "\n".join(lines)
+
+    def kept_columns(self) -> list[str]:
+        """What kept samples are counted by: the classes, or (for a dataset that keeps samples
+        per folder, like segmentation pairs per class folder) those folders."""
+        seen = {name for counts in self.kept.values() for name in counts}
+        if not seen or seen <= set(self.class_names):
+            return list(self.class_names)
+        return sorted(seen)
 
     @classmethod
     def from_dict(cls, doc: dict) -> "DataAudit":

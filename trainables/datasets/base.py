@@ -31,7 +31,8 @@ class SplitArrays:
 
 @dataclass(frozen=True)
 class ClassificationData:
-    """Decoded, resized samples of every split of a classification dataset."""
+    """Decoded, resized samples of every split of a dataset: one class label per image, or
+    (for segmentation) one class per pixel, ``labels`` then holding N x H x W masks."""
 
     name: str
     class_names: tuple[str, ...]
@@ -49,7 +50,8 @@ class ClassificationData:
         return int(next(iter(self.splits.values())).images.shape[1])
 
     def class_counts(self, split: str) -> np.ndarray:
-        return np.bincount(self.splits[split].labels, minlength=self.num_classes)
+        """Samples per class, or pixels per class when the labels are segmentation masks."""
+        return np.bincount(self.splits[split].labels.ravel(), minlength=self.num_classes)
 
     def only(self, *names: str) -> "ClassificationData":
         """The same data restricted to the named splits (sweeps never see ``test``)."""

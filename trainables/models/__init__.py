@@ -13,6 +13,8 @@ from pathlib import Path
 import timm
 from torch import nn
 
+from trainables.models.unet import unet, unet_fpn, unet_fpn_gelu
+
 ModelBuilder = Callable[..., nn.Module]
 MODELS: dict[str, ModelBuilder] = {}
 
@@ -68,3 +70,19 @@ def efficientnet_b0(*, num_classes: int, pretrained: bool, pretrained_path: str 
     return timm_model("efficientnet_b0", num_classes=num_classes, pretrained=pretrained,
                       pretrained_path=pretrained_path)
 
+
+
+def trained_from_scratch(name: str, builder: Callable[..., nn.Module]) -> ModelBuilder:
+    """A builder for a model the document trained from scratch: no pretrained weights exist."""
+    def build(*, num_classes: int, pretrained: bool, pretrained_path: str | None, dropout: float = 0.0,
+              base_channels: int = 32) -> nn.Module:
+        if pretrained or pretrained_path:
+            raise PretrainedWeightsError(f"{name} has no pretrained weights (seed 004 trains it from scratch); "
+                                         f"set pretrained=false and leave pretrained_path unset")
+        return builder(num_classes=num_classes, dropout=dropout, base_channels=base_channels)
+    build.__doc__ = builder.__doc__
+    return build
+
+
+for _name, _builder in (("unet", unet), ("unet_fpn", unet_fpn), ("unet_fpn_gelu", unet_fpn_gelu)):
+    register_model(_name)(trained_from_scratch(_name, _builder))

@@ -1,0 +1,168 @@
+"""The binary-segmentation trainable: every segmentation study runs through this one function,
+configured by ``SegmentationConfig``, sharing the training loop of ``trainables.engine``."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, RandomSampler
+
+from trainables.arrays import ArrayDataset, Normalize
+from trainables.augment import build_augmentation
+from trainables.config import ConfigError, from_config
+from trainables.datasets.base import ClassificationData, SplitArrays
+from trainables.engine import (META_FILE, LoopSettings, Monitor, fit, load_checkpoint_model, seed_everything,
+                               trial_device_and_threads)
+from trainables.metrics import segmentation_metrics
+from trainables.models import build_model
+
+LOSSES = ("bce", "dice", "bce_dice")
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+@dataclass(frozen=True)
+class SegmentationConfig:
+    """Everything a segmentation trial can be told. Defaults are study 6's fixed settings.
+
+    ``threshold`` turns probabilities into masks for the validation metrics; the analysis
+    tunes it again on validation outputs. ``epoch_samples`` caps an epoch at that many random
+    training images (None: one pass).
+    """
+
+    model: str = "unet"
+    pretrained: bool = False
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    dropout: float = 0.0
+    base_channels: int = 32
+    batch_size: int = 32
+    eval_batch_size: int = 32
+    max_epochs: int = 60
+    epoch_samples: int | None = None
+    loss: str = "bce"
+    augment: str = "none"
+    threshold: float = 0.5
+    plateau_factor: float = 0.5
+    plateau_patience: int = 5
+    early_stopping_patience: int = 10
+    divergence_factor: float = 10.0
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer {self.optimizer!r} is unknown; valid: {', '.join(OPTIMIZERS)}")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss {self.loss!r} is unknown; valid: {', '.join(LOSSES)}")
+        if not 0 <= self.dropout < 1 or not 0 < self.threshold < 1:
+            raise ConfigError(f"dropout must be in [0, 1) and threshold in (0, 1); got {self.dropout}, {self.threshold}")
+        for key in ("lr", "batch_size", "eval_batch_size", "max_epochs", "divergence_factor", "base_channels"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"config key {key!r} must be positive, got {getattr(self, key)!r}")
+
+
+def soft_dice_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """1 − the soft Dice of the batch's probabilities (smoothed by 1 pixel)."""
+    probabilities = torch.sigmoid(logits)
+    intersection = (probabilities * masks).sum()
+    return 1 - (2 * intersection + 1) / (probabilities.sum() + masks.sum() + 1)
+
+
+def segmentation_loss(name: str):
+    bce = nn.BCEWithLogitsLoss()
+    if name == "bce":
+        return bce
+    if name == "dice":
+        return soft_dice_loss
+    return lambda logits, masks: bce(logits, masks) + soft_dice_loss(logits, masks)
+
+
+def build_segmenter(config: SegmentationConfig, mean, std) -> nn.Sequential:
+    """Normalisation followed by the registered model (one logit per pixel)."""
+    model = build_model(config.model, num_classes=1, pretrained=config.pretrained, dropout=config.dropout,
+                        base_channels=config.base_channels)
+    return nn.Sequential(Normalize(mean, std), model)
+
+
+def predict_masks(model: nn.Module, split: SplitArrays, *, batch_size: int, device: torch.device) -> np.ndarray:
+    """Cell probabilities (n x H x W, float32) of a whole split, in order."""
+    loader = DataLoader(ArrayDataset(split), batch_size=batch_size, shuffle=False)
+    model.eval()
+    outputs = []
+    with torch.no_grad():
+        for images, _ in loader:
+            outputs.append(torch.sigmoid(model(images.to(device))[:, 0]).float().cpu())
+    return torch.cat(outputs).numpy() if outputs else np.zeros((0, *split.images.shape[1:3]), np.float32)
+
+
+def checkpoint_mask_probabilities(checkpoint_dir: Path, split: SplitArrays, *, batch_size: int = 16) -> np.ndarray:
+    """Cell probabilities of a split from a checkpoint this trainable wrote."""
+    meta = json.loads((Path(checkpoint_dir) / META_FILE).read_text())
+    config = from_config(SegmentationConfig, {**meta["config"], "pretrained": False})
+    model = build_segmenter(config, meta["mean"], meta["std"])
+    load_checkpoint_model(checkpoint_dir, model)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return predict_masks(model.to(device), split, batch_size=batch_size, device=device)
+
+
+# The inference-time grid tuned on validation outputs: probability threshold x smallest kept
+# connected component (pixels). medsweep's choice; seed 004 used Keras' fixed 0.5.
+THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.1, 0.91, 0.05))
+MIN_SIZES = (0, 4, 16, 64)
+
+
+def mask_scores(labels: np.ndarray, outputs: np.ndarray, class_names: tuple[str, ...],
+                weights: np.ndarray | None = None, *, threshold: float = 0.5, min_size: int = 0) -> dict:
+    """The analysis's scoring of predicted probabilities (``class_names`` is unused: binary)."""
+    return segmentation_metrics(labels, outputs, threshold=threshold, min_size=min_size, weights=weights)
+
+
+def tune_inference(labels: np.ndarray, outputs: np.ndarray, *, metric: str = "dice_per_image") -> dict:
+    """The threshold and minimum component size that maximise ``metric`` on validation
+    outputs (ties: the earlier grid point, i.e. the lower threshold and size)."""
+    best, best_value = {"threshold": 0.5, "min_size": 0}, -np.inf
+    for threshold in THRESHOLDS:
+        for min_size in MIN_SIZES:
+            value = float(segmentation_metrics(labels, outputs, threshold=threshold, min_size=min_size)[metric])
+            if value > best_value:
+                best, best_value = {"threshold": threshold, "min_size": min_size}, value
+    return best
+
+
+def segmentation_trainable(config: dict, *, data: ClassificationData, monitor: Monitor) -> None:
+    """Ray Tune function trainable for binary segmentation (train and val splits only)."""
+    cfg = from_config(SegmentationConfig, config)
+    trial_started = time.perf_counter()
+    seed_everything(cfg.seed)
+    device = trial_device_and_threads()
+    model = build_segmenter(cfg, data.mean, data.std).to(device)
+    train_set = ArrayDataset(data.splits["train"], augment=build_augmentation(cfg.augment))
+    sampler = RandomSampler(train_set, num_samples=cfg.epoch_samples, generator=torch.Generator().manual_seed(cfg.seed))
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler)
+    loss_fn = segmentation_loss(cfg.loss)
+
+    def batch_loss(net: nn.Module, batch) -> torch.Tensor:
+        images, masks = batch
+        return loss_fn(net(images.to(device))[:, 0], masks.to(device).float())
+
+    def evaluate(net: nn.Module) -> dict:
+        val = data.splits["val"]
+        probabilities = predict_masks(net, val, batch_size=cfg.eval_batch_size, device=device)
+        return {k: float(v) for k, v in segmentation_metrics(val.labels, probabilities, threshold=cfg.threshold).items()}
+
+    optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    settings = LoopSettings(
+        max_epochs=cfg.max_epochs, plateau_factor=cfg.plateau_factor, plateau_patience=cfg.plateau_patience,
+        early_stopping_patience=cfg.early_stopping_patience,
+        divergence_loss=cfg.divergence_factor * math.log(2), monitor=monitor.metric, mode=monitor.mode)
+    meta = {"task": "segmentation", "dataset": data.name, "class_names": list(data.class_names),
+            "image_size": data.image_size, "mean": list(data.mean), "std": list(data.std), "config": asdict(cfg)}
+    fit(model=model, optimizer=optimizer, train_batches=lambda: loader, batch_loss=batch_loss,
+        evaluate=evaluate, settings=settings, meta=meta, trial_started=trial_started)
