@@ -170,6 +170,13 @@ def summary(context: ReportContext) -> list[Block]:
                   + f". Trials are selected on {experiment.metric} ({experiment.mode}) of the validation split; "
                     "the test split is used only below, to confirm the candidates."),
     ]
+    leakage = experiment.audit.get("leakage") or {}
+    if leakage.get("exact_groups") or leakage.get("near_pairs"):
+        blocks.append(Paragraph(
+            f"Data audit: {leakage['exact_groups']} exact duplicate group(s) and {leakage['near_pairs']} "
+            f"near-duplicate pair(s) of images span different splits (listed in data_audit.txt), e.g. "
+            + "; ".join([" = ".join(g) for g in leakage["exact"][:2]] + [f"{p['a']} ~ {p['b']}" for p in leakage["near"][:2]])
+            + ". Test results of models that saw such a twin in training may be optimistic."))
     if winners.overall is None:
         blocks.append(Paragraph(f"No trial finished with a finite {experiment.metric}: every trial diverged, "
                                 "errored or never ran, so there is no winner to confirm. The trial table below "

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from trainables.datasets.leakage import format_leakage
+
 
 @dataclass(frozen=True)
 class DroppedItem:
@@ -21,7 +23,7 @@ class DroppedItem:
 
 @dataclass
 class DataAudit:
-    """Counts per split and class, plus every dropped item.
+    """Counts per split and class, every dropped item, and the leakage check across splits.
 
     ``annotations_read`` counts every annotation found (kept or not); ``kept`` counts the
     samples that reached the dataset, per split and class.
@@ -35,6 +37,7 @@ class DataAudit:
     annotations_read: Counter = field(default_factory=Counter)
     kept: dict[str, Counter] = field(default_factory=dict)
     dropped: list[DroppedItem] = field(default_factory=list)
+    leakage: dict = field(default_factory=dict)
 
     def drop(self, split: str, item: str, reason: str) -> None:
         self.dropped.append(DroppedItem(split=split, item=item, reason=reason))
@@ -64,6 +67,7 @@ class DataAudit:
             "totals": {"annotations_read": self.total_read(), "kept": self.total_kept(),
                        "dropped": len(self.dropped)},
             "dropped": [vars(d) for d in self.dropped],
+            "leakage": self.leakage,
         }
 
     def format(self) -> str:
@@ -87,7 +91,7 @@ class DataAudit:
             lines += [f"  [{d.split}] {d.item}: {d.reason}" for d in self.dropped]
         else:
             lines.append("Dropped 0 items.")
-        return "\n".join(lines)
+        return "\n".join(lines + format_leakage(self.leakage))
 
     def kept_columns(self) -> list[str]:
         """What kept samples are counted by: the classes, or (for a dataset that keeps samples
@@ -105,7 +109,7 @@ class DataAudit:
                    images_read=Counter(doc["images_read"]),
                    annotations_read=Counter(doc["annotations_read"]),
                    kept={split: Counter(c) for split, c in doc["kept"].items()},
-                   dropped=[DroppedItem(**d) for d in doc["dropped"]])
+                   dropped=[DroppedItem(**d) for d in doc["dropped"]], leakage=doc.get("leakage", {}))
 
 
 def _format_table(header: list, rows: list[list]) -> str:

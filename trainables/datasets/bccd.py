@@ -16,11 +16,12 @@ from trainables.datasets.base import ClassificationData, SplitArrays
 from trainables.datasets.cache import fingerprint, load_splits, save_splits
 from trainables.datasets.download import cache_dir, locate_or_download
 from trainables.datasets.images import CorruptImageError, crop_with_padding, decode_rgb, resize_square
+from trainables.datasets.leakage import ImagePrint, check_leakage, image_print
 from trainables.datasets.voc import MalformedAnnotationError, parse_annotation, read_split_list
 
 CLASS_NAMES = ("RBC", "WBC", "Platelets")
 SPLITS = ("train", "val", "test")
-READER_VERSION = 1
+READER_VERSION = 2
 
 
 def locate_bccd(data_dir: str | None) -> Path:
@@ -59,24 +60,26 @@ def read_voc_patches(root: Path, *, image_size: int, padding: int,
     """Crop one patch per valid box of every listed image; audit everything left out."""
     audit = DataAudit(dataset="bccd", root=str(root), class_names=class_names)
     split_lists = {split: read_split_list(root, split) for split in splits}
-    result = {}
+    result, prints = {}, []
     for split, image_ids in split_lists.items():
         audit.images_listed[split] = len(image_ids)
         images, labels, sources = [], [], []
         for image_id in image_ids:
-            for class_index, patch in _image_patches(root, split, image_id, padding, class_names, audit):
+            for class_index, patch in _image_patches(root, split, image_id, padding, class_names, audit, prints):
                 images.append(resize_square(patch, image_size))
                 labels.append(class_index)
                 sources.append(image_id)
         result[split] = SplitArrays(
             images=np.stack(images) if images else np.zeros((0, image_size, image_size, 3), np.uint8),
             labels=np.asarray(labels, dtype=np.int64), sources=np.asarray(sources, dtype=str))
+    audit.leakage = check_leakage(prints)
     return result, audit
 
 
 def _image_patches(root: Path, split: str, image_id: str, padding: int,
-                   class_names: tuple[str, ...], audit: DataAudit):
-    """Yield (class index, patch) for each usable box of one image, auditing the rest."""
+                   class_names: tuple[str, ...], audit: DataAudit, prints: list[ImagePrint]):
+    """Yield (class index, patch) for each usable box of one image, auditing the rest and
+    adding the image's print for the leakage check."""
     xml_path = root / "Annotations" / f"{image_id}.xml"
     jpg_path = root / "JPEGImages" / f"{image_id}.jpg"
     if not xml_path.is_file():
@@ -98,6 +101,7 @@ def _image_patches(root: Path, split: str, image_id: str, padding: int,
         audit.drop(split, image_id, f"corrupt image ({len(annotation.boxes)} boxes lost): {exc}")
         return
     audit.images_read[split] += 1
+    prints.append(image_print(split, image_id, jpg_path, image))
     height, width = image.shape[:2]
     for number, box in enumerate(annotation.boxes):
         item = f"{image_id} box {number} {box.class_name} {box.as_tuple()}"

@@ -6,7 +6,8 @@ copies in which the blast cells keep their colours and the background is a unifo
 pixels of its Segmented image that differ from that image's background. Like the studies
 (STUDIES.md section 6), the pairs are shuffled globally with one seed and split 70/15/15, so
 the class folders only matter for the audit. Decoded, resized pairs are cached by the data's
-checksum and the reading parameters.
+checksum and the reading parameters. The leakage check compares the Original images across
+splits.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from trainables.datasets.base import ClassificationData, SplitArrays
 from trainables.datasets.cache import fingerprint, load_splits, save_splits
 from trainables.datasets.download import DATA_DIR_ENV, DataNotFoundError, cache_dir
 from trainables.datasets.images import CorruptImageError, decode_rgb, resize_square
+from trainables.datasets.leakage import ImagePrint, check_leakage, image_print
 
 DATASET = "taleqani_segmentation"
 CLASS_NAMES = ("background", "cell")
@@ -32,7 +34,7 @@ SPLIT_SEED = 42
 MASK_THRESHOLD = 30
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 UNPAIRED = "unpaired"
-READER_VERSION = 1
+READER_VERSION = 2
 KAGGLE_URL = "https://www.kaggle.com/datasets/mehradaria/leukemia"
 
 
@@ -136,11 +138,12 @@ def read_segmentation_pairs(root: Path, *, image_size: int, seed: int = SPLIT_SE
     pairs = match_pairs(root, audit)
     order = np.random.default_rng(seed).permutation(len(pairs))
     bounds = np.cumsum([0, *split_sizes(len(pairs), fractions)])
-    result = {}
+    result, prints = {}, []
     for split, start, stop in zip(SPLITS, bounds[:-1], bounds[1:]):
         chosen = [pairs[i] for i in order[start:stop]]
         audit.images_listed[split] = len(chosen)
-        result[split] = _read_split(split, chosen, image_size, audit)
+        result[split] = _read_split(split, chosen, image_size, audit, prints)
+    audit.leakage = check_leakage(prints)
     return result, audit
 
 
@@ -176,13 +179,15 @@ def image_files(folder: Path) -> list[Path]:
                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
-def _read_split(split: str, pairs: list[Pair], image_size: int, audit: DataAudit) -> SplitArrays:
+def _read_split(split: str, pairs: list[Pair], image_size: int, audit: DataAudit,
+                prints: list[ImagePrint]) -> SplitArrays:
     images, masks, sources = [], [], []
     for pair in pairs:
         decoded = _read_pair(split, pair, audit)
         if decoded is None:
             continue
         original, mask = decoded
+        prints.append(image_print(split, pair.source, pair.original, original))
         images.append(resize_square(original, image_size))
         masks.append(resize_mask(mask, image_size))
         sources.append(pair.source)

@@ -1,0 +1,63 @@
+"""The leakage check: exact and near-duplicate images across splits, in the audit."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from tests.conftest import make_voc
+from trainables.datasets.audit import DataAudit
+from trainables.datasets.bccd import read_voc_patches
+from trainables.datasets.leakage import ImagePrint, check_leakage, difference_hash
+
+
+def smear(seed: int, size=(64, 48)) -> np.ndarray:
+    """A smooth random image (a real photo's gradients, not white noise)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (6, 8, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize(size, Image.Resampling.BICUBIC))
+
+
+def jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def printed(split, source, data: bytes) -> ImagePrint:
+    import hashlib
+    image = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    return ImagePrint(split, source, hashlib.sha256(data).hexdigest(), difference_hash(image))
+
+
+def test_exact_duplicates_across_splits_are_found_and_within_a_split_are_not():
+    a, b = jpeg(smear(1)), jpeg(smear(2))
+    report = check_leakage([printed("train", "a", a), printed("test", "a_copy", a),
+                            printed("train", "b", b), printed("train", "b_copy", b)])
+    assert report["exact_groups"] == 1 and report["exact"] == [["test/a_copy", "train/a"]]
+
+
+def test_a_reencoded_brighter_copy_is_a_near_duplicate_and_distinct_images_are_not():
+    original = smear(3)
+    brighter = np.clip(original.astype(int) + 12, 0, 255).astype(np.uint8)
+    prints = [printed("train", "x", jpeg(original, 95)), printed("val", "x_again", jpeg(brighter, 60))]
+    prints += [printed("test", f"other{i}", jpeg(smear(10 + i))) for i in range(8)]
+    report = check_leakage(prints)
+    assert report["exact_groups"] == 0
+    assert [(p["a"], p["b"]) for p in report["near"]] == [("train/x", "val/x_again")]
+
+
+def test_the_bccd_reader_puts_a_planted_duplicate_into_the_audit(tmp_path):
+    shared = jpeg(smear(5))
+    root = make_voc(tmp_path / "BCCD", {
+        "img_a": {"split": "train", "boxes": [("RBC", 2, 2, 20, 20)], "jpeg_bytes": shared},
+        "img_b": {"split": "test", "boxes": [("WBC", 5, 5, 30, 30)], "jpeg_bytes": shared},
+        "img_c": {"split": "val", "boxes": [("RBC", 2, 2, 20, 20)], "jpeg_bytes": jpeg(smear(6))},
+    })
+    _, audit = read_voc_patches(root, image_size=16, padding=2)
+    assert audit.leakage["exact"] == [["test/img_b", "train/img_a"]]
+    text = audit.format()
+    assert "1 exact duplicate group(s)" in text and "test/img_b = train/img_a" in text
+    assert DataAudit.from_dict(audit.to_dict()).leakage == audit.leakage
