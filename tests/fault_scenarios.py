@@ -146,11 +146,10 @@ def flaky(workdir: Path, data_dir: str) -> dict:
 
     from sweeps.registry import SWEEPS, get_sweep
     from sweeps.run import run_sweep
-    from trainables.classification import ClassificationConfig
-    from trainables.registry import TRAINABLES, TrainableEntry
+    from trainables.registry import TRAINABLES
 
     os.environ["MEDSWEEP_FLAKY_DIR"] = str(workdir)
-    TRAINABLES["flaky"] = TrainableEntry("flaky", flaky_trainable, ClassificationConfig)
+    TRAINABLES["flaky"] = dataclasses.replace(TRAINABLES["classification"], name="flaky", function=flaky_trainable)
     SWEEPS["bccd_flaky"] = dataclasses.replace(get_sweep("bccd_imbalance"), name="bccd_flaky", trainable="flaky")
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"MEDSWEEP_FLAKY_DIR": str(workdir)}})
