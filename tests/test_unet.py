@@ -169,6 +169,7 @@ def test_dropout_is_random_in_train_mode_and_off_in_eval(name):
         assert torch.equal(first, model(x))
         model.eval()
         assert torch.equal(model(x), model(x))
+        assert torch.equal(model(x), model(x))
         without = small(name, dropout=0.0).eval()
         without.load_state_dict(model.state_dict())
         assert torch.allclose(model(x), without(x))
