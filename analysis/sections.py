@@ -723,7 +723,7 @@ def mask_grid(context: ReportContext) -> list[Block]:
     predicted = binarize(model.outputs, **model.inference)
     dice = scores_from_counts(mask_counts(test.labels, predicted))["dice"]
     worst = list(np.argsort(dice, kind="stable")[:4])
-    rest = [i for i in np.random.default_rng(0).permutation(len(dice)) if i not in set(worst)][:4]
+    rest = [i for i in np.random.default_rng(0).permutation(len(dice)) if i not in worst][:4]
     chosen = np.array(worst + rest, dtype=np.int64)
     path = figures.mask_overlays(test.images[chosen], test.labels[chosen].astype(bool), predicted[chosen],
                                  dice[chosen], context.figures_dir / "mask_overlays.png")

@@ -45,6 +45,9 @@ class SweepSpec:
     report: ReportSpec = field(default_factory=ReportSpec)
 
 
+# Full profile: a trial gets a GPU and 4 CPUs for its loaders; cpu profile: one core per trial.
+GPU_TRIAL_OR_ONE_CPU = {"full": Resources(cpus=4, gpus=1), "cpu": Resources(cpus=1, gpus=0)}
+
 # Seed 000's arm names (§8.2) and the numbers it states or targets (§1.1, §6.2, §7.2, §8.3).
 BCCD_REPORT = ReportSpec(
     document="seed 000",
@@ -112,7 +115,7 @@ SWEEPS: dict[str, SweepSpec] = {
         metric="val_macro_f1",
         mode="max",
         asha=AshaSettings(grace_period=5, reduction_factor=3),
-        resources={"full": Resources(cpus=4, gpus=1), "cpu": Resources(cpus=1, gpus=0)},
+        resources=GPU_TRIAL_OR_ONE_CPU,
         group_by=("weighted_loss", "oversampling"),
         report=BCCD_REPORT,
     ),
@@ -125,7 +128,7 @@ SWEEPS: dict[str, SweepSpec] = {
         metric="val_dice_per_image",
         mode="max",
         asha=AshaSettings(grace_period=5, reduction_factor=3),
-        resources={"full": Resources(cpus=4, gpus=1), "cpu": Resources(cpus=1, gpus=0)},
+        resources=GPU_TRIAL_OR_ONE_CPU,
         group_by=("model",),
         report=UNET_REPORT,
     ),

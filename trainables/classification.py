@@ -3,8 +3,6 @@ function, configured by ``ClassificationConfig`` and fed decoded arrays from the
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,10 +14,10 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from trainables.arrays import ArrayDataset, Normalize
 from trainables.augment import build_augmentation
-from trainables.config import ConfigError, from_config
+from trainables.config import from_config, require_choice, require_positive
 from trainables.datasets.base import ClassificationData, SplitArrays
-from trainables.engine import (META_FILE, LoopSettings, Monitor, fit, load_checkpoint_model, seed_everything,
-                               trial_device_and_threads)
+from trainables.engine import (LOOP_POSITIVE, OPTIMIZERS, LoopSettings, Monitor, fit, load_checkpoint_model,
+                               read_checkpoint_config, seed_everything, trial_device_and_threads)
 from trainables.metrics import classification_metrics
 from trainables.models import build_model
 
@@ -52,14 +50,8 @@ class ClassificationConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer {self.optimizer!r} is unknown; valid: {', '.join(OPTIMIZERS)}")
-        for key in ("lr", "batch_size", "eval_batch_size", "max_epochs", "divergence_factor"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"config key {key!r} must be positive, got {getattr(self, key)!r}")
-
-
-OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
+        require_choice("optimizer", self.optimizer, OPTIMIZERS)
+        require_positive(self, LOOP_POSITIVE)
 
 
 def class_weights(counts: np.ndarray) -> np.ndarray:
@@ -92,8 +84,7 @@ def build_classifier(config: ClassificationConfig, data: ClassificationData) -> 
 def checkpoint_probabilities(checkpoint_dir: Path, split: SplitArrays, *, batch_size: int = 256) -> np.ndarray:
     """Class probabilities (n x C) of a split from a checkpoint this trainable wrote, on the
     local GPU when there is one; the weights come from the checkpoint, never downloaded."""
-    meta = json.loads((Path(checkpoint_dir) / META_FILE).read_text())
-    config = from_config(ClassificationConfig, {**meta["config"], "pretrained": False})
+    config, meta = read_checkpoint_config(checkpoint_dir, ClassificationConfig)
     model = build_model(config.model, num_classes=len(meta["class_names"]), pretrained=False)
     classifier = nn.Sequential(Normalize(meta["mean"], meta["std"]), model)
     load_checkpoint_model(checkpoint_dir, classifier)
@@ -153,11 +144,7 @@ def classification_trainable(config: dict, *, data: ClassificationData, monitor:
         return evaluate_logits(logits, labels, data.class_names, weights)
 
     optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    settings = LoopSettings(
-        max_epochs=cfg.max_epochs, plateau_factor=cfg.plateau_factor, plateau_patience=cfg.plateau_patience,
-        early_stopping_patience=cfg.early_stopping_patience,
-        divergence_loss=cfg.divergence_factor * math.log(data.num_classes),
-        monitor=monitor.metric, mode=monitor.mode)
+    settings = LoopSettings.of(cfg, num_classes=data.num_classes, monitor=monitor)
     meta = {"task": "classification", "dataset": data.name, "class_names": list(data.class_names),
             "image_size": data.image_size, "mean": list(data.mean), "std": list(data.std),
             "config": asdict(cfg)}

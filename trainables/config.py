@@ -15,6 +15,18 @@ class ConfigError(ValueError):
     """A config key or value a trainable cannot accept."""
 
 
+def require_choice(key: str, value: Any, choices) -> None:
+    """``value`` must be one of ``choices`` (a registry dict or a tuple of names)."""
+    if value not in choices:
+        raise ConfigError(f"{key} {value!r} is unknown; valid: {', '.join(choices)}")
+
+
+def require_positive(config: Any, keys: tuple[str, ...]) -> None:
+    for key in keys:
+        if getattr(config, key) <= 0:
+            raise ConfigError(f"config key {key!r} must be positive, got {getattr(config, key)!r}")
+
+
 def config_keys(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 

@@ -26,6 +26,9 @@ from ray import tune
 from torch import nn
 
 STATE_FILE = "state.pt"
+OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
+# Keys of every trainable's config that the loop needs positive.
+LOOP_POSITIVE = ("lr", "batch_size", "eval_batch_size", "max_epochs", "divergence_factor")
 META_FILE = "meta.json"
 
 # The values of ``stop_reason`` a trial's last result can carry; a trial stopped from outside
@@ -58,6 +61,16 @@ class LoopSettings:
     divergence_loss: float
     monitor: str
     mode: str
+
+    @classmethod
+    def of(cls, config, *, num_classes: int, monitor: Monitor) -> "LoopSettings":
+        """The loop settings a trainable's config carries; divergence at ``divergence_factor``
+        times the loss of a uniform guess over ``num_classes``."""
+        return cls(max_epochs=config.max_epochs, plateau_factor=config.plateau_factor,
+                   plateau_patience=config.plateau_patience,
+                   early_stopping_patience=config.early_stopping_patience,
+                   divergence_loss=config.divergence_factor * math.log(num_classes),
+                   monitor=monitor.metric, mode=monitor.mode)
 
 
 def quiet_checkpoint_logging() -> None:
@@ -234,6 +247,14 @@ def _restore(checkpoint, model, optimizer, scheduler, early) -> int:
     scheduler.load_state_dict(state["scheduler"])
     early.load_state_dict(state["early_stopping"])
     return int(state["epoch"])
+
+
+def read_checkpoint_config(directory: Path, config_class: type):
+    """The config (with pretraining off: the weights come from the checkpoint) and metadata of
+    a checkpoint written by ``fit``."""
+    from trainables.config import from_config
+    meta = json.loads((Path(directory) / META_FILE).read_text())
+    return from_config(config_class, {**meta["config"], "pretrained": False}), meta
 
 
 def load_checkpoint_model(directory: Path, model: nn.Module) -> tuple[nn.Module, dict]:

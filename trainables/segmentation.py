@@ -3,8 +3,6 @@ configured by ``SegmentationConfig``, sharing the training loop of ``trainables.
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,15 +14,14 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from trainables.arrays import ArrayDataset, Normalize
 from trainables.augment import build_augmentation
-from trainables.config import ConfigError, from_config
+from trainables.config import ConfigError, from_config, require_choice, require_positive
 from trainables.datasets.base import ClassificationData, SplitArrays
-from trainables.engine import (META_FILE, LoopSettings, Monitor, fit, load_checkpoint_model, seed_everything,
-                               trial_device_and_threads)
-from trainables.metrics import segmentation_metrics
+from trainables.engine import (LOOP_POSITIVE, OPTIMIZERS, LoopSettings, Monitor, fit, load_checkpoint_model,
+                               read_checkpoint_config, seed_everything, trial_device_and_threads)
+from trainables.metrics import binarize, mask_counts, scores_from_counts, segmentation_metrics
 from trainables.models import build_model
 
 LOSSES = ("bce", "dice", "bce_dice")
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
 @dataclass(frozen=True)
@@ -57,15 +54,11 @@ class SegmentationConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer {self.optimizer!r} is unknown; valid: {', '.join(OPTIMIZERS)}")
-        if self.loss not in LOSSES:
-            raise ConfigError(f"loss {self.loss!r} is unknown; valid: {', '.join(LOSSES)}")
+        require_choice("optimizer", self.optimizer, OPTIMIZERS)
+        require_choice("loss", self.loss, LOSSES)
         if not 0 <= self.dropout < 1 or not 0 < self.threshold < 1:
             raise ConfigError(f"dropout must be in [0, 1) and threshold in (0, 1); got {self.dropout}, {self.threshold}")
-        for key in ("lr", "batch_size", "eval_batch_size", "max_epochs", "divergence_factor", "base_channels"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"config key {key!r} must be positive, got {getattr(self, key)!r}")
+        require_positive(self, (*LOOP_POSITIVE, "base_channels"))
 
 
 def soft_dice_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -104,8 +97,7 @@ def predict_masks(model: nn.Module, split: SplitArrays, *, batch_size: int, devi
 
 def checkpoint_mask_probabilities(checkpoint_dir: Path, split: SplitArrays, *, batch_size: int = 16) -> np.ndarray:
     """Cell probabilities of a split from a checkpoint this trainable wrote."""
-    meta = json.loads((Path(checkpoint_dir) / META_FILE).read_text())
-    config = from_config(SegmentationConfig, {**meta["config"], "pretrained": False})
+    config, meta = read_checkpoint_config(checkpoint_dir, SegmentationConfig)
     model = build_segmenter(config, meta["mean"], meta["std"])
     load_checkpoint_model(checkpoint_dir, model)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -124,13 +116,14 @@ def mask_scores(labels: np.ndarray, outputs: np.ndarray, class_names: tuple[str,
     return segmentation_metrics(labels, outputs, threshold=threshold, min_size=min_size, weights=weights)
 
 
-def tune_inference(labels: np.ndarray, outputs: np.ndarray, *, metric: str = "dice_per_image") -> dict:
-    """The threshold and minimum component size that maximise ``metric`` on validation
-    outputs (ties: the earlier grid point, i.e. the lower threshold and size)."""
+def tune_inference(labels: np.ndarray, outputs: np.ndarray) -> dict:
+    """The threshold and minimum component size that maximise the mean per-image Dice (the
+    sweep's metric) on validation outputs; ties go to the earlier grid point."""
     best, best_value = {"threshold": 0.5, "min_size": 0}, -np.inf
     for threshold in THRESHOLDS:
         for min_size in MIN_SIZES:
-            value = float(segmentation_metrics(labels, outputs, threshold=threshold, min_size=min_size)[metric])
+            counts = mask_counts(labels, binarize(outputs, threshold=threshold, min_size=min_size))
+            value = float(np.mean(scores_from_counts(counts)["dice"]))
             if value > best_value:
                 best, best_value = {"threshold": threshold, "min_size": min_size}, value
     return best
@@ -158,10 +151,7 @@ def segmentation_trainable(config: dict, *, data: ClassificationData, monitor: M
         return {k: float(v) for k, v in segmentation_metrics(val.labels, probabilities, threshold=cfg.threshold).items()}
 
     optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    settings = LoopSettings(
-        max_epochs=cfg.max_epochs, plateau_factor=cfg.plateau_factor, plateau_patience=cfg.plateau_patience,
-        early_stopping_patience=cfg.early_stopping_patience,
-        divergence_loss=cfg.divergence_factor * math.log(2), monitor=monitor.metric, mode=monitor.mode)
+    settings = LoopSettings.of(cfg, num_classes=2, monitor=monitor)
     meta = {"task": "segmentation", "dataset": data.name, "class_names": list(data.class_names),
             "image_size": data.image_size, "mean": list(data.mean), "std": list(data.std), "config": asdict(cfg)}
     fit(model=model, optimizer=optimizer, train_batches=lambda: loader, batch_loss=batch_loss,

@@ -13,7 +13,7 @@ import numpy as np
 
 from trainables.datasets.audit import DataAudit
 from trainables.datasets.base import ClassificationData, SplitArrays
-from trainables.datasets.cache import fingerprint, load_splits, save_splits
+from trainables.datasets.cache import fingerprint, read_through_cache
 from trainables.datasets.download import cache_dir, locate_or_download
 from trainables.datasets.images import CorruptImageError, crop_with_padding, decode_rgb, resize_square
 from trainables.datasets.leakage import ImagePrint, check_leakage, image_print
@@ -36,14 +36,9 @@ def prepare_bccd(*, data_dir: str | None, image_size: int, padding: int = 10,
     params = {"reader": READER_VERSION, "image_size": image_size, "padding": padding}
     key = fingerprint(_source_files(root), root, params)
     cache_path = cache_dir() / "patches" / f"bccd-{key[:20]}.npz"
-    cached = load_splits(cache_path) if use_cache else None
-    if cached is not None:
-        splits, meta = cached
-        audit = DataAudit.from_dict(meta["audit"])
-    else:
-        splits, audit = read_voc_patches(root, image_size=image_size, padding=padding)
-        if use_cache:
-            save_splits(cache_path, splits, {"audit": audit.to_dict(), **params})
+    splits, audit = read_through_cache(
+        cache_path, params, lambda: read_voc_patches(root, image_size=image_size, padding=padding),
+        use_cache=use_cache)
     data = ClassificationData(name="bccd", class_names=CLASS_NAMES, splits=splits, fingerprint=key)
     return data, audit
 

@@ -6,11 +6,12 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
+from trainables.datasets.audit import DataAudit
 from trainables.datasets.base import SplitArrays
 
 
@@ -21,6 +22,20 @@ def fingerprint(files: Iterable[Path], root: Path, params: dict) -> str:
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
+
+
+def read_through_cache(path: Path, params: dict, read: Callable[[], tuple[dict[str, SplitArrays], DataAudit]],
+                       *, use_cache: bool) -> tuple[dict[str, SplitArrays], DataAudit]:
+    """The splits and audit cached at ``path``; otherwise ``read()`` them and cache them with
+    ``params`` (the decoding parameters, kept for a person inspecting the file)."""
+    cached = load_splits(path) if use_cache else None
+    if cached is not None:
+        splits, meta = cached
+        return splits, DataAudit.from_dict(meta["audit"])
+    splits, audit = read()
+    if use_cache:
+        save_splits(path, splits, {"audit": audit.to_dict(), **params})
+    return splits, audit
 
 
 def load_splits(path: Path) -> tuple[dict[str, SplitArrays], dict] | None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from trainables.datasets.audit import DataAudit
 from trainables.datasets.base import ClassificationData, SplitArrays
-from trainables.datasets.cache import fingerprint, load_splits, save_splits
+from trainables.datasets.cache import fingerprint, read_through_cache
 from trainables.datasets.download import DATA_DIR_ENV, DataNotFoundError, cache_dir
 from trainables.datasets.images import CorruptImageError, decode_rgb, resize_square
 from trainables.datasets.leakage import ImagePrint, check_leakage, image_print
@@ -230,14 +230,8 @@ def prepare_taleqani_segmentation(*, data_dir: str | None, image_size: int, padd
               "fractions": list(SPLIT_FRACTIONS), "threshold": MASK_THRESHOLD}
     key = fingerprint(_source_files(root), root, params)
     cache_path = cache_dir() / "masks" / f"taleqani-{key[:20]}.npz"
-    cached = load_splits(cache_path) if use_cache else None
-    if cached is not None:
-        splits, meta = cached
-        audit = DataAudit.from_dict(meta["audit"])
-    else:
-        splits, audit = read_segmentation_pairs(root, image_size=image_size)
-        if use_cache:
-            save_splits(cache_path, splits, {"audit": audit.to_dict(), **params})
+    splits, audit = read_through_cache(
+        cache_path, params, lambda: read_segmentation_pairs(root, image_size=image_size), use_cache=use_cache)
     data = ClassificationData(name=DATASET, class_names=CLASS_NAMES, splits=splits, fingerprint=key)
     return data, audit
 
