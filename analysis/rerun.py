@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from ray import tune
 
-from analysis.results import Experiment, best_checkpoint, direction, read_history
+from analysis.results import Experiment, ExperimentError, best_checkpoint, direction, read_history
 from analysis.stats import Estimate, estimate, paired_comparison, resample_weights
 from analysis.winners import Candidate, Winners
 from sweeps.data import prepare_sweep_data
@@ -147,8 +147,9 @@ class Evaluator:
     val: SplitArrays
     cache: PredictionCache
 
-    def run(self, checkpoint: Path, parts: dict, training: dict) -> ModelPredictions | str:
-        """Predictions of the model in ``checkpoint`` (``parts`` keys the cache), or why none."""
+    def run(self, checkpoint: Path, parts: dict, training: dict) -> tuple[np.ndarray, dict] | str:
+        """Test outputs and training record (with any tuned inference settings) of the model in
+        ``checkpoint`` (``parts`` keys the cache), or why there are none."""
         cached = self.cache.load(parts)
         if cached is not None:
             return cached
@@ -171,7 +172,8 @@ def confirm_on_test(experiment: Experiment, winners: Winners, settings: RerunSet
     data, _ = prepare_sweep_data(experiment.resolved, data_dir=settings.data_dir, splits=("train", "val", "test"))
     test = data.splits["test"]
     if len(test) == 0:
-        raise ValueError(f"the test split of {data.name} is empty; nothing to confirm on")
+        raise ExperimentError(f"the test split of {data.name} is empty; nothing to confirm on (check the "
+                              f"data audit in {experiment.directory / 'data_audit.txt'})")
     entry = get_trainable(experiment.spec.trainable)
     cache = PredictionCache(experiment.directory / CACHE_DIR,
                             data_key=json.dumps([data.fingerprint, experiment.resolved.to_dict()["data"]]))
