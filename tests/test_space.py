@@ -72,9 +72,11 @@ def test_every_search_space_value_carries_a_source_comment(name):
 
 def test_all_unet_holds_study_6s_grid():
     resolved = resolve(get_sweep("all_unet"), profile="full")
-    assert resolved.grid == {"model": ["unet", "unet_fpn", "unet_fpn_gelu"], "lr": [0.1, 0.01, 0.001, 0.0001],
+    assert resolved.grid == {"lr": [0.0001, 0.001, 0.01, 0.1], "model": ["unet", "unet_fpn", "unet_fpn_gelu"],
                              "dropout": [0.4, 0.2, 0.0]}
+    assert next(iter(resolved.grid)) == "lr", "lr must be the slowest axis so the lr 0.1 trials run last"
+    assert [c["lr"] for c in resolved.configs()][-9:] == [0.1] * 9
     assert resolved.grid_size == 36
     assert (resolved.fixed["batch_size"], resolved.fixed["max_epochs"], resolved.fixed["optimizer"]) == (32, 60, "adam")
     smoke = resolve(get_sweep("all_unet"), profile="cpu", smoke=True)
-    assert sorted(smoke.grid["lr"]) == sorted(resolved.grid["lr"]) and smoke.grid_size == 36
+    assert smoke.grid == resolved.grid
