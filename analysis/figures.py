@@ -100,6 +100,14 @@ def mask_overlays(images: np.ndarray, truth: np.ndarray, predicted: np.ndarray, 
     return _save(fig, path)
 
 
+def show_image(ax, image: np.ndarray) -> None:
+    """An RGB image as it is, a one-channel (grey) image in grey."""
+    if image.ndim == 3 and image.shape[-1] == 1:
+        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
+    else:
+        ax.imshow(image)
+
+
 def prediction_grid(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
                     class_names: tuple[str, ...], path: Path, columns: int = 4) -> Path:
     """Test samples with true class, predicted class and confidence; correct framed green,
@@ -111,7 +119,7 @@ def prediction_grid(images: np.ndarray, labels: np.ndarray, probabilities: np.nd
     for ax, image, label, probs in zip(np.ravel(axes), images, labels, probabilities):
         predicted = int(np.argmax(probs))
         colour = "#2da44e" if predicted == label else "#cf222e"
-        ax.imshow(image)
+        show_image(ax, image)
         ax.axis("on")
         ax.set_xticks([])
         ax.set_yticks([])
@@ -183,4 +191,54 @@ def estimates_by_label(rows: pd.DataFrame, metric_label: str, path: Path) -> Pat
     ax.invert_yaxis()
     ax.set_xlabel(metric_label)
     ax.grid(alpha=0.3, axis="x")
+    return _save(fig, path)
+
+
+def inference_heatmap(grid: pd.DataFrame, metric: str, chosen: dict, path: Path, title: str) -> Path:
+    """``metric`` over the inference-time grid (detection confidence × NMS IoU), the chosen
+    pair framed."""
+    table = grid.pivot_table(index="min_confidence", columns="nms_iou", values=metric)
+    fig, ax = plt.subplots(figsize=(1.1 * len(table.columns) + 2.5, 0.55 * len(table.index) + 1.8))
+    image = ax.imshow(table.to_numpy(), cmap="viridis", aspect="auto")
+    for i, confidence in enumerate(table.index):
+        for j, nms in enumerate(table.columns):
+            ax.text(j, i, f"{table.iloc[i, j]:.3f}", ha="center", va="center", fontsize=8,
+                    color="white" if table.iloc[i, j] < np.nanmean(table.to_numpy()) else "black")
+            if math.isclose(confidence, chosen["min_confidence"]) and math.isclose(nms, chosen["nms_iou"]):
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5))
+    ax.set_xticks(range(len(table.columns)), [f"{v:g}" for v in table.columns])
+    ax.set_yticks(range(len(table.index)), [f"{v:g}" for v in table.index])
+    ax.set_xlabel("NMS IoU threshold")
+    ax.set_ylabel("detection minimum confidence")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label=metric)
+    return _save(fig, path)
+
+
+def detection_grid(images: list[np.ndarray], predictions: list[dict], truths: list[dict], class_names: tuple[str, ...],
+                   path: Path, columns: int = 3) -> Path:
+    """Test images with predicted boxes (solid, with class and score), predicted masks (tinted)
+    and annotated boxes (dashed white)."""
+    colours = plt.get_cmap("tab10")
+    rows = math.ceil(len(images) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.6 * rows))
+    for ax in np.ravel(axes):
+        ax.axis("off")
+    for ax, image, predicted, truth in zip(np.ravel(axes), images, predictions, truths):
+        show_image(ax, image)
+        for box in truth["boxes"]:
+            ax.add_patch(plt.Rectangle(box[:2], box[2] - box[0], box[3] - box[1], fill=False, edgecolor="white",
+                                       linestyle="--", linewidth=1))
+        masks = predicted.get("masks")
+        for index, (box, label, score) in enumerate(zip(predicted["boxes"], predicted["labels"], predicted["scores"])):
+            colour = colours(int(label) % 10)
+            if masks is not None:
+                ax.imshow(np.ma.masked_where(masks[index] < 0.5, masks[index]), cmap=plt.matplotlib.colors.ListedColormap(
+                    [colour]), alpha=0.35, vmin=0, vmax=1)
+            ax.add_patch(plt.Rectangle(box[:2], box[2] - box[0], box[3] - box[1], fill=False, edgecolor=colour,
+                                       linewidth=1.5))
+            ax.text(box[0], box[1] - 2, f"{class_names[int(label)]} {score:.2f}", color="white", fontsize=7,
+                    bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "edgecolor": "none"})
+        ax.set_title(f"{truth['source']}: {len(predicted['boxes'])} detected, {len(truth['boxes'])} annotated",
+                     fontsize=9)
     return _save(fig, path)

@@ -24,10 +24,11 @@ from ray import tune
 from analysis.results import Experiment, ExperimentError, best_checkpoint, direction, read_history
 from analysis.stats import Estimate, estimate, paired_comparison, resample_weights
 from analysis.winners import Candidate, Winners
-from sweeps.data import prepare_sweep_data
+from sweeps.data import SweepData, prepare_sweep_data
 from sweeps.storage import ExperimentLocation
 from sweeps.summary import best_of, stop_reason
-from sweeps.tuner import RunSettings, configure_tune_environment, run_config, wrapped_trainable
+from sweeps.tuner import (RunSettings, configure_tune_environment, remove_checkpoint_staging, run_config,
+                          wrapped_trainable)
 from trainables.datasets.base import ClassificationData, SplitArrays
 from trainables.engine import STATE_FILE
 from trainables.registry import get_trainable
@@ -78,7 +79,8 @@ class ModelPredictions:
 class Confirmation:
     """Everything measured on the test split for the candidates: predictions keyed by
     (trial id, ``CHECKPOINT`` or ``RETRAINED``), an estimate per metric and model kind, and
-    every candidate compared with the overall winner."""
+    every candidate compared with the overall winner. ``test`` is the winner's test split;
+    ``tests`` maps each trial to its own where data variants differ in it."""
 
     class_names: tuple[str, ...]
     test: SplitArrays
@@ -88,6 +90,11 @@ class Confirmation:
     reference: str | None
     failures: tuple[str, ...] = field(default=())
     retrained_now: int = 0
+    tests: dict[str, SplitArrays] = field(default_factory=dict)
+
+    def test_of(self, trial_id: str) -> SplitArrays:
+        """The test split a trial is scored on (its data variant's; ``test`` otherwise)."""
+        return self.tests.get(trial_id, self.test)
 
     def estimate(self, trial_id: str, metric: str, kind: str | None = None) -> Estimate | None:
         """A metric's estimate for a candidate: of ``kind``, or retrained when there are
@@ -168,44 +175,62 @@ def confirm_on_test(experiment: Experiment, winners: Winners, settings: RerunSet
     """Evaluate and retrain every candidate, then estimate each metric with its interval and
     compare every candidate with the overall winner on the same resampled test images.
     ``evaluate_all`` also evaluates the sweep checkpoint of every other eligible trial (for
-    studies whose document tabulates every configuration on the test split)."""
-    data, _ = prepare_sweep_data(experiment.resolved, data_dir=settings.data_dir, splits=("train", "val", "test"))
-    test = data.splits["test"]
-    if len(test) == 0:
-        raise ExperimentError(f"the test split of {data.name} is empty; nothing to confirm on (check the "
-                              f"data audit in {experiment.directory / 'data_audit.txt'})")
-    entry = get_trainable(experiment.spec.trainable)
-    cache = PredictionCache(experiment.directory / CACHE_DIR,
-                            data_key=json.dumps([data.fingerprint, experiment.resolved.to_dict()["data"]]))
-    evaluator = Evaluator(predict=entry.predict, tune_inference=entry.tune_inference, test=test,
-                          val=data.splits["val"], cache=cache)
-    trials = experiment.trials.set_index("trial_id")
+    studies whose document tabulates every configuration on the test split).
+
+    Where the dataset has variants (study 5's loading options), each trial is scored on the
+    test split of its own variant, and only candidates sharing the winner's test split are
+    compared with it."""
+    data = prepare_sweep_data(experiment.resolved, data_dir=settings.data_dir, splits=("train", "val", "test"))
+    evaluators = {key: variant_evaluator(experiment, variant, key, data.label(key))
+                  for key, variant in data.variants.items()}
+    variant_of = {trial_id: data.key_of(experiment.config(trial_id)) for trial_id in experiment.trials["trial_id"]}
     evaluated = list(winners.ranking["trial_id"]) if evaluate_all else winners.candidate_ids
-    echo(f"Test split: {len(test)} samples from {len(np.unique(test.sources))} images; evaluating the best sweep "
-         f"checkpoint of {len(evaluated)} trial(s), then {settings.seeds} retraining(s) of each of "
-         f"{len(winners.candidates)} candidate(s)")
+    tests = {key: e.test for key, e in evaluators.items()}
+    echo("Test split: " + "; ".join(f"{data.label(k)} {len(t)} samples from {len(np.unique(t.sources))} images".strip()
+                                     for k, t in tests.items())
+         + f"; evaluating the best sweep checkpoint of {len(evaluated)} trial(s), then {settings.seeds} "
+           f"retraining(s) of each of {len(winners.candidates)} candidate(s)")
+    trials = experiment.trials.set_index("trial_id")
     predictions: dict[tuple[str, str], list[ModelPredictions]] = {}
     failures: list[str] = []
     for trial_id in evaluated:
-        found = checkpoint_predictions(trials.loc[trial_id], evaluator)
+        found = checkpoint_predictions(trials.loc[trial_id], evaluators[variant_of[trial_id]])
         if isinstance(found, str):
             failures.append(f"{trial_id}: {found}")
         else:
             predictions[(trial_id, CHECKPOINT)] = [found]
     retrained, retrain_failures, retrained_now = retrain_candidates(
-        experiment, winners.candidates, data, settings, evaluator, echo)
+        experiment, winners.candidates, data, settings, evaluators, echo)
     predictions.update(retrained)
     failures.extend(retrain_failures)
-    weights = resample_weights(test.sources, resamples=settings.bootstrap)
-    scores = {key: [model_scores(entry.score, test, data.class_names, p, weights) for p in models]
-              for key, models in predictions.items()}
+    entry = get_trainable(experiment.spec.trainable)
+    weights = {key: resample_weights(test.sources, resamples=settings.bootstrap) for key, test in tests.items()}
+    scores = {(trial_id, kind): [model_scores(entry.score, tests[variant_of[trial_id]], data.primary.class_names, p,
+                                              weights[variant_of[trial_id]]) for p in models]
+              for (trial_id, kind), models in predictions.items()}
     estimates = estimate_table(scores, settings.confidence)
     reference = winners.overall
-    comparisons = compare_with(reference, {k: v for k, v in scores.items() if k[0] in winners.candidate_ids},
-                               metric_on_test(experiment.metric), experiment.mode, settings.confidence)
-    return Confirmation(class_names=data.class_names, test=test, predictions=predictions, estimates=estimates,
-                        comparisons=comparisons, reference=reference, failures=tuple(failures),
-                        retrained_now=retrained_now)
+    reference_variant = variant_of.get(reference) if reference else next(iter(tests))
+    comparable = {k: v for k, v in scores.items()
+                  if k[0] in winners.candidate_ids and variant_of[k[0]] == reference_variant}
+    comparisons = compare_with(reference, comparable, metric_on_test(experiment.metric), experiment.mode,
+                               settings.confidence)
+    return Confirmation(class_names=data.primary.class_names, test=tests[reference_variant], predictions=predictions,
+                        estimates=estimates, comparisons=comparisons, reference=reference, failures=tuple(failures),
+                        retrained_now=retrained_now, tests={t: tests[v] for t, v in variant_of.items()})
+
+
+def variant_evaluator(experiment: Experiment, data: ClassificationData, key, label: str) -> Evaluator:
+    """The evaluator of one data variant's test split, with its own prediction cache key."""
+    test = data.splits["test"]
+    if len(test) == 0:
+        raise ExperimentError(f"the test split of {' '.join(filter(None, (data.name, label)))} is empty; nothing "
+                              f"to confirm on (check the data audit in {experiment.directory / 'data_audit.txt'})")
+    entry = get_trainable(experiment.spec.trainable)
+    data_key = [data.fingerprint, experiment.resolved.to_dict()["data"]] + ([] if key is None else [key])
+    cache = PredictionCache(experiment.directory / CACHE_DIR, data_key=json.dumps(data_key, default=str))
+    return Evaluator(predict=entry.predict, tune_inference=entry.tune_inference, test=test,
+                     val=data.splits["val"], cache=cache)
 
 
 def checkpoint_predictions(trial: pd.Series, evaluator: Evaluator) -> ModelPredictions | str:
@@ -223,8 +248,8 @@ def checkpoint_predictions(trial: pd.Series, evaluator: Evaluator) -> ModelPredi
     return ModelPredictions(trial_id=str(trial.name), seed=None, outputs=found[0], training=found[1])
 
 
-def retrain_candidates(experiment: Experiment, candidates: tuple[Candidate, ...], data: ClassificationData,
-                       settings: RerunSettings, evaluator: Evaluator, echo: Callable[[str], None]):
+def retrain_candidates(experiment: Experiment, candidates: tuple[Candidate, ...], data: SweepData,
+                       settings: RerunSettings, evaluators: dict, echo: Callable[[str], None]):
     """Retrained test predictions per candidate, failures, and how many models were trained
     now. Candidates sharing a config (repeated grid samples) share its retrained models."""
     wanted = {(c.trial_id, seed): {**experiment.config(c.trial_id), "seed": seed}
@@ -232,7 +257,7 @@ def retrain_candidates(experiment: Experiment, candidates: tuple[Candidate, ...]
     found: dict[tuple[str, int], ModelPredictions] = {}
     missing: dict[str, dict] = {}
     for (trial_id, seed), config in wanted.items():
-        cached = evaluator.cache.load({"kind": RETRAINED, "config": config})
+        cached = evaluators[data.key_of(config)].cache.load({"kind": RETRAINED, "config": config})
         if cached is None:
             missing[config_key(config)] = config
         else:
@@ -241,7 +266,8 @@ def retrain_candidates(experiment: Experiment, candidates: tuple[Candidate, ...]
     if missing:
         echo(f"Retraining {len(missing)} model(s) from scratch on Ray Tune ({len(wanted) - len(found)} needed, "
              f"{len(found)} cached), seeds {list(settings.seed_values)}")
-        recorder = RetrainRecorder(missing, experiment=experiment, evaluator=evaluator, echo=echo)
+        recorder = RetrainRecorder(missing, experiment=experiment, echo=echo,
+                                   evaluators={key: evaluators[data.key_of(c)] for key, c in missing.items()})
         run_retraining(experiment, list(missing.values()), data, settings, recorder)
         for (trial_id, seed), config in wanted.items():
             key = config_key(config)
@@ -261,7 +287,7 @@ def config_key(config: dict) -> str:
     return json.dumps(config, sort_keys=True, default=str)
 
 
-def run_retraining(experiment: Experiment, configs: list[dict], data: ClassificationData,
+def run_retraining(experiment: Experiment, configs: list[dict], data: SweepData,
                    settings: RerunSettings, recorder: tune.Callback) -> None:
     """One Tune run of the sweep's trainable over exactly ``configs``, in ``<experiment>/reruns``."""
     from ray.tune.search import BasicVariantGenerator
@@ -283,6 +309,7 @@ def run_retraining(experiment: Experiment, configs: list[dict], data: Classifica
             run_config=run_config(resolved, location, RunSettings(callbacks=(recorder,))),
         ).fit()
     finally:
+        remove_checkpoint_staging(location.name)
         if started_ray:
             import ray
             ray.shutdown()
@@ -304,11 +331,11 @@ class RetrainRecorder(tune.Callback):
     caches the predictions, so an interrupted confirmation keeps every finished model; prints
     one progress line per model. Results and failures are keyed by ``config_key``."""
 
-    def __init__(self, configs: dict[str, dict], *, experiment: Experiment, evaluator: Evaluator,
+    def __init__(self, configs: dict[str, dict], *, experiment: Experiment, evaluators: dict[str, Evaluator],
                  echo: Callable[[str], None]) -> None:
         self.configs = configs
         self.experiment = experiment
-        self.evaluator = evaluator
+        self.evaluators = evaluators
         self.echo = echo
         self.outputs: dict[str, tuple[np.ndarray, dict]] = {}
         self.failures: dict[str, str] = {}
@@ -338,7 +365,7 @@ class RetrainRecorder(tune.Callback):
             if column in history:
                 training[f"best_{column}"] = best_of(history[column], self.experiment.mode
                                                      if column == self.experiment.metric else direction(column))
-        found = self.evaluator.run(checkpoint, {"kind": RETRAINED, "config": self.configs[key]}, training)
+        found = self.evaluators[key].run(checkpoint, {"kind": RETRAINED, "config": self.configs[key]}, training)
         if isinstance(found, str):
             self._fail(key, found)
             return

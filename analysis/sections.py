@@ -40,8 +40,10 @@ class ReportContext:
     def class_names(self) -> tuple[str, ...]:
         return self.confirmation.class_names if self.confirmation else tuple(self.experiment.audit.get("class_names", ()))
 
-    def cite(self, section: str) -> str:
-        return f"{self.spec.document} {section}".strip()
+    def cite(self, topic: str) -> str:
+        """Where in the study's document a table comes from ("" for medsweep's own tables)."""
+        where = self.spec.citation(topic)
+        return f"{self.spec.document} {where}" if where else ""
 
     @cached_property
     def _trials_by_id(self) -> pd.DataFrame:
@@ -237,7 +239,7 @@ def model_performance(context: ReportContext) -> list[Block]:
                       "trial's own time (data in memory), without Ray start-up. In the retrained column, ± is the "
                       "spread over seeds and the interval resamples test images for the seed-averaged value, so "
                       "it shows test-set sampling error, not seed-to-seed variation."),
-            Table(frame, caption=f"Winner {winner}", source=context.cite("§5.1"))]
+            Table(frame, caption=f"Winner {winner}", source=context.cite("model_performance"))]
 
 
 def epochs_with_reason(training: dict) -> str:
@@ -272,8 +274,8 @@ def confusion_matrix_section(context: ReportContext) -> list[Block]:
                                       f"Winner {context.winners.overall}, sweep checkpoint, test split")
     return [Heading("Confusion matrix"),
             Paragraph("The winner's best sweep checkpoint on the test split."),
-            Table(counts, caption="Counts", source=context.cite("§6.1")),
-            Table(rows, caption="Row-normalised (share of each true class)", source=context.cite("§6.1")),
+            Table(counts, caption="Counts", source=context.cite("confusion_matrix")),
+            Table(rows, caption="Row-normalised (share of each true class)", source=context.cite("confusion_matrix")),
             Figure(path, "Confusion matrix, counts and row-normalised")]
 
 
@@ -298,7 +300,7 @@ def classification_report(context: ReportContext) -> list[Block]:
                            estimate_text(context.estimate(winner, f"f1_{n}", RETRAINED))] for n in names],
                          columns=["Class", "Precision", "Recall", "F1-score"])
     return [Heading("Classification report"),
-            Table(frame, caption="Winner's sweep checkpoint, test split", source=context.cite("§6.2")),
+            Table(frame, caption="Winner's sweep checkpoint, test split", source=context.cite("classification_report")),
             *([Table(seeds, caption=f"The winner's config {context.seeds_label()}")] if context.retrained(winner) else [])]
 
 
@@ -316,7 +318,7 @@ def roc_auc(context: ReportContext) -> list[Block]:
     aucs = {f"auc_{n}": context.estimate(winner, f"auc_{n}", CHECKPOINT).mean for n in names}
     path = figures.roc_curves(context.confirmation.test.labels, context.checkpoint_outputs(winner), names, aucs,
                               context.figures_dir / "roc_curves.png", f"One-vs-rest ROC, winner {winner}")
-    return [Heading("ROC-AUC"), Table(frame, caption="One-vs-rest ROC-AUC, test split", source=context.cite("§6.3")),
+    return [Heading("ROC-AUC"), Table(frame, caption="One-vs-rest ROC-AUC, test split", source=context.cite("roc_auc")),
             Figure(path, "ROC curves of the winner's sweep checkpoint on the test split")]
 
 
@@ -339,10 +341,11 @@ def sample_predictions(context: ReportContext) -> list[Block]:
     path = figures.prediction_grid(test.images[chosen], test.labels[chosen], outputs[chosen], context.class_names,
                                    context.figures_dir / "sample_predictions.png")
     wrong = int((outputs[chosen].argmax(axis=1) != test.labels[chosen]).sum())
+    source = context.cite("sample_predictions")
     return [Heading("Sample predictions"),
             Paragraph(f"12 test samples, as many per class as there are, up to half of them misclassified when the "
                       f"model made mistakes ({wrong} shown here): green frame correct, red frame wrong, with the "
-                      f"predicted class's confidence ({context.cite('§7.4')})."),
+                      f"predicted class's confidence{f' ({source})' if source else ''}."),
             Figure(path, "Test predictions of the winner's sweep checkpoint")]
 
 
@@ -398,7 +401,7 @@ def ablation(context: ReportContext) -> list[Block]:
                   f"mean over its {context.settings.seeds} retrained seed(s) (the sweep checkpoint where none "
                   f"retrained), intervals are {context.settings.confidence:.0%} bootstrap intervals over test images. "
                   f"Overall winner: {winners.overall}."),
-        Table(frame, caption="Imbalance arms", source=context.cite("§8.2") if "Note" not in frame else ""),
+        Table(frame, caption="Imbalance arms", source=context.cite("ablation") if "Note" not in frame else ""),
     ]
     if estimates:
         path = figures.estimates_by_label(pd.DataFrame(estimates), f"test {metric_on_test(experiment.metric)}",
@@ -409,7 +412,7 @@ def ablation(context: ReportContext) -> list[Block]:
         blocks += [Heading("Ablation findings", 3),
                    Table(findings, caption=f"Changes in test {metric_on_test(experiment.metric)} between arms (read "
                                            f"against the intervals above: overlapping arms are not distinguishable)",
-                         source=context.cite("§8.4"))]
+                         source=context.cite("factorial"))]
     return blocks
 
 
@@ -430,7 +433,10 @@ def verdict_of(context: ReportContext, trial_id: str) -> str:
         return "winner"
     found = context.confirmation.comparisons
     found = found[found["trial_id"] == trial_id]
-    return str(found["verdict"].iloc[0]) if not found.empty else "n/a"
+    if not found.empty:
+        return str(found["verdict"].iloc[0])
+    other_split = context.confirmation.test_of(trial_id) is not context.confirmation.test
+    return "not compared: another test split" if other_split else "n/a"
 
 
 def factorial_findings(context: ReportContext, keys: list[tuple]) -> pd.DataFrame | None:
@@ -524,7 +530,7 @@ def checks(context: ReportContext) -> list[Block]:
     return [Heading("The document's targets and claims"),
             Paragraph("Each target or claim of the document beside what was measured here (test values: the mean "
                       "over the retrained seeds, or the sweep checkpoint where none were retrained)."),
-            Table(pd.DataFrame(rows), caption="Targets and claims", source=context.cite("§7.2, §8.3"))]
+            Table(pd.DataFrame(rows), caption="Targets and claims", source=context.cite("checks"))]
 
 
 CHECK_QUANTITIES = ("test", "count", "best_group", "config", "diverged")
@@ -657,40 +663,125 @@ SEGMENTATION_COLUMNS = (("Accuracy", "accuracy_pooled"), ("Loss", "loss"), ("Pre
                         ("Dice pooled", "dice_pooled"), ("Dice per image", "dice_per_image"))
 
 
-@section("segmentation_tables", needs="confirmation")
-def segmentation_tables(context: ReportContext) -> list[Block]:
-    """Seed 004's table per model: every lr x dropout trial on the test split (%)."""
-    blocks: list[Block] = [
-        Heading("Test results per model"),
-        Paragraph("Every trial's best sweep checkpoint on the test split, in % like the document; the loss is the "
-                  "mean per-image BCE. Pooled scores count pixels over the whole split; per-image scores average "
-                  "each image's own score (an image with no cell pixels that stays empty scores 1). Masks use the "
-                  "threshold and smallest component tuned on that model's validation outputs (last column)."),
-    ]
+def per_group_trial_tables(context: ReportContext, *, caption: str,
+                           row: Callable[[pd.Series], dict[str, str]]) -> list[Block]:
+    """The document's layout: one table per compared group, one row per trial with its other
+    grid values and then ``row(trial)``."""
     trials = context.experiment.trials
     others = [a for a in context.experiment.axes if a not in context.winners.group_by]
     keys = [tuple(k) for k, _ in context.spec.group_labels] or sorted({group_key(r, context.winners.group_by)
                                                                        for _, r in trials.iterrows()}, key=str)
+    blocks: list[Block] = []
     for key in keys:
-        rows = []
-        for _, trial in trials_of_group(context, key).iterrows():
-            row = {axis: trial[f"config/{axis}"] for axis in others}
-            models = context.confirmation.predictions.get((trial["trial_id"], CHECKPOINT))
-            if not models:
-                reason = "NaN (diverged)" if trial["stop_reason"] == "diverged" else f"— ({trial['stop_reason']})"
-                rows.append({**row, **{label: reason for label, _ in SEGMENTATION_COLUMNS}, "Threshold / min size": "—"})
-                continue
-            for label, metric in SEGMENTATION_COLUMNS:
-                e = context.estimate(trial["trial_id"], metric, CHECKPOINT)
-                row[label] = number(e.mean, 4) if metric == "loss" else percent(e.mean, 2)
-            inference = models[0].inference
-            row["Threshold / min size"] = f"{inference.get('threshold', 0.5)} / {inference.get('min_size', 0)} px"
-            rows.append(row)
+        rows = [{**{axis: trial[f"config/{axis}"] for axis in others}, **row(trial)}
+                for _, trial in trials_of_group(context, key).iterrows()]
         frame = pd.DataFrame(rows).sort_values(others, ascending=False, kind="stable") if rows else pd.DataFrame()
         blocks += [Heading(context.group_name(key), 3),
-                   Table(frame, caption=f"{context.group_name(key)}: segmentation report on test (%)",
-                         source=context.cite("tables"))]
+                   Table(frame, caption=f"{context.group_name(key)}: {caption}", source=context.cite("trial_tables"))]
     return blocks
+
+
+def not_evaluated(trial: pd.Series) -> str:
+    """What a table cell says for a trial without a checkpoint to evaluate."""
+    return "NaN (diverged)" if trial["stop_reason"] == "diverged" else f"— ({trial['stop_reason']})"
+
+
+@section("segmentation_tables", needs="confirmation")
+def segmentation_tables(context: ReportContext) -> list[Block]:
+    """Seed 004's table per model: every lr x dropout trial on the test split (%)."""
+    def row(trial: pd.Series) -> dict[str, str]:
+        models = context.confirmation.predictions.get((trial["trial_id"], CHECKPOINT))
+        if not models:
+            return {**{label: not_evaluated(trial) for label, _ in SEGMENTATION_COLUMNS}, "Threshold / min size": "—"}
+        cells = {}
+        for label, metric in SEGMENTATION_COLUMNS:
+            e = context.estimate(trial["trial_id"], metric, CHECKPOINT)
+            cells[label] = number(e.mean, 4) if metric == "loss" else percent(e.mean, 2)
+        inference = models[0].inference
+        cells["Threshold / min size"] = f"{inference.get('threshold', 0.5)} / {inference.get('min_size', 0)} px"
+        return cells
+
+    return [Heading("Test results per model"),
+            Paragraph("Every trial's best sweep checkpoint on the test split, in % like the document; the loss is the "
+                      "mean per-image BCE. Pooled scores count pixels over the whole split; per-image scores average "
+                      "each image's own score (an image with no cell pixels that stays empty scores 1). Masks use the "
+                      "threshold and smallest component tuned on that model's validation outputs (last column)."),
+            *per_group_trial_tables(context, caption="segmentation report on test (%)", row=row)]
+
+
+CLASSIFICATION_REPORT_COLUMNS = (("Precision", "macro_precision"), ("Recall", "macro_recall"), ("F1-Score", "macro_f1"))
+SPLIT_SCORE_COLUMNS = (("Train", "train"), ("Validation", "val"))
+
+
+@section("trial_tables", needs="confirmation")
+def trial_tables(context: ReportContext) -> list[Block]:
+    """Seed 004's classification tables: per model and data-loading option, every lr x dropout
+    trial with its macro precision, recall and F1 on test, and accuracy and loss on train,
+    validation and test."""
+    epochs = context.experiment.epochs.set_index(["trial_id", "epoch"])
+
+    def row(trial: pd.Series) -> dict[str, str]:
+        trial_id = trial["trial_id"]
+        labels = ([label for label, _ in CLASSIFICATION_REPORT_COLUMNS]
+                  + [f"{split} {what}" for split, _ in SPLIT_SCORE_COLUMNS + (("Test", "test"),)
+                     for what in ("accuracy (%)", "loss")])
+        if (trial_id, CHECKPOINT) not in context.confirmation.predictions:
+            return {label: not_evaluated(trial) for label in labels}
+        cells = {label: percent(context.estimate(trial_id, metric, CHECKPOINT).mean, 2)
+                 for label, metric in CLASSIFICATION_REPORT_COLUMNS}
+        best = epochs.loc[(trial_id, int(trial["best_epoch"]))]
+        for split, prefix in SPLIT_SCORE_COLUMNS:
+            cells[f"{split} accuracy (%)"] = percent(float(best.get(f"{prefix}_accuracy", math.nan)), 2)
+            cells[f"{split} loss"] = number(float(best.get(f"{prefix}_loss", math.nan)), 4)
+        cells["Test accuracy (%)"] = percent(context.estimate(trial_id, "accuracy", CHECKPOINT).mean, 2)
+        cells["Test loss"] = number(context.estimate(trial_id, "loss", CHECKPOINT).mean, 4)
+        return cells
+
+    return [Heading("Results per model and data-loading option"),
+            Paragraph("Every trial's best sweep checkpoint (by validation macro-F1). Precision, recall and F1 are "
+                      "macro averages on the test split, as in the document's classification-report columns. Train "
+                      "and validation accuracy and loss are the trial's own at that epoch (training accuracy is the "
+                      "running share right while training, on augmented, balanced batches, as Keras reports it); "
+                      "test accuracy and loss are the checkpoint's on the test split of its own loading option. "
+                      "Losses are cross-entropy (the document prints them × 100). Trials with no checkpoint say why."),
+            *per_group_trial_tables(context, caption="classification report and scores per split", row=row)]
+
+
+@section("model_comparison", needs="confirmation")
+def model_comparison(context: ReportContext) -> list[Block]:
+    """The documents' model comparison: each group's winner with its size and measured speed
+    beside its test scores."""
+    from trainables.classification import checkpoint_profile
+
+    binary = len(context.class_names) == 2
+    metrics = (("Accuracy (%)", "accuracy"), ("Sensitivity (%)", "sensitivity"), ("Specificity (%)", "specificity"),
+               ("Precision (%)", "precision"), ("F1 (%)", "f1"), ("AUC", "auc")) if binary else (
+               ("Accuracy (%)", "accuracy"), ("Macro F1 (%)", "macro_f1"), ("Weighted F1 (%)", "weighted_f1"),
+               ("Macro AUC", "macro_auc"))
+    rows, device = [], "cpu"
+    for key, trial_id in context.winners.per_group.items():
+        checkpoint = context.trial(trial_id)["best_checkpoint"]
+        if (trial_id, CHECKPOINT) not in context.confirmation.predictions:
+            continue
+        profile = checkpoint_profile(Path(checkpoint), context.confirmation.test_of(trial_id))
+        device = profile["device"]
+        row = {"Model": context.group_name(key), "Trial": trial_id,
+               "Parameters": f"{profile['parameters']:,.0f}", "Trainable": f"{profile['trainable_parameters']:,.0f}",
+               "Latency (ms/image)": f"{profile['latency_ms']:.1f}"}
+        for label, metric in metrics:
+            e = context.estimate(trial_id, metric)
+            row[label] = estimate_text(e, scale=1 if "AUC" in label else 100, digits=3 if "AUC" in label else 1)
+        rows.append(row)
+    if not rows:
+        return []
+    return [Heading("Model comparison"),
+            Paragraph(f"Each model's best trial: parameters (all / trainable), the median time to classify one "
+                      f"image (batch of one, {device}, this machine, after a warm-up) and its test scores "
+                      f"({context.seeds_label() if context.retraining else 'sweep checkpoint'}). Latency depends on "
+                      f"the machine and the input size of this run's profile; compare models with each other, not "
+                      f"with the document's milliseconds."),
+            Table(pd.DataFrame(rows), caption="Model comparison on the test split",
+                  source=context.cite("model_comparison"))]
 
 
 @section("inference_settings", needs="confirmation")
@@ -746,7 +837,7 @@ def environment(context: ReportContext) -> list[Block]:
     return [Heading("Hardware and environment"),
             Paragraph("The machine that wrote this report and evaluated the checkpoints; trials ran on the Ray "
                       f"cluster with {experiment_resources(context)} per trial."),
-            Table(frame, caption="Environment", source=context.cite("§10.3"))]
+            Table(frame, caption="Environment", source=context.cite("environment"))]
 
 
 def cpu_model() -> str:
@@ -772,3 +863,146 @@ def validate_spec(spec: ReportSpec) -> None:
         if check.quantity.partition(":")[0] not in CHECK_QUANTITIES:
             raise KeyError(f"check {check.statement!r}: quantity {check.quantity!r} is unknown; valid kinds: "
                            f"{', '.join(CHECK_QUANTITIES)}")
+
+
+# ---- detection (study 4) ---------------------------------------------------------------------
+
+DETECTION_SCORES = (("Precision", "precision"), ("Recall", "recall"), ("Accuracy", "accuracy"), ("F1-Score", "f1"),
+                    ("mAP@0.5", "map50"))
+
+
+def group_winners_with_checkpoints(context: ReportContext) -> list[tuple[tuple, str]]:
+    """Each group's winner whose sweep checkpoint was evaluated on the test split."""
+    return [(key, trial_id) for key, trial_id in context.winners.per_group.items()
+            if (trial_id, CHECKPOINT) in context.confirmation.predictions]
+
+
+@section("confidence_tables", needs="winner")
+def confidence_tables(context: ReportContext) -> list[Block]:
+    """Seed 003 Tables III and IV: validation mAP per detection minimum confidence (the training
+    setting), for each preprocessing variant; each row is the best trial with that confidence."""
+    trials, metric = context.experiment.trials, f"best_{context.experiment.metric}"
+    blocks: list[Block] = [Heading("Validation mAP per detection minimum confidence"),
+                           Paragraph("The document trained one model per confidence with the other settings fixed; "
+                                     "here every confidence is crossed with the other axes, so each row shows the "
+                                     "best trial at that confidence and the settings it had.")]
+    for variant in sorted(trials["config/preprocessing"].dropna().unique()):
+        rows = []
+        for confidence in sorted(trials["config/detection_min_confidence"].dropna().unique()):
+            subset = trials[(trials["config/preprocessing"] == variant)
+                            & (trials["config/detection_min_confidence"] == confidence)]
+            finite = subset[np.isfinite(subset[metric].astype(float))]
+            if finite.empty:
+                reasons = ", ".join(f"{n} {r}" for r, n in subset["stop_reason"].value_counts().items())
+                rows.append({"Detection minimum confidence": confidence, "Val mAP@0.5": f"— ({reasons})",
+                             "Trial": "—", "Other settings": "—"})
+                continue
+            best = finite.loc[finite[metric].astype(float).idxmax()]
+            rows.append({"Detection minimum confidence": confidence, "Val mAP@0.5": number(float(best[metric]), 4),
+                         "Trial": best["trial_id"], "Other settings": other_axes(context, best["trial_id"])})
+        name = context.group_name((variant,))
+        blocks.append(Table(pd.DataFrame(rows), caption=f"{name}: val mAP@0.5 per detection minimum confidence",
+                            source=context.cite("confidence_tables")))
+    return blocks
+
+
+@section("detection_performance", needs="confirmation")
+def detection_performance(context: ReportContext) -> list[Block]:
+    """Seed 003 Tables VII and VIII: each preprocessing variant's best model on the validation
+    and the test split, at the inference setting tuned on validation."""
+    validation, test = [], []
+    for key, trial_id in group_winners_with_checkpoints(context):
+        model = context.confirmation.predictions[(trial_id, CHECKPOINT)][0]
+        chosen = model.inference
+        grid = pd.DataFrame(model.training.get("inference_grid", []))
+        at = grid[np.isclose(grid["min_confidence"], chosen["min_confidence"])
+                  & np.isclose(grid["nms_iou"], chosen["nms_iou"])].iloc[0]
+        name = {"Dataset": context.group_name(key), "Trial": trial_id,
+                "Confidence / NMS": f"{chosen['min_confidence']:g} / {chosen['nms_iou']:g}"}
+        validation.append({**name, **{label: number(float(at[metric]), 4) for label, metric in DETECTION_SCORES}})
+        test.append({**name, **{label: estimate_text(context.estimate(trial_id, metric, CHECKPOINT), digits=4)
+                                for label, metric in DETECTION_SCORES}})
+    if not validation:
+        return []
+    return [Heading("Detection performance"),
+            Paragraph("Each preprocessing variant's best trial (by validation mAP@0.5 during training), its best "
+                      "checkpoint evaluated at the detection confidence and NMS IoU chosen on the validation split "
+                      "(inference-time grid below, no retraining). Matches need IoU ≥ 0.5 and the same class; "
+                      "accuracy is TP / (TP + FP + FN) as the document defines it. Test intervals resample test "
+                      "images."),
+            Table(pd.DataFrame(validation), caption="Performance on the validation split",
+                  source=context.cite("validation_performance")),
+            Table(pd.DataFrame(test), caption="Performance on the test split", source=context.cite("test_performance"))]
+
+
+@section("count_mae", needs="confirmation")
+def count_mae(context: ReportContext) -> list[Block]:
+    """Seed 003 Table X: per class the annotated and the automatic count on the test split and
+    the mean absolute count error per image; the per-image counts go to a CSV next to the report."""
+    from trainables.detection_inference import postprocess
+    from trainables.metrics import count_table
+
+    rows, files = [], []
+    for key, trial_id in group_winners_with_checkpoints(context):
+        model = context.confirmation.predictions[(trial_id, CHECKPOINT)][0]
+        test = context.confirmation.test_of(trial_id)
+        detections = postprocess(model.outputs, **model.inference)
+        counts = pd.DataFrame(count_table(test.labels, detections, context.class_names,
+                                          min_confidence=model.inference["min_confidence"]))
+        counts.insert(1, "source", test.sources[counts["image"].to_numpy()])
+        path = context.figures_dir.parent / f"counts_{'_'.join(map(str, key)) or 'all'}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        counts.to_csv(path, index=False)
+        files.append(path.name)
+        for name in context.class_names:
+            rows.append({"Dataset": context.group_name(key), "Class": name,
+                         "Actual count": int(counts[f"actual_{name}"].sum()),
+                         "Automatic count": int(counts[f"automatic_{name}"].sum()),
+                         "MAE per image": estimate_text(context.estimate(trial_id, f"count_mae_{name}", CHECKPOINT))})
+    if not rows:
+        return []
+    return [Heading("Automatic counting"),
+            Paragraph(f"Cells counted per class on the test split by each variant's best model at its tuned "
+                      f"setting, against the annotations. Per-image counts: {', '.join(files)}."),
+            Table(pd.DataFrame(rows), caption="Count error per class (test split)", source=context.cite("count_mae"))]
+
+
+@section("inference_grid", needs="confirmation")
+def inference_grid_section(context: ReportContext) -> list[Block]:
+    """The inference-time sweep of each variant's best model: validation mAP@0.5 over detection
+    confidence × NMS IoU, computed on cached candidates without retraining."""
+    blocks: list[Block] = []
+    for key, trial_id in group_winners_with_checkpoints(context):
+        model = context.confirmation.predictions[(trial_id, CHECKPOINT)][0]
+        grid = pd.DataFrame(model.training.get("inference_grid", []))
+        if grid.empty:
+            continue
+        name = context.group_name(key)
+        path = figures.inference_heatmap(grid, "map50", model.inference,
+                                         context.figures_dir / f"inference_grid_{'_'.join(map(str, key))}.png",
+                                         f"{name}, trial {trial_id}: validation mAP@0.5")
+        blocks.append(Figure(path, f"{name}: inference-time grid on the validation split (chosen setting framed)"))
+    if not blocks:
+        return []
+    return [Heading("Inference-time grid"),
+            Paragraph("The trained model ran once over the validation split keeping every candidate detection before "
+                      "score thresholding and NMS; each grid point replays thresholding and NMS on those cached "
+                      "candidates (seed 003 found NMS 0.20 best at inference)."), *blocks]
+
+
+@section("detection_images", needs="checkpoint")
+def detection_images(context: ReportContext) -> list[Block]:
+    """Test images with the winner's detections (boxes, masks where the model has them, scores)."""
+    from trainables.detection import checkpoint_masks
+
+    winner = context.winners.overall
+    model = context.confirmation.predictions[(winner, CHECKPOINT)][0]
+    test = context.confirmation.test_of(winner)
+    indices = list(range(min(6, len(test))))
+    predictions = checkpoint_masks(Path(context.trial(winner)["best_checkpoint"]), test, indices, **model.inference)
+    truths = [{"boxes": test.boxes[i], "source": test.sources[i]} for i in indices]
+    path = figures.detection_grid([test.images[i] for i in indices], predictions, truths, context.class_names,
+                                  context.figures_dir / "detections.png")
+    return [Heading("Predicted images"),
+            Figure(path, f"Winner {winner} on test images at confidence {model.inference['min_confidence']:g} and "
+                         f"NMS IoU {model.inference['nms_iou']:g} (dashed white: annotated boxes)")]

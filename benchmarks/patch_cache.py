@@ -99,7 +99,8 @@ def main() -> None:
     augment = build_augmentation("bccd_light")
     cached = ArrayDataset(data.splits["train"], augment=augment)
     naive = NaiveJpegDataset(locate_bccd(args.data_dir), "train", args.image_size, 10, augment)
-    model = build_classifier(ClassificationConfig(pretrained=False), data)
+    model = build_classifier(ClassificationConfig(pretrained=False), num_classes=data.num_classes,
+                             in_channels=data.channels, mean=data.mean, std=data.std)
     rows = []
     for label, use_model in (("data path only", False), ("epoch with EfficientNet-B0 step", True)):
         cached_s = np.median([epoch_seconds(cached, model if use_model else None, args.batch_size)

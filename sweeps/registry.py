@@ -56,6 +56,9 @@ BCCD_REPORT = ReportSpec(
               "sweep", "trials", "environment"),
     group_labels=(((False, False), "1. Baseline"), ((True, False), "2. Weighted Loss"),
                   ((False, True), "3. Oversampling"), ((True, True), "4. Final Model")),
+    citations=(("model_performance", "§5.1"), ("confusion_matrix", "§6.1"), ("classification_report", "§6.2"),
+               ("roc_auc", "§6.3"), ("sample_predictions", "§7.4"), ("ablation", "§8.2"), ("factorial", "§8.4"),
+               ("checks", "§7.2, §8.3"), ("environment", "§10.3")),
     checks=(
         Check("seed 000 §7.2", "WBC F1 above 0.70 (target)", "test:f1_WBC@winner", ">", 0.70, kind="target"),
         Check("seed 000 §7.2", "Platelets recall above 0.50 (target)", "test:recall_Platelets@winner", ">", 0.50,
@@ -88,6 +91,7 @@ UNET_REPORT = ReportSpec(
     sections=("summary", "segmentation_tables", "inference_settings", "confirmation", "checks", "training_curves",
               "mask_grid", "sweep", "trials", "environment"),
     group_labels=((("unet",), "U-Net"), (("unet_fpn",), "U-Net + FPN"), (("unet_fpn_gelu",), "U-Net + FPN + GELU")),
+    citations=(("trial_tables", "tables"),),
     curves=("val_dice_per_image", "val_iou_per_image"),
     evaluate_all_trials=True,
     checks=(
@@ -101,6 +105,87 @@ UNET_REPORT = ReportSpec(
               "diverged:lr=0.1", "=", "all"),
         Check("STUDIES §6", "Pooled, Dice 91.74% implies IoU 84.74% (Dice = 2·IoU/(1+IoU)), not the 71.72% reported",
               "config:iou_pooled@model=unet,lr=0.001,dropout=0.0", "≈", 0.8474, tolerance=0.02),
+    ),
+)
+
+
+# Seed 001's model comparison (accuracy next to parameters and speed) and its stated numbers.
+ALL_TRANSFER_REPORT = ReportSpec(
+    document="seed 001",
+    sections=("summary", "model_comparison", "confusion_matrix", "classification_report",
+              "roc_auc", "error_analysis", "sample_predictions", "confirmation", "checks", "training_curves", "sweep",
+              "trials", "environment"),
+    group_labels=((("custom_cnn",), "CNN Custom"), (("vgg16_frozen",), "VGG16 Baseline"),
+                  (("vgg16_finetune",), "VGG16 Fine-Tune")),
+    citations=(("model_comparison", "Model Comparison Summary"),
+               ("classification_report", "Detailed Performance per Class")),
+    curves=("val_accuracy", "train_accuracy"),
+    checks=(
+        Check("seed 001 Model Comparison Summary", "VGG16 Fine-Tune test accuracy 98.62%",
+              "test:accuracy@VGG16 Fine-Tune", "≈", 0.9862, tolerance=0.02),
+        Check("seed 001 Model Comparison Summary", "VGG16 Baseline test accuracy 98.31%",
+              "test:accuracy@VGG16 Baseline", "≈", 0.9831, tolerance=0.02),
+        Check("seed 001 Model Comparison Summary", "CNN Custom test accuracy about 95.0%",
+              "test:accuracy@CNN Custom", "≈", 0.95, tolerance=0.02),
+        Check("seed 001 Champion Model", "VGG16 Fine-Tune macro F1 0.985", "test:macro_f1@VGG16 Fine-Tune",
+              "≈", 0.985, tolerance=0.02),
+        Check("seed 001 Performance Hierarchy", "VGG16 Fine-Tune is the best model", "best_group:accuracy",
+              "=", "VGG16 Fine-Tune"),
+        Check("seed 001 Distribusi Kelas", "Benign test images", "count:test:Benign", "=", 101),
+        Check("seed 001 Distribusi Kelas", "Early test images", "count:test:Early", "=", 197),
+        Check("seed 001 Distribusi Kelas", "Pre test images", "count:test:Pre", "=", 193),
+        Check("seed 001 Distribusi Kelas", "Pro test images", "count:test:Pro", "=", 161),
+    ),
+)
+
+# Seed 004's four tables (model x data-loading option, lr x dropout rows) and its claims.
+ALL_INCEPTION_REPORT = ReportSpec(
+    document="seed 004",
+    sections=("summary", "trial_tables", "model_comparison", "confusion_matrix", "classification_report", "roc_auc",
+              "confirmation", "checks", "training_curves", "sweep", "trials", "environment"),
+    group_labels=((("inception_resnet_v2", 1), "InceptionResNetV2, data-loading option 1"),
+                  (("nasnetalarge", 1), "NASNetLarge, data-loading option 1"),
+                  (("inception_resnet_v2", 2), "InceptionResNetV2, data-loading option 2"),
+                  (("nasnetalarge", 2), "NASNetLarge, data-loading option 2")),
+    citations=(("trial_tables", "tables"),
+               ("classification_report", "Final Optimized InceptionResNetV2 Classification Report"),
+               ("roc_auc", "ROC Curves")),
+    curves=("val_accuracy", "train_accuracy"),
+    evaluate_all_trials=True,
+    checks=(
+        Check("seed 004 summary table", "InceptionResNetV2, option 2, lr 0.0001, dropout 0: test accuracy 98.50%",
+              "config:accuracy@model=inception_resnet_v2,loading_option=2,lr=0.0001,dropout=0.0", "≈", 0.985,
+              tolerance=0.02),
+        Check("seed 004 conclusions", "InceptionResNetV2 with option 2 is the best combination", "best_group:accuracy",
+              "=", "InceptionResNetV2, data-loading option 2"),
+        Check("seed 004 tables", "Learning rate 0.1 stays at chance (25%) with losses above 1,000", "diverged:lr=0.1",
+              "=", "all"),
+        Check("STUDIES §5 Data", "Benign images", "count:all:Benign", "=", 504),
+        Check("STUDIES §5 Data", "Early images", "count:all:Early", "=", 985),
+        Check("STUDIES §5 Data", "Pre images", "count:all:Pre", "=", 963),
+        Check("STUDIES §5 Data", "Pro images", "count:all:Pro", "=", 804),
+    ),
+)
+
+# Seed 002's results table (parameters, accuracies, inference time per model) and its claims.
+CHESTMNIST_REPORT = ReportSpec(
+    document="seed 002",
+    sections=("summary", "model_comparison", "confusion_matrix", "classification_report",
+              "roc_auc", "error_analysis", "sample_predictions", "confirmation", "checks", "training_curves", "sweep",
+              "trials", "environment"),
+    group_labels=((("mobilenetv3_large_medmnist",), "MobileNet-V3"), (("densenet121_medmnist",), "DenseNet-121"),
+                  (("efficientnet_b0_medmnist",), "EfficientNet-B0")),
+    citations=(("model_comparison", "Model Performance Results"),),
+    curves=("val_accuracy", "val_sensitivity", "val_specificity"),
+    checks=(
+        Check("seed 002 Model Performance Results", "DenseNet-121 test accuracy 91.78%", "test:accuracy@DenseNet-121",
+              "≈", 0.9178, tolerance=0.02),
+        Check("seed 002 Model Performance Results", "EfficientNet-B0 test accuracy 89.45%",
+              "test:accuracy@EfficientNet-B0", "≈", 0.8945, tolerance=0.02),
+        Check("seed 002 Model Performance Results", "MobileNet-V3 test accuracy about 84%",
+              "test:accuracy@MobileNet-V3", "≈", 0.84, tolerance=0.02),
+        Check("seed 002 Model Performance Results", "MobileNet-V3 is the best model (🏆)", "best_group:accuracy",
+              "=", "MobileNet-V3"),
     ),
 )
 
@@ -131,6 +216,47 @@ SWEEPS: dict[str, SweepSpec] = {
         resources=GPU_TRIAL_OR_ONE_CPU,
         group_by=("model",),
         report=UNET_REPORT,
+    ),
+    "all_transfer": SweepSpec(
+        name="all_transfer",
+        study="ALL subtype classification, a small CNN against VGG16 transfer learning (STUDIES.md §2, seed 001)",
+        study_tag="study2-seed001",
+        trainable="classification",
+        search_space="all_transfer.yaml",
+        metric="val_macro_f1",
+        mode="max",
+        asha=AshaSettings(grace_period=5, reduction_factor=3),
+        resources=GPU_TRIAL_OR_ONE_CPU,
+        group_by=("model",),
+        report=ALL_TRANSFER_REPORT,
+    ),
+    "all_inception_nasnet": SweepSpec(
+        name="all_inception_nasnet",
+        study="ALL classification with InceptionResNetV2 and NASNetLarge under two data-loading options "
+              "(STUDIES.md §5, seed 004)",
+        study_tag="study5-seed004",
+        trainable="classification",
+        search_space="all_inception_nasnet.yaml",
+        metric="val_macro_f1",
+        mode="max",
+        asha=AshaSettings(grace_period=10, reduction_factor=3),
+        resources=GPU_TRIAL_OR_ONE_CPU,
+        group_by=("model", "loading_option"),
+        report=ALL_INCEPTION_REPORT,
+    ),
+    "chestmnist_binary": SweepSpec(
+        name="chestmnist_binary",
+        study="Cardiomegaly vs Pneumothorax on ChestMNIST with DenseNet-121, EfficientNet-B0 and MobileNetV3 "
+              "(STUDIES.md §3, seed 002)",
+        study_tag="study3-seed002",
+        trainable="classification",
+        search_space="chestmnist_binary.yaml",
+        metric="val_auc",
+        mode="max",
+        asha=AshaSettings(grace_period=10, reduction_factor=3),
+        resources=GPU_TRIAL_OR_ONE_CPU,
+        group_by=("model",),
+        report=CHESTMNIST_REPORT,
     ),
 }
 

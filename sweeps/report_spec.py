@@ -49,7 +49,8 @@ class Check:
 @dataclass(frozen=True)
 class ReportSpec:
     """``group_labels`` maps each group's axis values (in ``SweepSpec.group_by`` order) to the
-    name the document uses; ``document`` names the source cited in table captions; ``curves``
+    name the document uses; ``document`` names the source cited in table captions and
+    ``citations`` where in it each section's table is (section name → "§6.1"); ``curves``
     adds validation metrics to the training-curve figure; ``evaluate_all_trials`` evaluates
     every trial's sweep checkpoint on the test split, for documents that tabulate them all."""
 
@@ -57,8 +58,12 @@ class ReportSpec:
     sections: tuple[str, ...] = ("summary", "confirmation", "training_curves", "sweep", "trials")
     group_labels: tuple[tuple[tuple, str], ...] = field(default=())
     checks: tuple[Check, ...] = field(default=())
+    citations: tuple[tuple[str, str], ...] = field(default=())
     curves: tuple[str, ...] = field(default=())
     evaluate_all_trials: bool = False
 
     def label(self, key: tuple) -> str | None:
         return dict(self.group_labels).get(tuple(key))
+
+    def citation(self, topic: str) -> str:
+        return dict(self.citations).get(topic, "")

@@ -23,12 +23,13 @@ from sweeps.storage import ExperimentLocation, StorageError, check_shared_storag
 from sweeps.summary import exit_code, format_table, trial_rows
 from sweeps.tuner import SEARCH_ALGORITHMS, RunSettings, configure_tune_environment
 from trainables.config import ConfigError
+from trainables.datasets.base import DatasetError
 from trainables.datasets.download import DataNotFoundError
 from trainables.datasets.voc import MissingSplitListError
 from trainables.models import PretrainedWeightsError, build_model
 
 SWEEP_FILE = "sweep.json"
-USER_ERRORS = (KeyError, SearchSpaceError, ConfigError, DataNotFoundError, MissingSplitListError,
+USER_ERRORS = (KeyError, SearchSpaceError, ConfigError, DataNotFoundError, MissingSplitListError, DatasetError,
                PretrainedWeightsError, FileNotFoundError, FileExistsError, StorageError)
 
 
@@ -70,9 +71,10 @@ class SweepOutcome:
 
 
 def list_sweeps() -> str:
-    lines = [f"{'sweep':<18} {'trainable':<15} {'grid':>5}  metric", "-" * 60]
+    width = max(len("sweep"), *(len(name) for name in SWEEPS))
+    lines = [f"{'sweep':<{width}} {'trainable':<15} {'grid':>5}  metric", "-" * (width + 42)]
     for spec in SWEEPS.values():
-        lines.append(f"{spec.name:<18} {spec.trainable:<15} {grid_size_of(spec):>5}  "
+        lines.append(f"{spec.name:<{width}} {spec.trainable:<15} {grid_size_of(spec):>5}  "
                      f"{spec.metric} ({spec.mode})  — {spec.study}")
     return "\n".join(lines)
 
@@ -100,16 +102,15 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
         location = None if options.check_data else new_experiment(options.storage, spec.name,
                                                                   options.experiment_name)
 
-    data, audit = prepare_sweep_data(resolved, data_dir=options.data_dir)
-    echo(audit.format())
+    data = prepare_sweep_data(resolved, data_dir=options.data_dir)
+    echo(data.audit_text())
     if options.check_data:
-        return SweepOutcome(exit_code=0, audit=audit)
+        return SweepOutcome(exit_code=0, audit=data.audit)
     if not options.resume:
         preflight_pretrained(resolved)
-    location.write_text("data_audit.json", json.dumps(audit.to_dict(), indent=2))
-    location.write_text("data_audit.txt", audit.format() + "\n")
-    echo("Trials get: " + "; ".join(f"{name} {len(split)} samples {list(data.class_counts(name))}"
-                                    for name, split in data.splits.items()))
+    location.write_text("data_audit.json", json.dumps(data.audit_json(), indent=2))
+    location.write_text("data_audit.txt", data.audit_text() + "\n")
+    echo("Trials get: " + data.describe_training_splits())
     location.write_text(SWEEP_FILE, json.dumps(resolved.to_dict(), indent=2))
 
     configure_tune_environment()
@@ -126,7 +127,7 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
     counts = rows["stop_reason"].value_counts().to_dict()
     echo(f"{len(rows)} trials in {elapsed:.0f} s: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
     echo(f"Experiment directory: {location.path}")
-    return SweepOutcome(exit_code=exit_code(rows), location=location, summary=rows, audit=audit)
+    return SweepOutcome(exit_code=exit_code(rows), location=location, summary=rows, audit=data.audit)
 
 
 def resolve_for_run(spec: SweepSpec, options: SweepOptions, echo: Callable[[str], None]) -> ResolvedSweep:
@@ -148,7 +149,7 @@ def num_samples(options: SweepOptions, resolved: ResolvedSweep) -> int:
 
 def fit_and_summarise(spec: SweepSpec, resolved: ResolvedSweep, data, location: ExperimentLocation,
                       options: SweepOptions, echo: Callable[[str], None]):
-    from sweeps.tuner import build_tuner, restore_tuner
+    from sweeps.tuner import build_tuner, remove_checkpoint_staging, restore_tuner
 
     if options.resume:
         tuner = restore_tuner(resolved, data, location)
@@ -159,7 +160,10 @@ def fit_and_summarise(spec: SweepSpec, resolved: ResolvedSweep, data, location: 
                                callbacks=wandb_callbacks(spec, location) if options.wandb else ())
         tuner = build_tuner(resolved, data, location, settings)
     started = time.perf_counter()
-    result_grid = tuner.fit()
+    try:
+        result_grid = tuner.fit()
+    finally:
+        remove_checkpoint_staging(location.name)
     elapsed = time.perf_counter() - started
     rows = trial_rows(result_grid, axes=list(resolved.grid), metric=spec.metric, mode=spec.mode)
     location.write_text("summary.csv", rows.drop(columns=["path"]).to_csv(index=False))

@@ -17,6 +17,7 @@ import yaml
 from search_spaces import search_space_path
 from sweeps.registry import AshaSettings, Resources, SweepSpec
 from trainables.config import ConfigError, config_keys, from_config
+from trainables.datasets import get_dataset_entry
 from trainables.registry import get_trainable
 
 PROFILES = ("auto", "cpu", "full")
@@ -29,12 +30,14 @@ class SearchSpaceError(ValueError):
 
 @dataclass(frozen=True)
 class DataSettings:
-    """How the driver prepares data once per sweep (not a per-trial setting)."""
+    """How the driver prepares data once per sweep (not a per-trial setting).
+    ``split_fractions`` (train, val, test) overrides the dataset's own split where it makes one."""
 
     dataset: str
     image_size: int
     padding: int = 10
     images_per_split: int | None = None
+    split_fractions: list[float] | None = None
 
 
 DATA_KEYS = tuple(f.name for f in dataclasses.fields(DataSettings))
@@ -116,9 +119,10 @@ def resolve(spec: SweepSpec, *, profile: str, smoke: bool = False, overrides: tu
     for key in fixed:
         grid.pop(key, None)
     config_class = get_trainable(spec.trainable).config_class
+    trial_keys = sweep_trial_keys(config_class, data.get("dataset"), path)
     for item in overrides:
         key, value = parse_override(item)
-        _apply_override(key, value, data, fixed, grid, config_class)
+        _apply_override(key, value, data, fixed, grid, trial_keys)
     resources = spec.resources["cpu" if (profile == "cpu" or smoke) else "full"]
     try:
         settings = DataSettings(**data)
@@ -129,6 +133,19 @@ def resolve(spec: SweepSpec, *, profile: str, smoke: bool = False, overrides: tu
                              resources=resources, overrides=tuple(overrides))
     validate_configs(resolved, config_class, path)
     return resolved
+
+
+def sweep_trial_keys(config_class: type, dataset: str | None, path: Path) -> list[str]:
+    """Keys a trial config may hold: the trainable's, plus the dataset's variant axis."""
+    try:
+        axis = get_dataset_entry(str(dataset)).variant_axis
+    except KeyError as exc:
+        raise SearchSpaceError(f"{path}: data.dataset: {exc.args[0]}") from exc
+    return config_keys(config_class) + ([axis] if axis else [])
+
+
+def variant_axis(resolved: ResolvedSweep) -> str | None:
+    return get_dataset_entry(resolved.data.dataset).variant_axis
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -155,12 +172,12 @@ def _yaml_number(text: str) -> Any:
         return text
 
 
-def _apply_override(key: str, value: Any, data: dict, fixed: dict, grid: dict, config_class: type) -> None:
+def _apply_override(key: str, value: Any, data: dict, fixed: dict, grid: dict, trial_keys: list[str]) -> None:
     if key in DATA_KEYS:
         if isinstance(value, list):
             raise SearchSpaceError(f"--set {key}: data settings take one value, not a list")
         data[key] = value
-    elif key in config_keys(config_class):
+    elif key in trial_keys:
         if isinstance(value, list):
             if not value:
                 raise SearchSpaceError(f"--set {key}=[]: an axis needs at least one value")
@@ -170,15 +187,16 @@ def _apply_override(key: str, value: Any, data: dict, fixed: dict, grid: dict, c
             fixed[key] = value
             grid.pop(key, None)
     else:
-        valid = sorted(set(config_keys(config_class)) | set(DATA_KEYS))
+        valid = sorted(set(trial_keys) | set(DATA_KEYS))
         raise SearchSpaceError(f"--set {key}: unknown key; valid keys: {', '.join(valid)}")
 
 
 def validate_configs(resolved: ResolvedSweep, config_class: type, path: Path) -> None:
     """Build every trial's config dataclass now, so bad values fail before Ray starts."""
+    axis = variant_axis(resolved)
     for config in resolved.configs():
         try:
-            from_config(config_class, config)
+            from_config(config_class, {k: v for k, v in config.items() if k != axis})
         except ConfigError as exc:
             raise SearchSpaceError(f"{path}: {exc}") from exc
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from sweeps.data import TRAINING_SPLITS
+from sweeps.data import TRAINING_SPLITS, SweepData, on_variant
 from sweeps.space import ResolvedSweep
 from sweeps.storage import ExperimentLocation
-from trainables.engine import Monitor
-from trainables.datasets.base import ClassificationData
+from trainables.engine import STAGING_PREFIX, Monitor
 from trainables.registry import get_trainable
 
 SEARCH_ALGORITHMS = ("grid", "optuna")
@@ -43,16 +43,35 @@ class RunSettings:
     callbacks: tuple = ()
 
 
-def wrapped_trainable(resolved: ResolvedSweep, data: ClassificationData):
+def wrapped_trainable(resolved: ResolvedSweep, data: SweepData):
     """The sweep's trainable with its data in the object store and its resources attached.
 
     Only the train and val splits travel, whatever ``data`` holds. Each node fetches the
-    decoded arrays from the object store once, however many trials it runs.
+    decoded arrays from the object store once, however many trials it runs; each trial trains
+    on the data variant its config names.
     """
     entry = get_trainable(resolved.spec.trainable)
-    with_data = tune.with_parameters(entry.function, data=data.only(*TRAINING_SPLITS),
+    with_data = tune.with_parameters(on_variant(entry.function), data=data.only(*TRAINING_SPLITS),
                                      monitor=Monitor(resolved.spec.metric, resolved.spec.mode))
     return tune.with_resources(with_data, {"cpu": resolved.resources.cpus, "gpu": resolved.resources.gpus})
+
+
+def remove_checkpoint_staging(experiment_name: str) -> int:
+    """Delete the checkpoint staging folders that trials of ``experiment_name`` left in this
+    node's Ray session (a trial that Tune stops while it reports its last checkpoint is killed
+    before it can delete its own; with large models each is gigabytes). Returns how many."""
+    import shutil
+
+    import ray
+
+    node = getattr(ray._private.worker, "_global_node", None)
+    if node is None:
+        return 0
+    pattern = f"artifacts/*/{experiment_name}/working_dirs/*/{STAGING_PREFIX}*"
+    staging = list(Path(node.get_session_dir_path()).glob(pattern))
+    for folder in staging:
+        shutil.rmtree(folder, ignore_errors=True)
+    return len(staging)
 
 
 def scheduler(resolved: ResolvedSweep) -> ASHAScheduler:
@@ -96,7 +115,7 @@ def run_config(resolved: ResolvedSweep, location: ExperimentLocation, settings: 
     )
 
 
-def build_tuner(resolved: ResolvedSweep, data: ClassificationData, location: ExperimentLocation,
+def build_tuner(resolved: ResolvedSweep, data: SweepData, location: ExperimentLocation,
                 settings: RunSettings) -> tune.Tuner:
     return tune.Tuner(
         wrapped_trainable(resolved, data),
@@ -110,7 +129,7 @@ def build_tuner(resolved: ResolvedSweep, data: ClassificationData, location: Exp
     )
 
 
-def restore_tuner(resolved: ResolvedSweep, data: ClassificationData, location: ExperimentLocation) -> tune.Tuner:
+def restore_tuner(resolved: ResolvedSweep, data: SweepData, location: ExperimentLocation) -> tune.Tuner:
     """Continue an interrupted experiment: finished trials are kept, unfinished ones resume
     from their latest checkpoint, errored ones are retried from theirs."""
     return tune.Tuner.restore(location.path, trainable=wrapped_trainable(resolved, data),

@@ -85,3 +85,12 @@ def make_voc(root: Path, images: dict[str, dict]) -> Path:
     for split, ids in splits.items():
         (root / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
     return root
+
+
+def assert_same_data(data, cached) -> None:
+    """Two ClassificationData hold the same fingerprint and, split by split, the same arrays."""
+    assert cached.fingerprint == data.fingerprint
+    for name, split in data.splits.items():
+        assert np.array_equal(split.images, cached.splits[name].images)
+        assert np.array_equal(split.labels, cached.splits[name].labels)
+        assert list(split.sources) == list(cached.splits[name].sources)

@@ -1,4 +1,5 @@
-"""Class weights, oversampling, config validation and normalisation of the classifier."""
+"""Class weights, oversampling and balancing, binary heads, config validation and
+normalisation of the classifier."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import pytest
 import torch
 
 from trainables.arrays import Normalize
-from trainables.classification import (ClassificationConfig, class_weights,
-                                       oversampled_indices)
+from trainables.classification import (ClassificationConfig, balanced_indices, class_probabilities, class_weights,
+                                       classification_loss, output_units, oversampled_indices, predicted_classes)
 from trainables.config import ConfigError, from_config
 
 
@@ -72,3 +73,48 @@ def test_normalize_maps_uint8_nhwc_to_standardised_nchw():
     out = Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))(images)
     assert out.shape == (2, 3, 4, 4)
     assert torch.allclose(out, torch.full_like(out, 2.0))
+
+
+def test_balancing_gives_every_class_the_same_count_undersampling_large_and_duplicating_small_classes():
+    labels = np.array([0] * 50 + [1] * 7 + [2] * 3)
+    indices = balanced_indices(labels, 20, np.random.default_rng(0))
+    assert np.bincount(labels[indices]).tolist() == [20, 20, 20]
+    assert len(set(indices[labels[indices] == 0].tolist())) == 20
+    assert set(indices[labels[indices] == 1].tolist()) == set(np.flatnonzero(labels == 1))
+
+
+def test_balancing_and_oversampling_cannot_be_combined_and_dropout_must_be_a_probability():
+    with pytest.raises(ConfigError, match="balance_per_class"):
+        from_config(ClassificationConfig, {"balance_per_class": 700, "oversampling": True})
+    with pytest.raises(ConfigError, match="'dropout' must be in"):
+        from_config(ClassificationConfig, {"dropout": 1.0})
+
+
+def test_two_classes_train_one_logit_with_bce_and_weights_as_pos_weight():
+    assert (output_units(2), output_units(4)) == (1, 4)
+    logits = torch.tensor([[2.0], [-1.0], [0.5]])
+    labels = torch.tensor([1, 0, 0])
+    weights = torch.tensor([0.5, 2.0])
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits[:, 0], labels.float(), pos_weight=torch.tensor([4.0]))
+    assert torch.isclose(classification_loss(logits, labels, weights), expected)
+    assert predicted_classes(logits).tolist() == [1, 0, 1]
+    probabilities = class_probabilities(logits.numpy())
+    assert probabilities[:, 1] == pytest.approx(torch.sigmoid(logits[:, 0]).numpy())
+    assert probabilities.sum(axis=1) == pytest.approx(np.ones(3))
+
+
+def test_multi_class_outputs_use_softmax_and_weighted_cross_entropy():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    labels = torch.tensor([0, 2])
+    weights = torch.tensor([1.0, 2.0, 3.0])
+    expected = torch.nn.functional.cross_entropy(logits, labels, weight=weights)
+    assert torch.isclose(classification_loss(logits, labels, weights), expected)
+    assert class_probabilities(logits.numpy()) == pytest.approx(torch.softmax(logits, 1).numpy())
+
+
+def test_normalize_handles_grey_images_with_one_channel():
+    images = torch.full((2, 4, 4, 1), 0, dtype=torch.uint8)
+    out = Normalize((0.485,), (0.229,))(images)
+    assert out.shape == (2, 1, 4, 4)
+    assert torch.allclose(out, torch.full_like(out, -0.485 / 0.229))

@@ -7,20 +7,30 @@ from sweeps.run import build_parser, main
 
 def test_list_shows_each_sweep_with_trainable_grid_size_and_metric(capsys):
     assert main(["--list"]) == 0
-    out = capsys.readouterr().out
-    assert "bccd_imbalance" in out and "classification" in out and " 12 " in out and "val_macro_f1" in out
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
+    expected = {"bccd_imbalance": (" 12 ", "val_macro_f1"), "all_transfer": (" 18 ", "val_macro_f1"),
+                "all_inception_nasnet": (" 48 ", "val_macro_f1"), "chestmnist_binary": (" 81 ", "val_auc"),
+                "all_unet": (" 36 ", "val_dice_per_image")}
+    for name, (size, metric) in expected.items():
+        assert size in lines[name] and metric in lines[name], lines[name]
+    assert "classification" in lines["all_transfer"] and "segmentation" in lines["all_unet"]
 
 
 def test_unknown_sweep_exits_2_listing_valid_sweeps(capsys):
     assert main(["no_such_sweep"]) == 2
-    assert "unknown sweep 'no_such_sweep'; valid sweeps: all_unet, bccd_imbalance" in capsys.readouterr().err
+    assert ("unknown sweep 'no_such_sweep'; valid sweeps: all_inception_nasnet, all_transfer, all_unet, "
+            "bccd_imbalance, chestmnist_binary") in capsys.readouterr().err
 
 
-def test_bad_set_fails_before_ray_starts(capsys):
-    import ray
+def test_bad_set_fails_before_ray_starts(capsys, monkeypatch):
+    import sweeps.run
+
+    def no_ray(address):
+        raise AssertionError("Ray was asked to start")
+
+    monkeypatch.setattr(sweeps.run, "ensure_ray", no_ray)
     assert main(["bccd_imbalance", "--smoke", "--set", "lr_typo=1"]) == 2
     assert "valid keys" in capsys.readouterr().err
-    assert not ray.is_initialized()
 
 
 def test_check_data_prints_the_audit_and_trains_nothing(capsys, shared_data_dir, tmp_path):
@@ -43,3 +53,12 @@ def test_help_explains_every_option():
                    "--resume", "--address", "--gpus-per-trial", "--cpus-per-trial", "--seed",
                    "--data-dir", "--check-data"):
         assert option in text
+
+
+def test_an_unknown_class_folder_is_a_clear_error_before_any_training(capsys, tmp_path):
+    from trainables.datasets.synthetic import write_taleqani
+    root = write_taleqani(tmp_path / "taleqani", per_class=2, size=32)
+    (root / "Original" / "[Malignant] Pre-B").rename(root / "Original" / "Blasts")
+    assert main(["all_transfer", "--check-data", "--data-dir", str(root), "--storage", str(tmp_path / "runs")]) == 2
+    error = capsys.readouterr().err
+    assert "'Blasts' is not a Taleqani class" in error and "Benign" in error

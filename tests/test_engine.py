@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from trainables.engine import (META_FILE, STOP_COMPLETED, STOP_DIVERGED, STOP_EARLY, Diverged,
-                               EarlyStopping, LoopSettings, check_epoch_loss, fit, load_checkpoint_model)
+                               EarlyStopping, LoopSettings, check_epoch_loss, fit, load_checkpoint_model,
+                               train_one_epoch)
 
 
 def test_early_stopping_counts_epochs_without_improvement():
@@ -43,7 +44,7 @@ def _work_in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-def _run_fit(lr: float, *, max_epochs=4, patience=10, evaluate=None):
+def _run_fit(lr: float, *, max_epochs=4, patience=10, evaluate=None, epoch_extras=None):
     torch.manual_seed(0)
     model = nn.Linear(2, 2)
     x = torch.randn(32, 2)
@@ -55,7 +56,8 @@ def _run_fit(lr: float, *, max_epochs=4, patience=10, evaluate=None):
         reports.append((metrics, kept))
 
     def batch_loss(net, batch):
-        return nn.functional.cross_entropy(net(batch[0]), batch[1])
+        logits = net(batch[0])
+        return nn.functional.cross_entropy(logits, batch[1]), (logits.argmax(1) == batch[1]).sum()
 
     def default_evaluate(net):
         with torch.no_grad():
@@ -68,7 +70,7 @@ def _run_fit(lr: float, *, max_epochs=4, patience=10, evaluate=None):
                             monitor="val_accuracy", mode="max")
     fit(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=lr), train_batches=lambda: [(x, y)],
         batch_loss=batch_loss, evaluate=evaluate or default_evaluate, settings=settings,
-        meta={"task": "test"}, report=report)
+        meta={"task": "test"}, report=report, epoch_extras=epoch_extras)
     return model, reports
 
 
@@ -76,7 +78,7 @@ def test_fit_reports_every_epoch_and_marks_completion():
     _, reports = _run_fit(lr=0.5, max_epochs=4)
     assert [m["epoch"] for m, _ in reports] == [1, 2, 3, 4]
     assert [m["stop_reason"] for m, _ in reports] == ["", "", "", STOP_COMPLETED]
-    assert {"train_loss", "val_loss", "val_accuracy", "lr", "epoch_seconds"} <= set(reports[0][0])
+    assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds"} <= set(reports[0][0])
 
 
 def test_fit_checkpoints_every_epoch_marking_improvements_and_the_checkpoint_loads(tmp_path):
@@ -116,3 +118,27 @@ def test_fit_ends_a_trial_whose_validation_loss_explodes_as_diverged():
     assert [m["epoch"] for m, _ in reports] == [1, 2]
     assert reports[-1][0]["stop_reason"] == STOP_DIVERGED
     assert "validation loss 50 exceeds the divergence bound" in reports[-1][0]["divergence_reason"]
+
+
+def test_train_one_epoch_reports_the_share_of_samples_right_during_training():
+    torch.manual_seed(0)
+    model = nn.Linear(2, 2)
+    batches = [(torch.randn(5, 2), torch.randint(0, 2, (5,))), (torch.randn(3, 2), torch.randint(0, 2, (3,)))]
+    with torch.no_grad():
+        expected = sum((model(x).argmax(1) == y).sum().item() for x, y in batches) / 8
+
+    def batch_loss(net, batch):
+        logits = net(batch[0])
+        return nn.functional.cross_entropy(logits, batch[1]), (logits.argmax(1) == batch[1]).sum()
+
+    loss, accuracy = train_one_epoch(model, batches, batch_loss, torch.optim.SGD(model.parameters(), lr=0.0))
+    assert accuracy == pytest.approx(expected) and loss > 0
+    _, none = train_one_epoch(model, batches, lambda net, b: (batch_loss(net, b)[0], None),
+                              torch.optim.SGD(model.parameters(), lr=0.0))
+    assert none is None
+
+
+def test_epoch_extras_add_the_trainables_own_measurements_to_each_epoch():
+    calls = iter(range(1, 10))
+    _, reports = _run_fit(lr=0.1, max_epochs=3, epoch_extras=lambda: {"train_loss_box": float(next(calls))})
+    assert [m["train_loss_box"] for m, _ in reports] == [1.0, 2.0, 3.0]

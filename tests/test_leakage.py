@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 
+import albumentations as A
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.conftest import make_voc
 from trainables.datasets.audit import DataAudit
 from trainables.datasets.bccd import read_voc_patches
-from trainables.datasets.leakage import ImagePrint, check_leakage, difference_hash
+from trainables.datasets.leakage import ImagePrint, check_leakage, difference_hash, format_leakage, ring_hash
 
 
 def smear(seed: int, size=(64, 48)) -> np.ndarray:
@@ -27,9 +30,13 @@ def jpeg(image: np.ndarray, quality: int = 90) -> bytes:
 
 
 def printed(split, source, data: bytes) -> ImagePrint:
-    import hashlib
     image = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-    return ImagePrint(split, source, hashlib.sha256(data).hexdigest(), difference_hash(image))
+    return ImagePrint(split, source, hashlib.sha256(data).hexdigest(), difference_hash(image), ring_hash(image))
+
+
+def turned(image: np.ndarray, degrees: float) -> np.ndarray:
+    """``image`` turned about its centre with black corners, as augmentation does."""
+    return A.Rotate(limit=(degrees, degrees), border_mode=0, p=1.0)(image=image)["image"]
 
 
 def test_exact_duplicates_across_splits_are_found_and_within_a_split_are_not():
@@ -47,6 +54,33 @@ def test_a_reencoded_brighter_copy_is_a_near_duplicate_and_distinct_images_are_n
     report = check_leakage(prints)
     assert report["exact_groups"] == 0
     assert [(p["a"], p["b"]) for p in report["near"]] == [("train/x", "val/x_again")]
+
+
+@pytest.mark.parametrize("change", ["horizontal flip", "vertical flip", "90° turn", "15° turn", "-20° turn"])
+def test_a_flipped_or_turned_copy_in_another_split_is_a_near_duplicate(change):
+    original = smear(3)   # 64 x 48: a right-angle turn also changes the shape
+    copy = {"horizontal flip": original[:, ::-1], "vertical flip": original[::-1], "90° turn": np.rot90(original),
+            "15° turn": turned(original, 15), "-20° turn": turned(original, -20)}[change]
+    prints = [printed("train", "x", jpeg(original)), printed("test", "x_copy", jpeg(np.ascontiguousarray(copy), 70))]
+    prints += [printed("val", f"other{i}", jpeg(smear(10 + i))) for i in range(8)]
+    report = check_leakage(prints)
+    assert [(p["a"], p["b"]) for p in report["near"]] == [("train/x", "test/x_copy")]
+    assert "any flip or turn" in format_leakage(report)[0]
+
+
+def test_a_print_without_a_ring_hash_is_compared_by_its_difference_hash_only():
+    original = smear(3)
+    flipped = printed("test", "x_flipped", jpeg(np.ascontiguousarray(original[:, ::-1])))
+    plain = ImagePrint(flipped.split, flipped.source, flipped.sha256, flipped.dhash)
+    assert check_leakage([printed("train", "x", jpeg(original)), flipped])["near_pairs"] == 1
+    assert check_leakage([printed("train", "x", jpeg(original)), plain])["near_pairs"] == 0
+
+
+def test_grey_images_hash_like_their_grey_rgb_copy():
+    grey = np.asarray(Image.fromarray(smear(4)).convert("L"))
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    for hashing in (difference_hash, ring_hash):
+        assert hashing(grey) == hashing(grey[..., None]) == hashing(rgb)
 
 
 def test_the_bccd_reader_puts_a_planted_duplicate_into_the_audit(tmp_path):

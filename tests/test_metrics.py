@@ -123,3 +123,18 @@ def test_probability_metrics_score_the_arg_max_predictions():
     assert scores["macro_f1"] == pytest.approx(
         sk.f1_score(labels, probabilities.argmax(axis=1), average="macro", zero_division=0))
     assert {"loss", "macro_auc", "auc_WBC", "accuracy"} <= set(scores)
+
+
+def test_two_class_tasks_get_sensitivity_specificity_precision_f1_and_auc_as_scikit_learn_computes_them():
+    rng = np.random.default_rng(3)
+    y_true = rng.integers(0, 2, 300)
+    positive = np.clip(0.35 * y_true + rng.uniform(0, 0.65, 300), 0, 1)
+    probabilities = np.stack([1 - positive, positive], axis=1)
+    got = probability_metrics(y_true, probabilities, ("Cardiomegaly", "Pneumothorax"))
+    y_pred = probabilities.argmax(1)
+    assert got["sensitivity"] == pytest.approx(sk.recall_score(y_true, y_pred))
+    assert got["specificity"] == pytest.approx(sk.recall_score(1 - y_true, 1 - y_pred))
+    assert got["precision"] == pytest.approx(sk.precision_score(y_true, y_pred))
+    assert got["f1"] == pytest.approx(sk.f1_score(y_true, y_pred))
+    assert got["auc"] == pytest.approx(sk.roc_auc_score(y_true, positive))
+    assert "sensitivity" not in probability_metrics(y_true, np.eye(3)[y_true], ("a", "b", "c"))

@@ -9,13 +9,13 @@ import torch
 from sweeps.registry import SWEEPS, get_sweep
 from sweeps.space import resolve
 from trainables.augment import AUGMENTATIONS, build_augmentation
-from trainables.datasets import DATASETS, get_dataset
+from trainables.datasets import DATASETS, get_dataset_entry
 from trainables.models import MODELS, PretrainedWeightsError, build_model, timm_model
 from trainables.registry import TRAINABLES, get_trainable
 
 
 @pytest.mark.parametrize("lookup,registry,kind", [
-    (get_sweep, SWEEPS, "sweep"), (get_dataset, DATASETS, "dataset"),
+    (get_sweep, SWEEPS, "sweep"), (get_dataset_entry, DATASETS, "dataset"),
     (get_trainable, TRAINABLES, "trainable"),
     (lambda n: build_model(n, num_classes=2), MODELS, "model"),
     (build_augmentation, AUGMENTATIONS, "augmentation")])
@@ -46,11 +46,12 @@ def test_every_model_builds_and_runs_one_cpu_step(name):
     torch.manual_seed(0)
     model = build_model(name, num_classes=3, pretrained=False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    images = torch.randn(4, 3, 32, 32)
+    side = 75 if name == "inception_resnet_v2" else 32   # InceptionResNetV2's stem needs at least 75 x 75
+    images = torch.randn(4, 3, side, side)
     before = [p.detach().clone() for p in model.parameters()]
     outputs = model(images)
     # Classifiers give one score per class and image; segmenters one per class and pixel.
-    labels = torch.randint(0, 3, (4, 32, 32)) if outputs.ndim == 4 else torch.tensor([0, 1, 2, 0])
+    labels = torch.randint(0, 3, (4, side, side)) if outputs.ndim == 4 else torch.tensor([0, 1, 2, 0])
     loss = torch.nn.functional.cross_entropy(outputs, labels)
     loss.backward()
     optimizer.step()

@@ -79,8 +79,8 @@ def test_the_ablation_names_every_arm_and_the_winner(smoke_report):
 
 def test_the_sweep_never_gets_the_test_split(shared_data_dir):
     resolved = resolve(get_sweep("bccd_imbalance"), profile="cpu", smoke=True)
-    data, _ = prepare_sweep_data(resolved, data_dir=str(shared_data_dir))
-    assert set(data.splits) == {"train", "val"}
+    data = prepare_sweep_data(resolved, data_dir=str(shared_data_dir))
+    assert all(set(variant.splits) == {"train", "val"} for variant in data.variants.values())
     readers = [p.relative_to(REPO).as_posix() for folder in ("sweeps", "trainables", "analysis")
                for p in (REPO / folder).rglob("*.py") if 'splits["test"]' in p.read_text()]
     assert readers == ["analysis/rerun.py"]

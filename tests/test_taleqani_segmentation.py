@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import assert_same_data
 from trainables.datasets import taleqani
 from trainables.datasets.download import DataNotFoundError, cache_dir
 from trainables.datasets.images import decode_rgb, resize_square
@@ -237,9 +238,5 @@ def test_the_cache_returns_equal_arrays_and_the_same_audit(forty_pairs, monkeypa
 
     monkeypatch.setattr(taleqani, "read_segmentation_pairs", must_not_read)
     cached, cached_audit = prepare_taleqani_segmentation(data_dir=str(forty_pairs), image_size=24)
-    assert cached.fingerprint == data.fingerprint
-    for name, split in data.splits.items():
-        assert np.array_equal(split.images, cached.splits[name].images)
-        assert np.array_equal(split.labels, cached.splits[name].labels)
-        assert list(split.sources) == list(cached.splits[name].sources)
+    assert_same_data(data, cached)
     assert cached_audit.to_dict() == audit.to_dict()

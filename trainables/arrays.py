@@ -41,12 +41,13 @@ class ArrayDataset(Dataset):
 
 
 class Normalize(nn.Module):
-    """uint8 NHWC batches → normalised float NCHW, on the model's device."""
+    """uint8 NHWC batches → normalised float NCHW, on the model's device; one mean and std per
+    channel."""
 
     def __init__(self, mean, std) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255)
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1) * 255)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return (images.permute(0, 3, 1, 2).float() - self.mean) / self.std

@@ -49,3 +49,50 @@ def segmentation_flips() -> A.Compose:
     """Flips and right-angle rotations, applied to an image and its mask together (medsweep's
     choice: seed 004 names no segmentation augmentation; these keep cell shapes exact)."""
     return A.Compose([A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.RandomRotate90(p=0.5)])
+
+
+@register_augmentation("all_transfer")
+def all_transfer() -> A.Compose:
+    """Seed 001 (STUDIES §2 Augmentation): horizontal flip, rotation ±20°, zoom ±20%, contrast ±20%."""
+    return A.Compose([
+        A.HorizontalFlip(p=0.5),
+        A.Affine(rotate=(-20, 20), scale=(0.8, 1.2), border_mode=0, p=1.0),
+        A.RandomBrightnessContrast(brightness_limit=0.0, contrast_limit=0.2, p=1.0),
+    ])
+
+
+@register_augmentation("all_inception_nasnet")
+def all_inception_nasnet() -> A.Compose:
+    """Seed 004 (STUDIES §5 Augmentation): brightness and contrast ±10%, rotation ±20°, JPEG
+    quality 50-100, horizontal and vertical flips."""
+    return A.Compose([
+        A.RandomBrightnessContrast(brightness_limit=0.1, contrast_limit=0.1, p=1.0),
+        A.Rotate(limit=20, border_mode=0, p=1.0),
+        A.ImageCompression(quality_range=(50, 100), p=1.0),
+        A.HorizontalFlip(p=0.5),
+        A.VerticalFlip(p=0.5),
+    ])
+
+
+def _chestmnist(*, erasing: bool) -> A.Compose:
+    """Seed 002 (STUDIES §3 Augmentation): rotation 15°, translation 10%, horizontal flip 0.5,
+    brightness/contrast 0.2, Gaussian blur (kernel 3, sigma 0.1-0.5), optionally random erasing."""
+    steps = [
+        A.Affine(rotate=(-15, 15), translate_percent=(-0.1, 0.1), border_mode=0, p=1.0),
+        A.HorizontalFlip(p=0.5),
+        A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=1.0),
+        A.GaussianBlur(blur_limit=(3, 3), sigma_limit=(0.1, 0.5), p=1.0),
+    ]
+    if erasing:
+        steps.append(A.Erasing(p=0.5))
+    return A.Compose(steps)
+
+
+@register_augmentation("chestmnist")
+def chestmnist() -> A.Compose:
+    return _chestmnist(erasing=False)
+
+
+@register_augmentation("chestmnist_erasing")
+def chestmnist_erasing() -> A.Compose:
+    return _chestmnist(erasing=True)

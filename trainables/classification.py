@@ -14,11 +14,11 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from trainables.arrays import ArrayDataset, Normalize
 from trainables.augment import build_augmentation
-from trainables.config import from_config, require_choice, require_positive
+from trainables.config import ConfigError, from_config, require_choice, require_positive
 from trainables.datasets.base import ClassificationData, SplitArrays
 from trainables.engine import (LOOP_POSITIVE, OPTIMIZERS, LoopSettings, Monitor, fit, load_checkpoint_model,
                                read_checkpoint_config, seed_everything, trial_device_and_threads)
-from trainables.metrics import classification_metrics
+from trainables.metrics import classification_metrics, probability_metrics
 from trainables.models import build_model
 
 
@@ -27,12 +27,17 @@ class ClassificationConfig:
     """Everything a classification trial can be told. Defaults are study 1's fixed settings.
 
     ``epoch_samples`` caps an epoch at that many random training samples (None: one full pass
-    over the training split, oversampled or not).
+    over the training split, oversampled or not). ``dropout`` is the model head's.
+    ``balance_per_class`` resamples the training split to that many samples of every class
+    (duplicates differ by their on-the-fly augmentation), as studies 2 and 5 balanced their
+    data, but after the split; ``oversampling`` instead tops every class up to the majority's
+    count.
     """
 
     model: str = "efficientnet_b0"
     pretrained: bool = True
     pretrained_path: str | None = None
+    dropout: float = 0.0
     optimizer: str = "adamw"
     lr: float = 1e-4
     weight_decay: float = 1e-4
@@ -42,6 +47,7 @@ class ClassificationConfig:
     epoch_samples: int | None = None
     weighted_loss: bool = False
     oversampling: bool = False
+    balance_per_class: int | None = None
     augment: str = "none"
     plateau_factor: float = 0.5
     plateau_patience: int = 5
@@ -52,6 +58,11 @@ class ClassificationConfig:
     def __post_init__(self) -> None:
         require_choice("optimizer", self.optimizer, OPTIMIZERS)
         require_positive(self, LOOP_POSITIVE)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"config key 'dropout' must be in [0, 1), got {self.dropout!r}")
+        if self.balance_per_class is not None and (self.balance_per_class <= 0 or self.oversampling):
+            raise ConfigError(f"config key 'balance_per_class' must be positive and is an alternative to "
+                              f"oversampling=true, got {self.balance_per_class!r} with oversampling={self.oversampling}")
 
 
 def class_weights(counts: np.ndarray) -> np.ndarray:
@@ -74,23 +85,72 @@ def oversampled_indices(labels: np.ndarray, rng: np.random.Generator) -> np.ndar
     return np.concatenate([np.arange(len(labels)), *extra]).astype(np.int64)
 
 
-def build_classifier(config: ClassificationConfig, data: ClassificationData) -> nn.Sequential:
+def balanced_indices(labels: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
+    """``per_class`` indices of every present class: a random subset of a larger class, every
+    sample plus random duplicates for a smaller one."""
+    labels = np.asarray(labels)
+    chosen = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        if len(members) >= per_class:
+            chosen.append(rng.choice(members, size=per_class, replace=False))
+        else:
+            chosen.append(np.concatenate([members, rng.choice(members, size=per_class - len(members), replace=True)]))
+    return np.concatenate(chosen).astype(np.int64)
+
+
+def training_indices(config: ClassificationConfig, labels: np.ndarray) -> np.ndarray | None:
+    """Which training samples an epoch draws from (None: each once), after any rebalancing."""
+    rng = np.random.default_rng(config.seed)
+    if config.balance_per_class:
+        return balanced_indices(labels, config.balance_per_class, rng)
+    return oversampled_indices(labels, rng) if config.oversampling else None
+
+
+def output_units(num_classes: int) -> int:
+    """Two classes get one logit (BCE-with-logits, as the binary study trains); more get one each."""
+    return 1 if num_classes == 2 else num_classes
+
+
+def class_probabilities(logits: np.ndarray) -> np.ndarray:
+    """n x C probabilities from n x C logits (softmax), or from n x 1 binary logits ([1 - p, p])."""
+    tensor = torch.from_numpy(np.asarray(logits, dtype=np.float32))
+    if tensor.shape[1] == 1:
+        positive = torch.sigmoid(tensor)
+        return torch.cat([1 - positive, positive], dim=1).numpy()
+    return torch.softmax(tensor, dim=1).numpy()
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy over the classes, or BCE-with-logits for one binary logit; ``weights``
+    (one per class) weight the classes, as ``pos_weight`` = w1 / w0 in the binary case."""
+    if logits.shape[1] == 1:
+        pos_weight = None if weights is None else (weights[1] / weights[0]).reshape(1).to(logits.device)
+        return nn.functional.binary_cross_entropy_with_logits(logits[:, 0], labels.float(), pos_weight=pos_weight)
+    return nn.functional.cross_entropy(logits, labels, weight=None if weights is None else weights.to(logits.device))
+
+
+def predicted_classes(logits: torch.Tensor) -> torch.Tensor:
+    return (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(dim=1)
+
+
+def build_classifier(config: ClassificationConfig, *, num_classes: int, in_channels: int, mean, std) -> nn.Sequential:
     """Normalisation followed by the registered model, so checkpoints take raw uint8 input."""
-    model = build_model(config.model, num_classes=data.num_classes, pretrained=config.pretrained,
-                        pretrained_path=config.pretrained_path)
-    return nn.Sequential(Normalize(data.mean, data.std), model)
+    model = build_model(config.model, num_classes=output_units(num_classes), pretrained=config.pretrained,
+                        pretrained_path=config.pretrained_path, dropout=config.dropout, in_channels=in_channels)
+    return nn.Sequential(Normalize(mean, std), model)
 
 
 def checkpoint_probabilities(checkpoint_dir: Path, split: SplitArrays, *, batch_size: int = 256) -> np.ndarray:
     """Class probabilities (n x C) of a split from a checkpoint this trainable wrote, on the
     local GPU when there is one; the weights come from the checkpoint, never downloaded."""
     config, meta = read_checkpoint_config(checkpoint_dir, ClassificationConfig)
-    model = build_model(config.model, num_classes=len(meta["class_names"]), pretrained=False)
-    classifier = nn.Sequential(Normalize(meta["mean"], meta["std"]), model)
+    classifier = build_classifier(config, num_classes=len(meta["class_names"]), in_channels=len(meta["mean"]),
+                                  mean=meta["mean"], std=meta["std"])
     load_checkpoint_model(checkpoint_dir, classifier)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     logits, _ = predict(classifier.to(device), split, batch_size=batch_size, device=device)
-    return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+    return class_probabilities(logits)
 
 
 def predict(model: nn.Module, split: SplitArrays, *, batch_size: int,
@@ -110,11 +170,12 @@ def predict(model: nn.Module, split: SplitArrays, *, batch_size: int,
 
 def evaluate_logits(logits: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
                     loss_weights: torch.Tensor | None = None) -> dict[str, float]:
-    """Loss (same weighting as training) and every classification metric of a split."""
-    loss = nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels),
-                                       weight=loss_weights).item() if len(labels) else float("nan")
-    predictions = logits.argmax(axis=1) if len(labels) else labels
-    return {"loss": loss, **classification_metrics(labels, predictions, class_names)}
+    """Loss (the training criterion, same weighting) and every metric of a split's outputs."""
+    if not len(labels):
+        return {"loss": float("nan"), **classification_metrics(labels, labels, class_names)}
+    loss = classification_loss(torch.from_numpy(logits), torch.from_numpy(labels), loss_weights).item()
+    metrics = probability_metrics(labels, class_probabilities(logits), class_names)
+    return {**{k: float(v) for k, v in metrics.items()}, "loss": loss}
 
 
 def classification_trainable(config: dict, *, data: ClassificationData, monitor: Monitor) -> None:
@@ -123,21 +184,21 @@ def classification_trainable(config: dict, *, data: ClassificationData, monitor:
     trial_started = time.perf_counter()
     seed_everything(cfg.seed)
     device = trial_device_and_threads()
-    model = build_classifier(cfg, data).to(device)
+    model = build_classifier(cfg, num_classes=data.num_classes, in_channels=data.channels, mean=data.mean,
+                             std=data.std).to(device)
     train = data.splits["train"]
     weights = None
     if cfg.weighted_loss:
         weights = torch.tensor(class_weights(data.class_counts("train")), dtype=torch.float32)
-    indices = oversampled_indices(train.labels, np.random.default_rng(cfg.seed)) if cfg.oversampling else None
-    train_set = ArrayDataset(train, indices, build_augmentation(cfg.augment))
+    train_set = ArrayDataset(train, training_indices(cfg, train.labels), build_augmentation(cfg.augment))
     sampler = RandomSampler(train_set, num_samples=cfg.epoch_samples,
                             generator=torch.Generator().manual_seed(cfg.seed))
     loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler)
-    loss_fn = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
 
-    def batch_loss(net: nn.Module, batch) -> torch.Tensor:
+    def batch_loss(net: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = batch
-        return loss_fn(net(images.to(device)), labels.to(device))
+        logits, labels = net(images.to(device)), labels.to(device)
+        return classification_loss(logits, labels, weights), (predicted_classes(logits) == labels).sum()
 
     def evaluate(net: nn.Module) -> dict:
         logits, labels = predict(net, data.splits["val"], batch_size=cfg.eval_batch_size, device=device)
@@ -150,3 +211,28 @@ def classification_trainable(config: dict, *, data: ClassificationData, monitor:
             "config": asdict(cfg)}
     fit(model=model, optimizer=optimizer, train_batches=lambda: loader, batch_loss=batch_loss,
         evaluate=evaluate, settings=settings, meta=meta, trial_started=trial_started)
+
+
+def checkpoint_profile(checkpoint_dir: Path, split: SplitArrays, *, repeats: int = 20) -> dict:
+    """Size and speed of a checkpoint's model, for the documents' model comparisons: total and
+    trainable parameters, and the median milliseconds to classify one image (batch of one,
+    after a warm-up, on the local GPU when there is one)."""
+    config, meta = read_checkpoint_config(checkpoint_dir, ClassificationConfig)
+    classifier = build_classifier(config, num_classes=len(meta["class_names"]), in_channels=len(meta["mean"]),
+                                  mean=meta["mean"], std=meta["std"])
+    load_checkpoint_model(checkpoint_dir, classifier)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    classifier = classifier.to(device).eval()
+    image = torch.from_numpy(split.images[:1]).to(device)
+    timings = []
+    with torch.no_grad():
+        for attempt in range(repeats + 3):
+            started = time.perf_counter()
+            classifier(image)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if attempt >= 3:
+                timings.append(time.perf_counter() - started)
+    return {"parameters": float(sum(p.numel() for p in classifier.parameters())),
+            "trainable_parameters": float(sum(p.numel() for p in classifier.parameters() if p.requires_grad)),
+            "latency_ms": 1000 * float(np.median(timings)), "device": device.type}

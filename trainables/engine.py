@@ -28,6 +28,9 @@ from torch import nn
 STATE_FILE = "state.pt"
 OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
 # Keys of every trainable's config that the loop needs positive.
+# A training step: the batch's loss, and how many of its samples the model got right (None
+# where the task has no such count).
+BatchLoss = Callable[[nn.Module, Any], tuple[torch.Tensor, torch.Tensor | int | None]]
 LOOP_POSITIVE = ("lr", "batch_size", "eval_batch_size", "max_epochs", "divergence_factor")
 META_FILE = "meta.json"
 
@@ -36,6 +39,10 @@ META_FILE = "meta.json"
 STOP_COMPLETED = "completed"
 STOP_EARLY = "early_stopped_patience"
 STOP_DIVERGED = "diverged"
+# Checkpoints are written to a folder of this name in the trial's working directory, handed to
+# Tune, then deleted; a trial that Tune stops at its last report never returns to delete it, so
+# the driver sweeps these up after the run (sweeps.tuner.remove_checkpoint_staging).
+STAGING_PREFIX = ".checkpoint-staging-"
 
 
 class Diverged(RuntimeError):
@@ -155,14 +162,16 @@ def check_epoch_loss(mean_loss: float, bound: float, what: str = "training loss"
         raise Diverged(f"mean {what} {mean_loss:.4g} exceeds the divergence bound {bound:.4g}")
 
 
-def train_one_epoch(model: nn.Module, batches: Iterable, batch_loss: Callable[[nn.Module, Any], torch.Tensor],
-                    optimizer: torch.optim.Optimizer) -> float:
-    """One pass over ``batches``; the sample-weighted mean loss. Stops at the first non-finite loss."""
+def train_one_epoch(model: nn.Module, batches: Iterable, batch_loss: BatchLoss,
+                    optimizer: torch.optim.Optimizer) -> tuple[float, float | None]:
+    """One pass over ``batches``: the sample-weighted mean loss, and the share of samples the
+    model got right while training (None when ``batch_loss`` counts none). Stops at the first
+    non-finite loss."""
     model.train()
-    total, count = 0.0, 0
+    total, count, correct = 0.0, 0, None
     for batch in batches:
         optimizer.zero_grad(set_to_none=True)
-        loss = batch_loss(model, batch)
+        loss, right = batch_loss(model, batch)
         value = loss.item()
         check_batch_loss(value)
         loss.backward()
@@ -170,19 +179,23 @@ def train_one_epoch(model: nn.Module, batches: Iterable, batch_loss: Callable[[n
         size = len(batch[0])
         total += value * size
         count += size
-    return total / max(count, 1)
+        if right is not None:
+            correct = (correct or 0) + int(right)
+    return total / max(count, 1), None if correct is None else correct / max(count, 1)
 
 
 def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, train_batches: Callable[[], Iterable],
-        batch_loss: Callable[[nn.Module, Any], torch.Tensor], evaluate: Callable[[nn.Module], dict],
+        batch_loss: BatchLoss, evaluate: Callable[[nn.Module], dict],
         settings: LoopSettings, meta: dict, report: Callable[..., None] = tune.report,
-        trial_started: float | None = None) -> None:
+        trial_started: float | None = None, epoch_extras: Callable[[], dict] | None = None) -> None:
     """Train epoch by epoch, reporting to Tune, until max epochs, early stop or divergence.
 
     Every epoch reports a checkpoint (model, optimiser, scheduler, loop state, and ``meta`` as
     JSON with the monitored value); Tune keeps the best by the monitored metric plus the latest,
     and a restored trial continues from the epoch after its latest checkpoint. ``setup_seconds`` in every result is the
     time from ``trial_started`` (the trainable's first line) to the start of training.
+    ``epoch_extras``, called after each epoch's validation, adds what the trainable measured
+    itself while training (per-component losses, say) to that epoch's result.
     """
     quiet_checkpoint_logging()
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -194,7 +207,7 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, train_batches: Ca
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         try:
-            train_loss = train_one_epoch(model, train_batches(), batch_loss, optimizer)
+            train_loss, train_accuracy = train_one_epoch(model, train_batches(), batch_loss, optimizer)
             check_epoch_loss(train_loss, settings.divergence_loss)
             val = {f"val_{k}": v for k, v in evaluate(model).items()}
             check_epoch_loss(val["val_loss"], settings.divergence_loss, what="validation loss")
@@ -203,7 +216,9 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, train_batches: Ca
             return
         scheduler.step(val["val_loss"])
         improved = early.update(val[settings.monitor])
-        result = {"epoch": epoch, "train_loss": train_loss, **val, "lr": lr,
+        result = {"epoch": epoch, "train_loss": train_loss,
+                  **({} if train_accuracy is None else {"train_accuracy": train_accuracy}),
+                  **(epoch_extras() if epoch_extras else {}), **val, "lr": lr,
                   f"best_{settings.monitor}": early.best,
                   "epoch_seconds": time.perf_counter() - started, "setup_seconds": setup_seconds,
                   "node_id": _node_id(), "stop_reason": ""}
@@ -228,7 +243,7 @@ def _diverged_result(epoch: int, lr: float, reason: str, monitor: str, seconds: 
 def _write_checkpoint(epoch, model, optimizer, scheduler, early, meta) -> str:
     """Stage a checkpoint in the trial's working directory (Ray's per-trial scratch space), so a
     trial killed while ``report`` persists it leaves nothing in the machine's /tmp."""
-    directory = tempfile.mkdtemp(prefix=".checkpoint-staging-", dir=os.getcwd())
+    directory = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=os.getcwd())
     torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "early_stopping": early.state_dict()},
                Path(directory) / STATE_FILE)

@@ -141,9 +141,9 @@ def segmentation_trainable(config: dict, *, data: ClassificationData, monitor: M
     loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler)
     loss_fn = segmentation_loss(cfg.loss)
 
-    def batch_loss(net: nn.Module, batch) -> torch.Tensor:
+    def batch_loss(net: nn.Module, batch) -> tuple[torch.Tensor, None]:
         images, masks = batch
-        return loss_fn(net(images.to(device))[:, 0], masks.to(device).float())
+        return loss_fn(net(images.to(device))[:, 0], masks.to(device).float()), None
 
     def evaluate(net: nn.Module) -> dict:
         val = data.splits["val"]

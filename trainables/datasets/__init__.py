@@ -1,25 +1,41 @@
-"""Dataset registry: each name maps to a function that prepares decoded data and its audit."""
+"""Dataset registry: each name maps to how to prepare its decoded data and audit."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from trainables.datasets.audit import DataAudit
 from trainables.datasets.base import ClassificationData
 from trainables.datasets.bccd import prepare_bccd
-from trainables.datasets.taleqani import prepare_taleqani_segmentation
+from trainables.datasets.chestmnist import prepare_chestmnist
+from trainables.datasets.taleqani import prepare_taleqani_classification, prepare_taleqani_segmentation
 
 PrepareFn = Callable[..., tuple[ClassificationData, DataAudit]]
 
-DATASETS: dict[str, PrepareFn] = {
-    "bccd": prepare_bccd,
-    "taleqani_segmentation": prepare_taleqani_segmentation,
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """``prepare(data_dir=, image_size=, padding=)`` gives the decoded splits and the audit.
+    ``variant_axis`` names a keyword of ``prepare`` that a study sweeps as a grid axis (a
+    different split of the same images, say); the sweep prepares one variant per value."""
+
+    prepare: PrepareFn
+    variant_axis: str | None = None
+
+
+DATASETS: dict[str, DatasetEntry] = {
+    "bccd": DatasetEntry(prepare_bccd),
+    "taleqani_segmentation": DatasetEntry(prepare_taleqani_segmentation),
+    "taleqani": DatasetEntry(prepare_taleqani_classification, variant_axis="loading_option"),
+    "chestmnist": DatasetEntry(prepare_chestmnist),
 }
 
 
-def get_dataset(name: str) -> PrepareFn:
-    """The prepare function registered as ``name``; unknown names list the valid ones."""
+def get_dataset_entry(name: str) -> DatasetEntry:
+    """The entry registered as ``name``; unknown names list the valid ones."""
     try:
         return DATASETS[name]
     except KeyError:
         raise KeyError(f"unknown dataset {name!r}; valid datasets: {', '.join(sorted(DATASETS))}") from None
+

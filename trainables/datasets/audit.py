@@ -23,7 +23,8 @@ class DroppedItem:
 
 @dataclass
 class DataAudit:
-    """Counts per split and class, every dropped item, and the leakage check across splits.
+    """Counts per split and class, every dropped item, the leakage check across splits, and
+    notes on how the data was read (which folder became which class, say).
 
     ``annotations_read`` counts every annotation found (kept or not); ``kept`` counts the
     samples that reached the dataset, per split and class.
@@ -38,6 +39,7 @@ class DataAudit:
     kept: dict[str, Counter] = field(default_factory=dict)
     dropped: list[DroppedItem] = field(default_factory=list)
     leakage: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def drop(self, split: str, item: str, reason: str) -> None:
         self.dropped.append(DroppedItem(split=split, item=item, reason=reason))
@@ -68,6 +70,7 @@ class DataAudit:
                        "dropped": len(self.dropped)},
             "dropped": [vars(d) for d in self.dropped],
             "leakage": self.leakage,
+            "notes": list(self.notes),
         }
 
     def format(self) -> str:
@@ -85,7 +88,7 @@ class DataAudit:
                   *(sum(self.kept.get(s, Counter())[n] for s in self.splits) for n in names),
                   self.total_kept()]
         table = _format_table(header, [*rows, totals])
-        lines = [f"Data audit: {self.dataset} at {self.root}", table]
+        lines = [f"Data audit: {self.dataset} at {self.root}", *self.notes, table]
         if self.dropped:
             lines.append(f"Dropped {len(self.dropped)} item(s):")
             lines += [f"  [{d.split}] {d.item}: {d.reason}" for d in self.dropped]
@@ -109,7 +112,8 @@ class DataAudit:
                    images_read=Counter(doc["images_read"]),
                    annotations_read=Counter(doc["annotations_read"]),
                    kept={split: Counter(c) for split, c in doc["kept"].items()},
-                   dropped=[DroppedItem(**d) for d in doc["dropped"]], leakage=doc.get("leakage", {}))
+                   dropped=[DroppedItem(**d) for d in doc["dropped"]], leakage=doc.get("leakage", {}),
+                   notes=list(doc.get("notes", [])))
 
 
 def _format_table(header: list, rows: list[list]) -> str:

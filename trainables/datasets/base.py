@@ -10,6 +10,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+class DatasetError(ValueError):
+    """A dataset on disk, or a dataset setting, that cannot be used as it stands; the message
+    names the file, folder or value and how to fix it."""
+
+
 @dataclass(frozen=True)
 class SplitArrays:
     """One split as decoded uint8 images (N x H x W x 3), integer labels and source ids.
@@ -44,6 +49,11 @@ class ClassificationData:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def channels(self) -> int:
+        """Channels per pixel: 3 for colour images, 1 for grey ones (stored N x H x W x 1)."""
+        return int(next(iter(self.splits.values())).images.shape[-1])
 
     @property
     def image_size(self) -> int:

@@ -21,7 +21,7 @@ from trainables.datasets.voc import MalformedAnnotationError, parse_annotation, 
 
 CLASS_NAMES = ("RBC", "WBC", "Platelets")
 SPLITS = ("train", "val", "test")
-READER_VERSION = 2
+READER_VERSION = 3
 
 
 def locate_bccd(data_dir: str | None) -> Path:

@@ -1,8 +1,9 @@
 """Model registry: each name maps to a builder taking keyword arguments only.
 
-Builders receive ``num_classes``, ``pretrained`` and ``pretrained_path``; a model that the
-document trained from ImageNet weights fails with a clear message when the weights cannot be
-had, saying how to disable pretraining or point at a local file.
+Builders receive ``num_classes``, ``pretrained`` and ``pretrained_path``; classifiers also
+``dropout`` and ``in_channels`` (see ``classifiers``). A model that the document trained from
+ImageNet weights fails with a clear message when the weights cannot be had, saying how to
+disable pretraining or point at a local file.
 """
 
 from __future__ import annotations
@@ -65,10 +66,13 @@ def timm_model(timm_name: str, *, num_classes: int, pretrained: bool,
 
 
 @register_model("efficientnet_b0")
-def efficientnet_b0(*, num_classes: int, pretrained: bool, pretrained_path: str | None) -> nn.Module:
-    """timm EfficientNet-B0, all layers trainable (seed 000 §3)."""
+def efficientnet_b0(*, num_classes: int, pretrained: bool, pretrained_path: str | None,
+                    dropout: float = 0.0, in_channels: int = 3) -> nn.Module:
+    """timm EfficientNet-B0, all layers trainable (seed 000 §3); ``dropout`` is timm's
+    ``drop_rate`` before the classifier (the document added none: timm's default 0),
+    ``in_channels`` its ``in_chans``."""
     return timm_model("efficientnet_b0", num_classes=num_classes, pretrained=pretrained,
-                      pretrained_path=pretrained_path)
+                      pretrained_path=pretrained_path, drop_rate=dropout, in_chans=in_channels)
 
 
 
@@ -86,3 +90,9 @@ def trained_from_scratch(name: str, builder: Callable[..., nn.Module]) -> ModelB
 
 for _name, _builder in (("unet", unet), ("unet_fpn", unet_fpn), ("unet_fpn_gelu", unet_fpn_gelu)):
     register_model(_name)(trained_from_scratch(_name, _builder))
+
+# Last: classifiers.py registers its models with register_model and uses timm_model from above.
+from trainables.models import classifiers  # noqa: E402
+
+__all__ = ["MODELS", "ModelBuilder", "PretrainedWeightsError", "build_model", "classifiers",
+           "register_model", "timm_model", "trained_from_scratch"]

@@ -1,0 +1,490 @@
+"""The detection trainable: Mask R-CNN (Faster R-CNN for box-only data) on a ResNet-FPN, as
+study 4 trains it, configured by ``DetectionConfig`` and sharing the loop of ``trainables.engine``.
+
+Images go to the model as float tensors in [0, 1]; torchvision's ``GeneralizedRCNNTransform``
+normalises them with ImageNet statistics. Class indices are 0..C-1 in the data and in the
+packed detections (image, x1, y1, x2, y2, score, label), 1..C inside the model (0: background).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.models import ResNet101_Weights
+from torchvision.models.detection import (FasterRCNN, FasterRCNN_ResNet50_FPN_Weights, MaskRCNN,
+                                          MaskRCNN_ResNet50_FPN_Weights)
+from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from trainables.config import ConfigError, from_config, require_choice, require_positive
+from trainables.datasets.detection import FLIP_MODES, DetectionData, DetectionSplit, flip_sample
+from trainables.engine import (LOOP_POSITIVE, META_FILE, OPTIMIZERS, LoopSettings, Monitor, fit,
+                               load_checkpoint_model, seed_everything, trial_device_and_threads)
+from trainables.metrics import detection_scores
+from trainables.models import PretrainedWeightsError
+
+BACKBONES = ("resnet50", "resnet101")
+OPTIMIZER_NAMES = ("sgd", *OPTIMIZERS)
+SGD_MOMENTUM = 0.9  # Matterport's LEARNING_MOMENTUM
+# How many detections per image the analysis's candidates keep: torchvision's eval-mode RPN
+# proposes 1,000 boxes per image, each scored for every class; the best 1,000 by score.
+CANDIDATES_PER_IMAGE = 1000
+# Mask probabilities above this are the instance (Matterport's and torchvision's 0.5).
+MASK_THRESHOLD = 0.5
+# The heads replaced for the data's classes when starting from COCO weights (torchvision's
+# fine-tuning tutorial): their shapes are COCO's 91 classes.
+CLASS_HEADS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.")
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    """Everything a detection trial can be told. Defaults are study 4's (seed 003, Matterport's
+    Mask R-CNN configuration where the document names none).
+
+    ``pretrained``: COCO Mask/Faster R-CNN weights for ``resnet50`` (torchvision's); torchvision
+    has no COCO detection weights for ResNet-101, so ``resnet101`` starts its backbone from
+    ImageNet ResNet-101 weights and its FPN and heads from scratch. ``pretrained_path`` instead
+    names the file torchvision would download for the backbone (``resnet50``: the COCO detector's
+    state dict, Mask or Faster R-CNN; ``resnet101``: the ImageNet ResNet-101 state dict). With
+    weights the backbone's batch norm is frozen and its stem and first stage are not trained
+    (torchvision's defaults); from scratch every layer trains with ordinary batch norm.
+
+    ``optimizer`` ``sgd`` is SGD with momentum 0.9, as Matterport trains; ``gradient_clip_norm``
+    clips each parameter's gradient to that norm before every step, as Matterport's
+    ``GRADIENT_CLIP_NORM`` (Keras ``clipnorm``) does; None disables it.
+
+    An epoch is ``steps_per_epoch`` optimiser steps of ``batch_size`` training images, drawn at
+    random with replacement; each drawn image is flipped (none, x, y or both at random) when
+    ``flips``. ``balance_classes`` draws images by class rather than uniformly: see
+    ``sampling_weights``. Validation evaluates the first ``validation_steps`` images of the
+    validation split (all when fewer) in batches of ``eval_batch_size``.
+
+    ``detection_min_confidence`` and ``detection_nms`` are the model's box score threshold and
+    per-class NMS IoU while validating (the mAP is of the boxes that survive them, as Matterport
+    computes it), and the confidence from which validation precision, recall, F1 and accuracy
+    count a detection; ``rpn_nms`` is the RPN's NMS IoU; ``max_detections`` the boxes kept per
+    image.
+    """
+
+    backbone: str = "resnet101"
+    pretrained: bool = True
+    pretrained_path: str | None = None
+    optimizer: str = "sgd"
+    lr: float = 0.001
+    weight_decay: float = 1e-4
+    gradient_clip_norm: float | None = 5.0
+    batch_size: int = 1
+    eval_batch_size: int = 2
+    steps_per_epoch: int = 100
+    validation_steps: int = 200
+    max_epochs: int = 20
+    detection_min_confidence: float = 0.7
+    detection_nms: float = 0.3
+    rpn_nms: float = 0.7
+    max_detections: int = 100
+    flips: bool = True
+    balance_classes: bool = False
+    plateau_factor: float = 0.5
+    plateau_patience: int = 5
+    early_stopping_patience: int = 10
+    divergence_factor: float = 10.0
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        require_choice("backbone", self.backbone, BACKBONES)
+        require_choice("optimizer", self.optimizer, OPTIMIZER_NAMES)
+        require_positive(self, (*LOOP_POSITIVE, "steps_per_epoch", "validation_steps", "max_detections"))
+        if self.gradient_clip_norm is not None and self.gradient_clip_norm <= 0:
+            raise ConfigError(f"config key 'gradient_clip_norm' must be positive or null, "
+                              f"got {self.gradient_clip_norm!r}")
+        for key in ("detection_min_confidence", "detection_nms", "rpn_nms"):
+            if not 0.0 < getattr(self, key) < 1.0:
+                raise ConfigError(f"config key {key!r} must be in (0, 1), got {getattr(self, key)!r}")
+
+
+def starts_pretrained(config: DetectionConfig) -> bool:
+    """Whether the trial starts from downloaded or local weights (``pretrained_path`` alone
+    counts, as for the classifiers)."""
+    return config.pretrained or config.pretrained_path is not None
+
+
+def build_detector(config: DetectionConfig, *, num_classes: int, masks: bool, image_side: int,
+                   load_weights: bool = True) -> GeneralizedRCNN:
+    """Mask R-CNN (``masks``) or Faster R-CNN on an FPN over the configured ResNet, with
+    ``num_classes`` + 1 outputs (background first) and the config's score, NMS and detection
+    limits.
+
+    ``min_size`` = ``max_size`` = ``image_side`` (the data's longest image side) makes
+    torchvision's transform scale every image by min(side / shorter, side / longer) = 1 when
+    the images are that size, so the model sees them at the data's own scale; smaller images are
+    scaled up to it. ``load_weights=False`` builds the same network (the same norm layers) without
+    fetching any weights, for a checkpoint's own weights to be loaded into.
+    """
+    pretrained = starts_pretrained(config)
+    backbone = resnet_fpn_backbone(backbone_name=config.backbone, weights=None,
+                                   norm_layer=FrozenBatchNorm2d if pretrained else nn.BatchNorm2d,
+                                   trainable_layers=3 if pretrained else 5)
+    detector = MaskRCNN if masks else FasterRCNN
+    model = detector(backbone, num_classes=num_classes + 1, min_size=image_side, max_size=image_side,
+                     box_score_thresh=config.detection_min_confidence, box_nms_thresh=config.detection_nms,
+                     rpn_nms_thresh=config.rpn_nms, box_detections_per_img=config.max_detections)
+    if pretrained and config.backbone == "resnet50":
+        # torchvision sets batch-norm eps 0 for its COCO_V1 detectors (trained so); set here even
+        # without loading, so a checkpoint's rebuilt model computes what the trial's did.
+        for module in model.modules():
+            if isinstance(module, FrozenBatchNorm2d):
+                module.eps = 0.0
+    if pretrained and load_weights:
+        load_pretrained(model, config, masks=masks)
+    return model
+
+
+def default_weights(config: DetectionConfig, *, masks: bool):
+    """torchvision's weights enum the backbone starts from when no ``pretrained_path`` is given."""
+    if config.backbone == "resnet101":
+        return ResNet101_Weights.IMAGENET1K_V1
+    return MaskRCNN_ResNet50_FPN_Weights.COCO_V1 if masks else FasterRCNN_ResNet50_FPN_Weights.COCO_V1
+
+
+def load_pretrained(model: GeneralizedRCNN, config: DetectionConfig, *, masks: bool) -> None:
+    """Load the starting weights: a COCO detector's into everything but the class heads
+    (``resnet50``), or ImageNet ResNet weights into the backbone's body (``resnet101``)."""
+    weights = default_weights(config, masks=masks)
+    state = read_weights(config, weights)
+    if config.backbone == "resnet101":
+        load_matching(model.backbone.body, state, skip=(), source=config.pretrained_path or weights.url)
+    else:
+        load_matching(model, state, skip=CLASS_HEADS, source=config.pretrained_path or weights.url)
+
+
+def read_weights(config: DetectionConfig, weights) -> dict[str, torch.Tensor]:
+    """The state dict at ``pretrained_path``, or torchvision's download of ``weights``."""
+    expected = Path(weights.url).name
+    advice = (f"Either point at a local copy of {expected} with --set pretrained_path=/path/to/{expected}, "
+              f"or train from scratch with --set pretrained=false")
+    if config.pretrained_path:
+        path = Path(config.pretrained_path).expanduser()
+        if not path.is_file():
+            raise PretrainedWeightsError(f"pretrained_path {path} does not exist. {advice}")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise PretrainedWeightsError(f"could not read pretrained_path {path} "
+                                         f"({type(exc).__name__}: {exc}). {advice}") from exc
+    try:
+        return weights.get_state_dict(progress=False)
+    except Exception as exc:
+        raise PretrainedWeightsError(f"could not load torchvision's {weights} weights for the {config.backbone} "
+                                     f"detector ({type(exc).__name__}: {exc}). {advice}") from exc
+
+
+def load_matching(module: nn.Module, state: dict[str, torch.Tensor], *, skip: tuple[str, ...], source: str) -> None:
+    """Load ``state`` into every entry of ``module`` outside the ``skip`` prefixes; entries of
+    ``state`` the module lacks (a classifier's fc, a Mask R-CNN's mask head) are ignored, but an
+    entry the module needs and ``state`` lacks, or a shape mismatch, is an error."""
+    wanted = [key for key in module.state_dict() if not key.startswith(skip)]
+    missing = [key for key in wanted if key not in state]
+    if missing:
+        raise PretrainedWeightsError(f"weights from {source} lack {len(missing)} entries the model needs "
+                                     f"(first: {', '.join(missing[:3])}); is it the file for this backbone?")
+    try:
+        module.load_state_dict({key: state[key] for key in wanted}, strict=False)
+    except RuntimeError as exc:
+        raise PretrainedWeightsError(f"weights from {source} do not fit the model: {exc}") from exc
+
+
+def build_optimizer(config: DetectionConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD with momentum 0.9 (``sgd``) or one of the engine's OPTIMIZERS, over the trainable
+    parameters, with each gradient clipped to ``gradient_clip_norm`` before every step."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=SGD_MOMENTUM,
+                                    weight_decay=config.weight_decay)
+    else:
+        optimizer = OPTIMIZERS[config.optimizer](parameters, lr=config.lr, weight_decay=config.weight_decay)
+    if config.gradient_clip_norm is not None:
+        optimizer.register_step_pre_hook(clip_each_gradient(config.gradient_clip_norm))
+    return optimizer
+
+
+def clip_each_gradient(max_norm: float):
+    """An optimiser step pre-hook scaling every parameter's gradient down to ``max_norm`` (its
+    own norm, as Keras' ``clipnorm`` does, not the global norm)."""
+    def hook(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                if parameter.grad is not None:
+                    nn.utils.clip_grad_norm_(parameter, max_norm)
+    return hook
+
+
+def sampling_weights(labels: Sequence[np.ndarray], num_classes: int, *, balance: bool) -> np.ndarray:
+    """The probability of drawing each training image at every draw (sums to 1).
+
+    Without ``balance``: uniform. With it, images without annotations keep their uniform share
+    (1 / n each), and the rest of the probability goes to the annotated images as if each draw
+    first chose one of the classes present in the split uniformly, then one instance of that
+    class uniformly, and took the image holding it: image i gets
+    (1 - empty / n) × (1 / P) × Σ_c k_ic / N_c, with k_ic its instances of class c, N_c the
+    split's and P the number of present classes. Every class then anchors an equal share of the
+    draws: an image holding only the majority class is drawn less often than uniformly, one
+    holding a minority instance more often (its other instances come along).
+    """
+    count = len(labels)
+    if not balance:
+        return np.full(count, 1.0 / count)
+    per_image = np.stack([np.bincount(np.asarray(lab, dtype=np.int64), minlength=num_classes) for lab in labels])
+    totals = per_image.sum(axis=0)
+    inverse = np.divide(1.0, totals, out=np.zeros(num_classes), where=totals > 0)
+    empty = per_image.sum(axis=1) == 0
+    weights = (per_image @ inverse) / max(1, int((totals > 0).sum())) * (1 - empty.sum() / count)
+    weights[empty] = 1.0 / count
+    return weights / weights.sum()
+
+
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """A uint8 H x W x 3 image as the float 3 x H x W tensor in [0, 1] torchvision expects."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255.0)
+
+
+def target(boxes: np.ndarray, labels: np.ndarray, masks: np.ndarray | None) -> dict[str, torch.Tensor]:
+    """One image's annotations in torchvision's form (labels shifted past background; an image
+    without annotations gets 0 x 4 boxes, which torchvision trains on as all background)."""
+    annotations = {"boxes": torch.as_tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4)),
+                   "labels": torch.as_tensor(np.asarray(labels, dtype=np.int64).reshape(-1) + 1)}
+    if masks is not None:
+        annotations["masks"] = torch.as_tensor(np.ascontiguousarray(masks, dtype=np.uint8))
+    return annotations
+
+
+def image_sample(split: DetectionSplit, index: int, mode: str = "none") -> tuple[torch.Tensor, dict]:
+    """Image ``index`` of ``split``, flipped by ``mode``, with its annotations."""
+    masks = None if split.masks is None else split.masks[index]
+    image, boxes, masks = flip_sample(split.images[index], split.boxes[index], masks, mode)
+    return image_tensor(image), target(boxes, split.labels[index], masks)
+
+
+def training_batches(split: DetectionSplit, config: DetectionConfig, weights: np.ndarray,
+                     rng: np.random.Generator) -> Iterator[tuple[list[torch.Tensor], list[dict]]]:
+    """One epoch: ``steps_per_epoch`` batches of ``batch_size`` images drawn with ``weights``,
+    each flipped at random when ``flips``; ``rng`` carries on across epochs."""
+    for _ in range(config.steps_per_epoch):
+        indices = rng.choice(len(split.images), size=config.batch_size, p=weights)
+        modes = rng.choice(FLIP_MODES, size=len(indices)) if config.flips else ["none"] * len(indices)
+        samples = [image_sample(split, int(index), str(mode)) for index, mode in zip(indices, modes)]
+        yield [image for image, _ in samples], [annotations for _, annotations in samples]
+
+
+def to_device(images: list[torch.Tensor], targets: list[dict], device: torch.device) -> tuple[list, list]:
+    return ([image.to(device) for image in images],
+            [{key: value.to(device) for key, value in annotations.items()} for annotations in targets])
+
+
+class LossComponents:
+    """Running means of the R-CNN's loss terms over an epoch's steps, for ``epoch_extras``."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.steps = 0
+
+    def add(self, losses: dict[str, torch.Tensor]) -> None:
+        for key, value in losses.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value.detach())
+        self.steps += 1
+
+    def means(self, prefix: str) -> dict[str, float]:
+        """``<prefix><term>`` means since the last call, then start over."""
+        means = {f"{prefix}{key}": total / max(1, self.steps) for key, total in self.sums.items()}
+        self.sums, self.steps = {}, 0
+        return means
+
+
+def longest_side(data: DetectionData) -> int:
+    """The longest image side over every split: the scale ``build_detector`` keeps (the data
+    scales every image's longer side to its ``image_size``, so this is that size)."""
+    return max(max(image.shape[:2]) for split in data.splits.values() for image in split.images)
+
+
+@contextmanager
+def boxes_only(model: GeneralizedRCNN):
+    """Eval-mode prediction without the mask branch: torchvision's RoIHeads predicts masks only
+    while it has a mask RoI pool, and pasting a full-size mask per detection costs time and
+    memory the box metrics and candidates do not need."""
+    pool = model.roi_heads.mask_roi_pool
+    model.roi_heads.mask_roi_pool = None
+    try:
+        yield model
+    finally:
+        model.roi_heads.mask_roi_pool = pool
+
+
+def predict_outputs(model: GeneralizedRCNN, images: Sequence[np.ndarray], *, batch_size: int,
+                    device: torch.device) -> list[dict[str, torch.Tensor]]:
+    """torchvision's eval-mode outputs (boxes, labels 1..C, scores, masks where predicted) per
+    image, on the CPU."""
+    model.eval()
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            batch = [image_tensor(image).to(device) for image in images[start:start + batch_size]]
+            outputs.extend({key: value.cpu() for key, value in output.items()} for output in model(batch))
+    return outputs
+
+
+def pack_detections(outputs: Sequence[dict[str, torch.Tensor]]) -> np.ndarray:
+    """Per-image outputs as one D x 7 float32 array: image index, x1, y1, x2, y2, score, label
+    (0..C-1)."""
+    rows = [np.column_stack([np.full(len(output["scores"]), index), output["boxes"].numpy(),
+                             output["scores"].numpy(), output["labels"].numpy() - 1])
+            for index, output in enumerate(outputs)]
+    return np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, 7), np.float32)
+
+
+def predict_detections(model: GeneralizedRCNN, images: Sequence[np.ndarray], *, batch_size: int,
+                       device: torch.device) -> np.ndarray:
+    """The model's detections (D x 7) of ``images`` under its current score/NMS settings."""
+    with boxes_only(model):
+        return pack_detections(predict_outputs(model, images, batch_size=batch_size, device=device))
+
+
+@contextmanager
+def loss_mode(model: GeneralizedRCNN):
+    """Train mode (torchvision returns losses only then) without touching the model's state:
+    ordinary batch norm (a model trained from scratch) stays in eval mode so validation does not
+    move its running statistics (FrozenBatchNorm2d has no mode), and the RoI sampler's random
+    draws come from a forked generator so validation neither uses nor advances the training
+    stream. Back in eval mode afterwards."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.eval()
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            yield model
+    finally:
+        model.eval()
+
+
+def validation_losses(model: GeneralizedRCNN, split: DetectionSplit, *, batch_size: int,
+                      device: torch.device, seed: int) -> dict[str, float]:
+    """The R-CNN's loss terms on ``split`` (image-weighted means) and their sum as ``loss``: the
+    training objective on held-out images, the RoI sampling seeded by ``seed`` so every epoch
+    draws alike."""
+    sums: dict[str, float] = {}
+    with loss_mode(model):
+        torch.manual_seed(seed)
+        for start in range(0, len(split), batch_size):
+            samples = [image_sample(split, index) for index in range(start, min(start + batch_size, len(split)))]
+            images, targets = to_device([s[0] for s in samples], [s[1] for s in samples], device)
+            for key, value in model(images, targets).items():
+                sums[key] = sums.get(key, 0.0) + float(value) * len(images)
+    means = {key: total / max(1, len(split)) for key, total in sums.items()}
+    return {"loss": sum(means.values()) if means else float("nan"), **means}
+
+
+def validation_metrics(model: GeneralizedRCNN, split: DetectionSplit, config: DetectionConfig,
+                       class_names: tuple[str, ...], device: torch.device) -> dict[str, float]:
+    """Every validation number of one epoch: ``detection_scores`` of the model's detections at
+    the config's confidence (map50, precision, recall, f1, accuracy, count_mae and per class),
+    and the loss terms."""
+    detections = predict_detections(model, split.images, batch_size=config.eval_batch_size, device=device)
+    scores = detection_scores(split.boxes, split.labels, detections, class_names,
+                              min_confidence=config.detection_min_confidence)
+    losses = validation_losses(model, split, batch_size=config.eval_batch_size, device=device, seed=config.seed)
+    return {**{key: float(value) for key, value in scores.items()}, **losses}
+
+
+def uniform_guess_outcomes(num_classes: int, masks: bool) -> int:
+    """The ``num_classes`` to hand ``LoopSettings.of`` so that its divergence bound,
+    ``divergence_factor`` × ln(outcomes), is that factor times an uninformed R-CNN's summed loss:
+    the box classifier's cross-entropy over the classes and background (ln(C + 1)), the RPN's
+    objectness (ln 2) and, with masks, the per-pixel mask BCE (ln 2). ln of the product is the
+    sum of those. The box-regression terms (a fraction of 1 at the start) fall within the factor:
+    with the default 10 the bound is about 25 for 2 classes with masks, 21 for 3 box-only, against
+    starting losses of 2-4."""
+    return (num_classes + 1) * 2 * (2 if masks else 1)
+
+
+def detection_trainable(config: dict, *, data: DetectionData, monitor: Monitor) -> None:
+    """Ray Tune function trainable for detection / instance segmentation (train and val splits
+    only); ``val_map50`` is the sweep's metric."""
+    cfg = from_config(DetectionConfig, config)
+    trial_started = time.perf_counter()
+    seed_everything(cfg.seed)
+    device = trial_device_and_threads()
+    side = longest_side(data)
+    model = build_detector(cfg, num_classes=data.num_classes, masks=data.has_masks, image_side=side).to(device)
+    train = data.splits["train"]
+    val = data.splits["val"].take(slice(0, cfg.validation_steps))
+    weights = sampling_weights(train.labels, data.num_classes, balance=cfg.balance_classes)
+    draws = np.random.default_rng(cfg.seed)
+    components = LossComponents()
+
+    def batch_loss(net: nn.Module, batch) -> tuple[torch.Tensor, None]:
+        losses = net(*to_device(*batch, device))
+        components.add(losses)
+        return sum(losses.values()), None
+
+    def evaluate(net: nn.Module) -> dict:
+        return validation_metrics(net, val, cfg, data.class_names, device)
+
+    settings = LoopSettings.of(cfg, num_classes=uniform_guess_outcomes(data.num_classes, data.has_masks),
+                               monitor=monitor)
+    meta = {"task": "detection", "dataset": data.name, "class_names": list(data.class_names),
+            "has_masks": data.has_masks, "image_side": side, "config": asdict(cfg)}
+    fit(model=model, optimizer=build_optimizer(cfg, model),
+        train_batches=lambda: training_batches(train, cfg, weights, draws), batch_loss=batch_loss,
+        evaluate=evaluate, settings=settings, meta=meta, trial_started=trial_started,
+        epoch_extras=lambda: components.means("train_"))
+
+
+def checkpoint_detector(checkpoint_dir: Path) -> tuple[GeneralizedRCNN, dict, torch.device]:
+    """The detector a checkpoint of this trainable holds, in eval mode on the local GPU when
+    there is one, with its metadata. It is rebuilt from the trial's own config rather than
+    ``read_checkpoint_config``'s pretraining-off one: whether the trial started from weights
+    decides its norm layers, which the weights must fit; nothing is fetched."""
+    meta = json.loads((Path(checkpoint_dir) / META_FILE).read_text())
+    config = from_config(DetectionConfig, meta["config"])
+    model = build_detector(config, num_classes=len(meta["class_names"]), masks=meta["has_masks"],
+                           image_side=meta["image_side"], load_weights=False)
+    load_checkpoint_model(checkpoint_dir, model)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval(), meta, device
+
+
+def checkpoint_candidates(checkpoint_dir: Path, split: DetectionSplit, *, batch_size: int = 2) -> np.ndarray:
+    """The candidate detections (D x 7) of a split from a checkpoint this trainable wrote, before
+    any score threshold or detection NMS: score threshold 0, NMS IoU 1 (suppresses nothing) and
+    up to ``CANDIDATES_PER_IMAGE`` per image. The analysis tunes the minimum confidence and NMS
+    IoU on the validation candidates and applies them on the CPU
+    (``detection_inference.postprocess``), so one prediction pass serves the whole grid."""
+    model, _, device = checkpoint_detector(checkpoint_dir)
+    heads = model.roi_heads
+    heads.score_thresh, heads.nms_thresh, heads.detections_per_img = 0.0, 1.0, CANDIDATES_PER_IMAGE
+    return predict_detections(model, split.images, batch_size=batch_size, device=device)
+
+
+def checkpoint_masks(checkpoint_dir: Path, split: DetectionSplit, indices: Sequence[int], *,
+                     min_confidence: float, nms_iou: float) -> list[tuple]:
+    """For the report's predicted images: per image of ``indices``, the detections of a
+    checkpoint under the tuned inference settings (torchvision's score > ``min_confidence``,
+    per-class NMS at ``nms_iou``, the config's ``max_detections``) as (boxes n x 4 float32,
+    labels n int64 in 0..C-1, scores n float32, masks n x H x W uint8 thresholded at 0.5, or None
+    for a box-only model)."""
+    model, _, device = checkpoint_detector(checkpoint_dir)
+    model.roi_heads.score_thresh, model.roi_heads.nms_thresh = min_confidence, nms_iou
+    outputs = predict_outputs(model, [split.images[i] for i in indices], batch_size=1, device=device)
+    return [(output["boxes"].numpy().astype(np.float32), output["labels"].numpy().astype(np.int64) - 1,
+             output["scores"].numpy().astype(np.float32),
+             (output["masks"][:, 0] > MASK_THRESHOLD).numpy().astype(np.uint8) if "masks" in output else None)
+            for output in outputs]

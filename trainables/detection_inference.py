@@ -1,0 +1,132 @@
+"""Detection post-processing replayed on cached candidates, and the inference-time sweep.
+
+Study 4 tunes two inference settings without retraining: the detection minimum confidence and
+the detection NMS IoU threshold. The analysis runs each trained model once with no score
+threshold (``box_score_thresh=0``), no suppression (``box_nms_thresh=1.0``) and a large
+``box_detections_per_img``, and caches the candidates as one packed D x 7 array (image index,
+x1, y1, x2, y2, score, class index; see ``trainables.metrics``). ``postprocess`` turns them into
+what the model outputs with any other setting, and ``inference_grid`` scores a grid of settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torchvision.ops import batched_nms
+
+from trainables.metrics import DETECTION_COLUMNS, detection_scores
+
+# Seed 003 reported val mAP at confidence 0.4 and trained with 0.70-0.90; it found NMS 0.20 best
+# at inference, and torchvision's default is 0.5.
+DEFAULT_CONFIDENCES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
+DEFAULT_NMS_IOUS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+def _check_settings(min_confidence: float, nms_iou: float, max_per_image: int) -> None:
+    if not 0.0 <= min_confidence <= 1.0:
+        raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence!r}")
+    if not 0.0 <= nms_iou <= 1.0:
+        raise ValueError(f"nms_iou must be in [0, 1], got {nms_iou!r}")
+    if max_per_image < 1:
+        raise ValueError(f"max_per_image must be at least 1, got {max_per_image!r}")
+
+
+def _image_runs(image: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of equal image indices in a sorted index array."""
+    starts = np.flatnonzero(np.r_[True, image[1:] != image[:-1]]) if len(image) else np.zeros(0, dtype=np.int64)
+    return list(zip(starts.tolist(), np.r_[starts[1:], len(image)].tolist()))
+
+
+def postprocess(candidates: np.ndarray, *, min_confidence: float, nms_iou: float,
+                max_per_image: int = 100) -> np.ndarray:
+    """The candidates a model would output with these inference settings, as a packed array
+    (image by image, each by descending score).
+
+    The steps are torchvision's ``RoIHeads.postprocess_detections`` after its score threshold and
+    small-box removal, which the cached candidates already passed: keep scores at or above
+    ``min_confidence``, then per image ``torchvision.ops.batched_nms`` over the classes at
+    ``nms_iou`` (a box goes when a better box of its class overlaps it by more), then the
+    ``max_per_image`` best. The NMS runs per image on float32 boxes, the same call on the same
+    boxes as the model's, so the result is the model's output with ``box_score_thresh``,
+    ``box_nms_thresh`` and ``box_detections_per_img`` set so, except for a score exactly equal
+    to the threshold, which torchvision drops (``>``) and this keeps (``>=``, the Matterport
+    ``DETECTION_MIN_CONFIDENCE`` rule of the seed and of ``detection_scores``).
+    """
+    _check_settings(min_confidence, nms_iou, max_per_image)
+    candidates = np.asarray(candidates)
+    if candidates.size == 0:
+        return candidates.reshape(0, len(DETECTION_COLUMNS))
+    if candidates.ndim != 2 or candidates.shape[1] != len(DETECTION_COLUMNS):
+        raise ValueError(f"candidates must be D x {len(DETECTION_COLUMNS)} ({', '.join(DETECTION_COLUMNS)}), "
+                         f"got shape {candidates.shape}")
+    passing = np.flatnonzero(candidates[:, 5] >= min_confidence)
+    passing = passing[np.argsort(candidates[passing, 0], kind="stable")]
+    values = torch.as_tensor(candidates[passing], dtype=torch.float32)
+    labels = values[:, 6].to(torch.int64)
+    kept = [start + batched_nms(values[start:stop, 1:5], values[start:stop, 5], labels[start:stop],
+                                nms_iou)[:max_per_image].numpy()
+            for start, stop in _image_runs(candidates[passing, 0])]
+    return candidates[passing[np.concatenate(kept)] if kept else passing]
+
+
+def inference_grid(truth_boxes: Sequence[np.ndarray], truth_labels: Sequence[np.ndarray], candidates: np.ndarray,
+                   class_names: tuple[str, ...], *, confidences: Sequence[float] = DEFAULT_CONFIDENCES,
+                   nms_ious: Sequence[float] = DEFAULT_NMS_IOUS, max_per_image: int = 100) -> pd.DataFrame:
+    """One row per (``min_confidence``, ``nms_iou``) setting with every ``detection_scores``
+    value (``map50``, ``precision``, ``recall``, ``f1``, ``accuracy``, ``count_mae`` and their
+    per-class values) of the candidates post-processed with that setting."""
+    rows = []
+    for min_confidence in confidences:
+        for nms_iou in nms_ious:
+            detections = postprocess(candidates, min_confidence=min_confidence, nms_iou=nms_iou,
+                                     max_per_image=max_per_image)
+            scores = detection_scores(truth_boxes, truth_labels, detections, class_names,
+                                      min_confidence=min_confidence)
+            rows.append({"min_confidence": float(min_confidence), "nms_iou": float(nms_iou),
+                         **{name: float(value) for name, value in scores.items()}})
+    return pd.DataFrame(rows)
+
+
+def best_inference(grid: pd.DataFrame, metric: str = "map50") -> dict[str, float]:
+    """The setting of ``grid`` with the best ``metric`` (the lowest for a ``count_mae`` metric,
+    the highest otherwise). Ties go to the higher confidence, then the lower NMS threshold: the
+    setting that keeps fewer boxes, so equal scores favour the sparser output."""
+    if metric not in grid.columns:
+        raise ValueError(f"metric {metric!r} is not a grid column: {', '.join(map(str, grid.columns))}")
+    ranked = grid.sort_values([metric, "min_confidence", "nms_iou"],
+                              ascending=[metric.startswith("count_mae"), False, True],
+                              na_position="last", kind="mergesort")
+    if ranked.empty or np.isnan(ranked[metric].iloc[0]):
+        raise ValueError(f"the grid has no defined {metric!r} to choose a setting by")
+    best = ranked.iloc[0]
+    return {"min_confidence": float(best["min_confidence"]), "nms_iou": float(best["nms_iou"])}
+
+
+def detection_truth(split) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """What detections are scored against: a split's boxes and labels per image."""
+    return split.boxes, split.labels
+
+
+def candidate_scores(truth: tuple, candidates: np.ndarray, class_names: tuple[str, ...],
+                     weights: np.ndarray | None = None, *, min_confidence: float = 0.4,
+                     nms_iou: float = 0.3) -> dict[str, np.ndarray]:
+    """Every detection score of cached candidates post-processed with one inference setting
+    (by default seed 003's evaluation confidence 0.4 and its training NMS 0.3); with ``weights``
+    (B x n images) each value is an array over the B resamples."""
+    boxes, labels = truth
+    detections = postprocess(candidates, min_confidence=min_confidence, nms_iou=nms_iou)
+    return detection_scores(boxes, labels, detections, class_names, weights, min_confidence=min_confidence)
+
+
+GRID_COLUMNS = ("min_confidence", "nms_iou", "map50", "precision", "recall", "f1", "accuracy", "count_mae")
+
+
+def tune_detection_inference(truth: tuple, candidates: np.ndarray,
+                             class_names: tuple[str, ...]) -> tuple[dict[str, float], list[dict]]:
+    """The inference setting with the best mAP@0.5 on validation candidates, and the grid it was
+    chosen from (one row per setting, the scores the report plots)."""
+    grid = inference_grid(*truth, candidates, class_names)
+    return best_inference(grid), grid[list(GRID_COLUMNS)].to_dict("records")
