@@ -215,10 +215,10 @@ def inference_heatmap(grid: pd.DataFrame, metric: str, chosen: dict, path: Path,
     return _save(fig, path)
 
 
-def detection_grid(images: list[np.ndarray], predictions: list[dict], truths: list[dict], class_names: tuple[str, ...],
+def detection_grid(images: list[np.ndarray], predictions: list[tuple], truths: list[dict], class_names: tuple[str, ...],
                    path: Path, columns: int = 3) -> Path:
     """Test images with predicted boxes (solid, with class and score), predicted masks (tinted)
-    and annotated boxes (dashed white)."""
+    and annotated boxes (dashed white); each prediction is (boxes, labels, scores, masks or None)."""
     colours = plt.get_cmap("tab10")
     rows = math.ceil(len(images) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.6 * rows))
@@ -229,8 +229,8 @@ def detection_grid(images: list[np.ndarray], predictions: list[dict], truths: li
         for box in truth["boxes"]:
             ax.add_patch(plt.Rectangle(box[:2], box[2] - box[0], box[3] - box[1], fill=False, edgecolor="white",
                                        linestyle="--", linewidth=1))
-        masks = predicted.get("masks")
-        for index, (box, label, score) in enumerate(zip(predicted["boxes"], predicted["labels"], predicted["scores"])):
+        boxes, labels, scores, masks = predicted
+        for index, (box, label, score) in enumerate(zip(boxes, labels, scores)):
             colour = colours(int(label) % 10)
             if masks is not None:
                 ax.imshow(np.ma.masked_where(masks[index] < 0.5, masks[index]), cmap=plt.matplotlib.colors.ListedColormap(
@@ -239,6 +239,6 @@ def detection_grid(images: list[np.ndarray], predictions: list[dict], truths: li
                                        linewidth=1.5))
             ax.text(box[0], box[1] - 2, f"{class_names[int(label)]} {score:.2f}", color="white", fontsize=7,
                     bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "edgecolor": "none"})
-        ax.set_title(f"{truth['source']}: {len(predicted['boxes'])} detected, {len(truth['boxes'])} annotated",
+        ax.set_title(f"{truth['source']}: {len(boxes)} detected, {len(truth['boxes'])} annotated",
                      fontsize=9)
     return _save(fig, path)

@@ -35,7 +35,7 @@ from trainables.registry import get_trainable
 
 CACHE_DIR = "analysis_cache"
 # Part of every cache key: bump it when what is cached for a model changes.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 RERUN_STORAGE = "reruns"
 CHECKPOINT = "sweep checkpoint"
 RETRAINED = "retrained"
@@ -149,7 +149,9 @@ class Evaluator:
     task has any) on the validation split, and caches what it found."""
 
     predict: Callable[..., np.ndarray]
-    tune_inference: Callable[..., dict] | None
+    tune_inference: Callable[..., tuple[dict, list[dict]]] | None
+    truth: Callable[..., object]
+    class_names: tuple[str, ...]
     test: SplitArrays
     val: SplitArrays
     cache: PredictionCache
@@ -163,7 +165,9 @@ class Evaluator:
         try:
             outputs = self.predict(checkpoint, self.test)
             if self.tune_inference is not None:
-                training = {**training, "inference": self.tune_inference(self.val.labels, self.predict(checkpoint, self.val))}
+                settings, grid = self.tune_inference(self.truth(self.val), self.predict(checkpoint, self.val),
+                                                     self.class_names)
+                training = {**training, "inference": settings, "inference_grid": grid}
         except Exception as exc:  # a broken checkpoint is reported; the other models go on
             return f"its checkpoint {checkpoint} could not predict ({type(exc).__name__}: {exc})"
         self.cache.save(parts, outputs, training)
@@ -205,7 +209,8 @@ def confirm_on_test(experiment: Experiment, winners: Winners, settings: RerunSet
     failures.extend(retrain_failures)
     entry = get_trainable(experiment.spec.trainable)
     weights = {key: resample_weights(test.sources, resamples=settings.bootstrap) for key, test in tests.items()}
-    scores = {(trial_id, kind): [model_scores(entry.score, tests[variant_of[trial_id]], data.primary.class_names, p,
+    truths = {key: entry.truth(test) for key, test in tests.items()}
+    scores = {(trial_id, kind): [model_scores(entry.score, truths[variant_of[trial_id]], data.primary.class_names, p,
                                               weights[variant_of[trial_id]]) for p in models]
               for (trial_id, kind), models in predictions.items()}
     estimates = estimate_table(scores, settings.confidence)
@@ -229,7 +234,8 @@ def variant_evaluator(experiment: Experiment, data: ClassificationData, key, lab
     entry = get_trainable(experiment.spec.trainable)
     data_key = [data.fingerprint, experiment.resolved.to_dict()["data"]] + ([] if key is None else [key])
     cache = PredictionCache(experiment.directory / CACHE_DIR, data_key=json.dumps(data_key, default=str))
-    return Evaluator(predict=entry.predict, tune_inference=entry.tune_inference, test=test,
+    return Evaluator(predict=entry.predict, tune_inference=entry.tune_inference, truth=entry.truth,
+                     class_names=data.class_names, test=test,
                      val=data.splits["val"], cache=cache)
 
 
@@ -384,12 +390,12 @@ class RetrainRecorder(tune.Callback):
         self._progress(self.configs[key], reason)
 
 
-def model_scores(score, test: SplitArrays, class_names: tuple[str, ...], model: ModelPredictions,
+def model_scores(score, truth, class_names: tuple[str, ...], model: ModelPredictions,
                  weights: np.ndarray) -> dict[str, tuple[float, np.ndarray]]:
     """Each metric's point value and its values on the resamples, with the model's tuned
     inference settings."""
-    point = score(test.labels, model.outputs, class_names, **model.inference)
-    resampled = score(test.labels, model.outputs, class_names, weights, **model.inference)
+    point = score(truth, model.outputs, class_names, **model.inference)
+    resampled = score(truth, model.outputs, class_names, weights, **model.inference)
     return {name: (float(point[name]), np.asarray(resampled[name])) for name in point}
 
 

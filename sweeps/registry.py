@@ -190,6 +190,43 @@ CHESTMNIST_REPORT = ReportSpec(
 )
 
 
+# Seed 003's tables: val mAP per detection confidence per preprocessing variant (III, IV), the
+# validation and test performance (VII, VIII), the count error (X), and its claims.
+LYMPHOBLAST_REPORT = ReportSpec(
+    document="seed 003",
+    sections=("summary", "confidence_tables", "detection_performance", "count_mae", "inference_grid",
+              "detection_images", "confirmation", "checks", "training_curves", "sweep", "trials", "environment"),
+    group_labels=((("raw",), "Raw images"), (("segmented",), "Segmented images")),
+    curves=("val_map50", "val_f1"),
+    citations=(("confidence_tables", "Tables III and IV"), ("validation_performance", "Table VII"),
+               ("test_performance", "Table VIII"), ("count_mae", "Table X")),
+    checks=(
+        Check("seed 003 line 176", "Learning rate 0.01 makes the loss NaN", "diverged:lr=0.01", "=", "all"),
+        Check("seed 003 Table VIII", "Segmented images, test precision 0.9159", "test:precision@Segmented images",
+              "≈", 0.9159, tolerance=0.02),
+        Check("seed 003 Table VIII", "Segmented images, test recall 1.0", "test:recall@Segmented images", "≈", 1.0,
+              tolerance=0.02),
+        Check("seed 003 Table VIII", "Segmented images, test F1 0.9561", "test:f1@Segmented images", "≈", 0.9561,
+              tolerance=0.02),
+        Check("seed 003 Table VIII", "Segmented images, test mAP 0.9275", "test:map50@Segmented images", "≈", 0.9275,
+              tolerance=0.02),
+        Check("seed 003 line 302", "Segmentation before training gives the better model", "best_group:map50", "=",
+              "Segmented images"),
+    ),
+)
+
+# The same tables for BCCD's boxes; seed 003's numbers are about its own data, so only its
+# statement about the learning rate is checked.
+BCCD_DETECTION_REPORT = ReportSpec(
+    document="seed 003",
+    sections=LYMPHOBLAST_REPORT.sections,
+    group_labels=LYMPHOBLAST_REPORT.group_labels,
+    curves=LYMPHOBLAST_REPORT.curves,
+    citations=LYMPHOBLAST_REPORT.citations,
+    checks=(Check("seed 003 line 176", "Learning rate 0.01 makes the loss NaN", "diverged:lr=0.01", "=", "all"),),
+)
+
+
 SWEEPS: dict[str, SweepSpec] = {
     "bccd_imbalance": SweepSpec(
         name="bccd_imbalance",
@@ -257,6 +294,34 @@ SWEEPS: dict[str, SweepSpec] = {
         resources=GPU_TRIAL_OR_ONE_CPU,
         group_by=("model",),
         report=CHESTMNIST_REPORT,
+    ),
+    "lymphoblast_maskrcnn": SweepSpec(
+        name="lymphoblast_maskrcnn",
+        study="Lymphoblast detection and instance segmentation with Mask R-CNN, raw and segmented images "
+              "(STUDIES.md §4, seed 003)",
+        study_tag="study4-seed003",
+        trainable="detection",
+        search_space="lymphoblast_maskrcnn.yaml",
+        metric="val_map50",
+        mode="max",
+        asha=AshaSettings(grace_period=10, reduction_factor=3),
+        resources=GPU_TRIAL_OR_ONE_CPU,
+        group_by=("preprocessing",),
+        report=LYMPHOBLAST_REPORT,
+    ),
+    "bccd_detection": SweepSpec(
+        name="bccd_detection",
+        study="Blood-cell detection on BCCD's boxes with the study-4 trainable and axes (Faster R-CNN; STUDIES.md §4 "
+              "runnable twin)",
+        study_tag="study4-bccd",
+        trainable="detection",
+        search_space="bccd_detection.yaml",
+        metric="val_map50",
+        mode="max",
+        asha=AshaSettings(grace_period=10, reduction_factor=3),
+        resources=GPU_TRIAL_OR_ONE_CPU,
+        group_by=("preprocessing",),
+        report=BCCD_DETECTION_REPORT,
     ),
 }
 

@@ -16,7 +16,7 @@ from typing import Callable
 
 import yaml
 
-from sweeps.data import prepare_sweep_data
+from sweeps.data import SweepData, prepare_sweep_data
 from sweeps.registry import SWEEPS, Resources, SweepSpec, get_sweep
 from sweeps.space import PROFILES, ResolvedSweep, SearchSpaceError, from_saved, grid_size_of, resolve
 from sweeps.storage import ExperimentLocation, StorageError, check_shared_storage, list_experiments
@@ -26,7 +26,8 @@ from trainables.config import ConfigError
 from trainables.datasets.base import DatasetError
 from trainables.datasets.download import DataNotFoundError
 from trainables.datasets.voc import MissingSplitListError
-from trainables.models import PretrainedWeightsError, build_model
+from trainables.models import PretrainedWeightsError
+from trainables.registry import get_trainable
 
 SWEEP_FILE = "sweep.json"
 USER_ERRORS = (KeyError, SearchSpaceError, ConfigError, DataNotFoundError, MissingSplitListError, DatasetError,
@@ -107,7 +108,7 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
     if options.check_data:
         return SweepOutcome(exit_code=0, audit=data.audit)
     if not options.resume:
-        preflight_pretrained(resolved)
+        preflight_pretrained(resolved, data)
     location.write_text("data_audit.json", json.dumps(data.audit_json(), indent=2))
     location.write_text("data_audit.txt", data.audit_text() + "\n")
     echo("Trials get: " + data.describe_training_splits())
@@ -197,12 +198,18 @@ def with_resources(resolved: ResolvedSweep, cpus: float | None, gpus: float | No
     return dataclasses.replace(resolved, resources=resources)
 
 
-def preflight_pretrained(resolved: ResolvedSweep) -> None:
+def preflight_pretrained(resolved: ResolvedSweep, data: SweepData) -> None:
     """Fetch (or find) pretrained weights once in the driver, so a missing download is one
     clear error now rather than every trial failing on a worker later."""
-    wanted = {(c["model"], c.get("pretrained_path")) for c in resolved.configs() if c.get("pretrained")}
-    for model, path in sorted(wanted, key=str):
-        build_model(model, num_classes=2, pretrained=True, pretrained_path=path)
+    fetch = get_trainable(resolved.spec.trainable).fetch_weights
+    wanted = {}
+    for config in resolved.configs():
+        if config.get("pretrained") or config.get("pretrained_path"):
+            variant, trial_config = data.for_config(config)
+            wanted.setdefault(json.dumps({k: trial_config.get(k) for k in ("model", "backbone", "pretrained_path")},
+                                         sort_keys=True), (trial_config, variant))
+    for trial_config, variant in wanted.values():
+        fetch(trial_config, data=variant)
 
 
 def new_experiment(storage: str, sweep: str, name: str | None) -> ExperimentLocation:

@@ -10,7 +10,8 @@ def test_list_shows_each_sweep_with_trainable_grid_size_and_metric(capsys):
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
     expected = {"bccd_imbalance": (" 12 ", "val_macro_f1"), "all_transfer": (" 18 ", "val_macro_f1"),
                 "all_inception_nasnet": (" 48 ", "val_macro_f1"), "chestmnist_binary": (" 81 ", "val_auc"),
-                "all_unet": (" 36 ", "val_dice_per_image")}
+                "all_unet": (" 36 ", "val_dice_per_image"), "lymphoblast_maskrcnn": (" 360 ", "val_map50"),
+                "bccd_detection": (" 360 ", "val_map50")}
     for name, (size, metric) in expected.items():
         assert size in lines[name] and metric in lines[name], lines[name]
     assert "classification" in lines["all_transfer"] and "segmentation" in lines["all_unet"]
@@ -18,8 +19,8 @@ def test_list_shows_each_sweep_with_trainable_grid_size_and_metric(capsys):
 
 def test_unknown_sweep_exits_2_listing_valid_sweeps(capsys):
     assert main(["no_such_sweep"]) == 2
-    assert ("unknown sweep 'no_such_sweep'; valid sweeps: all_inception_nasnet, all_transfer, all_unet, "
-            "bccd_imbalance, chestmnist_binary") in capsys.readouterr().err
+    from sweeps.registry import SWEEPS
+    assert f"unknown sweep 'no_such_sweep'; valid sweeps: {', '.join(sorted(SWEEPS))}" in capsys.readouterr().err
 
 
 def test_bad_set_fails_before_ray_starts(capsys, monkeypatch):

@@ -36,7 +36,7 @@ def test_every_sweep_resolves_in_every_profile(name, profile, smoke):
     assert resolved.data.dataset in DATASETS
     assert spec.trainable in TRAINABLES
     for config in resolved.configs():
-        assert config["model"] in MODELS
+        assert config.get("model", "efficientnet_b0") in MODELS
         assert config.get("augment", "none") in AUGMENTATIONS
     assert set(spec.group_by) <= set(resolved.grid) | set(resolved.fixed)
 

@@ -83,8 +83,10 @@ def test_tuning_finds_the_threshold_that_separates_the_validation_masks():
     truth = np.zeros((4, 8, 8), np.uint8)
     truth[:, 2:6, 2:6] = 1
     probabilities = np.where(truth == 1, 0.3, 0.1)   # the cells sit at 0.3: 0.5 would miss them all
-    chosen = tune_inference(truth, probabilities)
+    chosen, grid = tune_inference(truth, probabilities)
     assert 0.1 < chosen["threshold"] <= 0.3
+    best = max(grid, key=lambda row: row["dice_per_image"])
+    assert best["dice_per_image"] == 1.0 and {k: best[k] for k in chosen} == chosen
     assert mask_scores(truth, probabilities, ("background", "cell"), **chosen)["dice_per_image"] == 1.0
     assert mask_scores(truth, probabilities, ("background", "cell"))["dice_per_image"] == 0.0
 

@@ -148,6 +148,14 @@ def build_detector(config: DetectionConfig, *, num_classes: int, masks: bool, im
     return model
 
 
+def fetch_detector_weights(config: dict, *, data: DetectionData) -> None:
+    """Read (downloading once) the weights a trial of ``config`` starts from, so a missing
+    download fails in the driver before any trial starts."""
+    cfg = from_config(DetectionConfig, config)
+    if starts_pretrained(cfg):
+        read_weights(cfg, default_weights(cfg, masks=data.has_masks))
+
+
 def default_weights(config: DetectionConfig, *, masks: bool):
     """torchvision's weights enum the backbone starts from when no ``pretrained_path`` is given."""
     if config.backbone == "resnet101":

@@ -7,24 +7,42 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from trainables.classification import ClassificationConfig, checkpoint_probabilities, classification_trainable
+from trainables.detection import DetectionConfig, checkpoint_candidates, detection_trainable, fetch_detector_weights
+from trainables.detection_inference import candidate_scores, detection_truth, tune_detection_inference
 from trainables.metrics import probability_metrics
+from trainables.models import build_model
 from trainables.segmentation import (SegmentationConfig, checkpoint_mask_probabilities, mask_scores,
                                      segmentation_trainable, tune_inference)
+
+
+def fetch_model_weights(config: dict, *, data=None) -> None:
+    """Build the config's registered model with its pretrained weights (downloaded once)."""
+    build_model(config["model"], num_classes=2, pretrained=True, pretrained_path=config.get("pretrained_path"))
+
+
+def labels_of(split) -> object:
+    """A classification or segmentation split's truth: its labels (classes or masks)."""
+    return split.labels
 
 
 @dataclass(frozen=True)
 class TrainableEntry:
     """A task kind: its Tune function, the config it accepts, and for the analysis how a
-    checkpoint predicts a split (``predict``), how predictions are scored (``score``, optionally
-    on B x n resampling weights) and, where inference has settings of its own, how they are
-    tuned on validation outputs (``tune_inference``, whose result ``score`` takes as keywords)."""
+    checkpoint predicts a split (``predict``), what predictions are scored against (``truth`` of
+    a split), how they are scored (``score(truth, outputs, class_names[, weights], **settings)``,
+    optionally on B x n resampling weights) and, where inference has settings of its own, how
+    they are tuned on validation outputs (``tune_inference(truth, outputs, class_names)`` gives
+    the settings ``score`` takes as keywords, and the grid of settings it chose them from).
+    ``fetch_weights(config, data=...)`` gets the pretrained weights a trial would start from."""
 
     name: str
     function: Callable[..., None]
     config_class: type
     predict: Callable[..., object]
     score: Callable[..., dict]
-    tune_inference: Callable[..., dict] | None = None
+    tune_inference: Callable[..., tuple[dict, list[dict]]] | None = None
+    truth: Callable[..., object] = labels_of
+    fetch_weights: Callable[..., None] = fetch_model_weights
 
 
 TRAINABLES: dict[str, TrainableEntry] = {
@@ -33,6 +51,9 @@ TRAINABLES: dict[str, TrainableEntry] = {
     "segmentation": TrainableEntry("segmentation", segmentation_trainable, SegmentationConfig,
                                     predict=checkpoint_mask_probabilities, score=mask_scores,
                                     tune_inference=tune_inference),
+    "detection": TrainableEntry("detection", detection_trainable, DetectionConfig, predict=checkpoint_candidates,
+                                score=candidate_scores, tune_inference=tune_detection_inference,
+                                truth=detection_truth, fetch_weights=fetch_detector_weights),
 }
 
 

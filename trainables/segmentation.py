@@ -116,17 +116,20 @@ def mask_scores(labels: np.ndarray, outputs: np.ndarray, class_names: tuple[str,
     return segmentation_metrics(labels, outputs, threshold=threshold, min_size=min_size, weights=weights)
 
 
-def tune_inference(labels: np.ndarray, outputs: np.ndarray) -> dict:
+def tune_inference(labels: np.ndarray, outputs: np.ndarray,
+                   class_names: tuple[str, ...] = ()) -> tuple[dict, list[dict]]:
     """The threshold and minimum component size that maximise the mean per-image Dice (the
-    sweep's metric) on validation outputs; ties go to the earlier grid point."""
-    best, best_value = {"threshold": 0.5, "min_size": 0}, -np.inf
+    sweep's metric) on validation outputs (ties go to the earlier grid point), and the grid of
+    settings with their Dice; ``class_names`` is unused (binary)."""
+    best, best_value, grid = {"threshold": 0.5, "min_size": 0}, -np.inf, []
     for threshold in THRESHOLDS:
         for min_size in MIN_SIZES:
             counts = mask_counts(labels, binarize(outputs, threshold=threshold, min_size=min_size))
             value = float(np.mean(scores_from_counts(counts)["dice"]))
+            grid.append({"threshold": threshold, "min_size": min_size, "dice_per_image": value})
             if value > best_value:
                 best, best_value = {"threshold": threshold, "min_size": min_size}, value
-    return best
+    return best, grid
 
 
 def segmentation_trainable(config: dict, *, data: ClassificationData, monitor: Monitor) -> None:

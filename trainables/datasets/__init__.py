@@ -9,6 +9,7 @@ from trainables.datasets.audit import DataAudit
 from trainables.datasets.base import ClassificationData
 from trainables.datasets.bccd import prepare_bccd
 from trainables.datasets.chestmnist import prepare_chestmnist
+from trainables.datasets.detection import prepare_bccd_detection, prepare_lymphoblast
 from trainables.datasets.taleqani import prepare_taleqani_classification, prepare_taleqani_segmentation
 
 PrepareFn = Callable[..., tuple[ClassificationData, DataAudit]]
@@ -29,6 +30,8 @@ DATASETS: dict[str, DatasetEntry] = {
     "taleqani_segmentation": DatasetEntry(prepare_taleqani_segmentation),
     "taleqani": DatasetEntry(prepare_taleqani_classification, variant_axis="loading_option"),
     "chestmnist": DatasetEntry(prepare_chestmnist),
+    "lymphoblast": DatasetEntry(prepare_lymphoblast, variant_axis="preprocessing"),
+    "bccd_detection": DatasetEntry(prepare_bccd_detection, variant_axis="preprocessing"),
 }
 
 
