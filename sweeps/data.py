@@ -101,6 +101,8 @@ def prepare_sweep_data(resolved: ResolvedSweep, *, data_dir: str | None,
         keywords = {} if value is None else {entry.variant_axis: value}
         if resolved.data.split_fractions:
             keywords["fractions"] = tuple(resolved.data.split_fractions)
+        if resolved.data.bilateral:
+            keywords["bilateral"] = True
         data, audits[value] = entry.prepare(data_dir=data_dir, image_size=resolved.data.image_size,
                                             padding=resolved.data.padding, **keywords)
         if resolved.data.images_per_split:

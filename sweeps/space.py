@@ -31,13 +31,15 @@ class SearchSpaceError(ValueError):
 @dataclass(frozen=True)
 class DataSettings:
     """How the driver prepares data once per sweep (not a per-trial setting).
-    ``split_fractions`` (train, val, test) overrides the dataset's own split where it makes one."""
+    ``split_fractions`` (train, val, test) overrides the dataset's own split where it makes one;
+    ``bilateral`` smooths detection images with a bilateral filter before any preprocessing."""
 
     dataset: str
     image_size: int
     padding: int = 10
     images_per_split: int | None = None
     split_fractions: list[float] | None = None
+    bilateral: bool = False
 
 
 DATA_KEYS = tuple(f.name for f in dataclasses.fields(DataSettings))

@@ -67,3 +67,16 @@ def test_the_variant_axis_is_a_valid_override_only_for_a_dataset_that_has_it():
     resolve(get_sweep("all_inception_nasnet"), profile="cpu", overrides=("loading_option=1",))
     with pytest.raises(SearchSpaceError, match="--set loading_option: unknown key"):
         resolve(get_sweep("bccd_imbalance"), profile="cpu", overrides=("loading_option=1",))
+
+
+def test_the_bilateral_filter_is_a_data_setting_that_reaches_the_detection_reader(tmp_path):
+    from trainables.datasets.synthetic import write_lymphoblast
+
+    root = write_lymphoblast(tmp_path / "lymphoblast", images=6, size=96)
+    plain = resolve(get_sweep("lymphoblast_maskrcnn"), profile="cpu", smoke=True, overrides=("preprocessing=raw",))
+    smoothed = resolve(get_sweep("lymphoblast_maskrcnn"), profile="cpu", smoke=True,
+                       overrides=("preprocessing=raw", "bilateral=true"))
+    first = prepare_sweep_data(plain, data_dir=str(root)).primary.splits["train"].images[0]
+    second = prepare_sweep_data(smoothed, data_dir=str(root)).primary.splits["train"].images[0]
+    assert first.shape == second.shape and not np.array_equal(first, second)
+    assert "bilateral" in str(smoothed.to_dict()["data"])
