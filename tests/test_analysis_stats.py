@@ -77,7 +77,7 @@ def test_a_clearly_better_candidate_is_not_tied_and_a_near_copy_is():
     near[0] = np.roll(near[0], 1)                                 # one sample wrong
     split = _split(labels)
     weights = resample_weights(split.sources, resamples=500)
-    scores = {(name, "retrained"): [model_scores(probability_metrics, split, NAMES, ModelPredictions(name, None, outputs, {}), weights)]
+    scores = {(name, "retrained"): [model_scores(probability_metrics, split.labels, NAMES, ModelPredictions(name, None, outputs, {}), weights)]
               for name, outputs in (("ref", noisy), ("better", perfect), ("near", near))}
     table = compare_with("ref", scores, "macro_f1", "max", 0.95).set_index("trial_id")
     assert table.loc["better", "verdict"] == "better" and table.loc["better", "difference"] > 0.2
