@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -56,8 +57,10 @@ def test_every_trial_keeps_its_best_and_latest_checkpoints(smoke_run):
         kept = {epoch: json.loads((c / META_FILE).read_text()) for epoch, c in metas.items()}
         seen = dict(zip(progress["epoch"], progress["val_macro_f1"]))
         context = f"{path}: kept epochs {sorted(kept)}, reported {seen}"
-        assert int(progress["epoch"].max()) in kept and len(kept) <= 2, context
-        assert max(m["value"] for m in kept.values()) == pytest.approx(max(seen.values())), context
+        # A trial that diverged reports its last epoch without a checkpoint (and with a NaN metric).
+        checkpointed = {epoch: value for epoch, value in seen.items() if np.isfinite(value)}
+        assert max(checkpointed) in kept and len(kept) <= 2, context
+        assert max(m["value"] for m in kept.values()) == pytest.approx(max(checkpointed.values())), context
         assert all(m["class_names"] == ["RBC", "WBC", "Platelets"] for m in kept.values())
 
 
