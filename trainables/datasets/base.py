@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Self
 
 import numpy as np
 
@@ -34,8 +35,34 @@ class SplitArrays:
         return SplitArrays(self.images[indices], self.labels[indices], self.sources[indices])
 
 
+class SplitSelection:
+    """Choosing splits and source images, shared by the frozen dataclasses that hold a dataset's
+    ``class_names`` and ``splits`` (name → a split with ``sources`` and ``take``)."""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def only(self, *names: str) -> Self:
+        """The same data restricted to the named splits (sweeps never see ``test``)."""
+        unknown = sorted(set(names) - set(self.splits))
+        if unknown:
+            raise KeyError(f"unknown split(s) {unknown}; this dataset has {sorted(self.splits)}")
+        return replace(self, splits={n: self.splits[n] for n in names})
+
+    def subset_sources(self, per_split: int, *, seed: int) -> Self:
+        """Keep the samples of ``per_split`` randomly chosen source images in each split."""
+        rng = np.random.default_rng(seed)
+        kept = {}
+        for name, split in self.splits.items():
+            sources = np.unique(split.sources)
+            chosen = rng.choice(sources, size=min(per_split, len(sources)), replace=False)
+            kept[name] = split.take(np.flatnonzero(np.isin(split.sources, chosen)))
+        return replace(self, splits=kept)
+
+
 @dataclass(frozen=True)
-class ClassificationData:
+class ClassificationData(SplitSelection):
     """Decoded, resized samples of every split of a dataset: one class label per image, or
     (for segmentation) one class per pixel, ``labels`` then holding N x H x W masks."""
 
@@ -45,10 +72,6 @@ class ClassificationData:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     fingerprint: str = field(default="")
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
 
     @property
     def channels(self) -> int:
@@ -63,19 +86,3 @@ class ClassificationData:
         """Samples per class, or pixels per class when the labels are segmentation masks."""
         return np.bincount(self.splits[split].labels.ravel(), minlength=self.num_classes)
 
-    def only(self, *names: str) -> "ClassificationData":
-        """The same data restricted to the named splits (sweeps never see ``test``)."""
-        unknown = sorted(set(names) - set(self.splits))
-        if unknown:
-            raise KeyError(f"unknown split(s) {unknown}; this dataset has {sorted(self.splits)}")
-        return replace(self, splits={n: self.splits[n] for n in names})
-
-    def subset_sources(self, per_split: int, *, seed: int) -> "ClassificationData":
-        """Keep the samples of ``per_split`` randomly chosen source images in each split."""
-        rng = np.random.default_rng(seed)
-        kept = {}
-        for name, split in self.splits.items():
-            sources = np.unique(split.sources)
-            chosen = rng.choice(sources, size=min(per_split, len(sources)), replace=False)
-            kept[name] = split.take(np.flatnonzero(np.isin(split.sources, chosen)))
-        return replace(self, splits=kept)

@@ -34,7 +34,7 @@ def prepare_bccd(*, data_dir: str | None, image_size: int, padding: int = 10,
     """Decoded BCCD patches of every split, and the audit of the whole dataset."""
     root = locate_bccd(data_dir)
     params = {"reader": READER_VERSION, "image_size": image_size, "padding": padding}
-    key = fingerprint(_source_files(root), root, params)
+    key = fingerprint(bccd_source_files(root), root, params)
     cache_path = cache_dir() / "patches" / f"bccd-{key[:20]}.npz"
     splits, audit = read_through_cache(
         cache_path, params, lambda: read_voc_patches(root, image_size=image_size, padding=padding),
@@ -43,7 +43,8 @@ def prepare_bccd(*, data_dir: str | None, image_size: int, padding: int = 10,
     return data, audit
 
 
-def _source_files(root: Path) -> list[Path]:
+def bccd_source_files(root: Path) -> list[Path]:
+    """The files BCCD's content is fingerprinted by: split lists, annotations, images."""
     lists = [root / "ImageSets" / "Main" / f"{s}.txt" for s in SPLITS]
     return ([p for p in lists if p.is_file()] + sorted((root / "Annotations").glob("*.xml"))
             + sorted((root / "JPEGImages").glob("*.jpg")))

@@ -24,17 +24,20 @@ def fingerprint(files: Iterable[Path], root: Path, params: dict) -> str:
     return digest.hexdigest()
 
 
-def read_through_cache(path: Path, params: dict, read: Callable[[], tuple[dict[str, SplitArrays], DataAudit]],
-                       *, use_cache: bool) -> tuple[dict[str, SplitArrays], DataAudit]:
+def read_through_cache(path: Path, params: dict, read: Callable[[], tuple[dict, DataAudit]], *, use_cache: bool,
+                       load: Callable[[Path], tuple[dict, dict] | None] | None = None,
+                       save: Callable[[Path, dict, dict], None] | None = None) -> tuple[dict, DataAudit]:
     """The splits and audit cached at ``path``; otherwise ``read()`` them and cache them with
-    ``params`` (the decoding parameters, kept for a person inspecting the file)."""
-    cached = load_splits(path) if use_cache else None
+    ``params`` (the decoding parameters, kept for a person inspecting the file). ``load`` and
+    ``save`` store the splits (default: equal-size ``SplitArrays``, ``load_splits``/``save_splits``)."""
+    load, save = load or load_splits, save or save_splits
+    cached = load(path) if use_cache else None
     if cached is not None:
         splits, meta = cached
         return splits, DataAudit.from_dict(meta["audit"])
     splits, audit = read()
     if use_cache:
-        save_splits(path, splits, {"audit": audit.to_dict(), **params})
+        save(path, splits, {"audit": audit.to_dict(), **params})
     return splits, audit
 
 
@@ -53,12 +56,16 @@ def load_splits(path: Path) -> tuple[dict[str, SplitArrays], dict] | None:
 
 
 def save_splits(path: Path, splits: dict[str, SplitArrays], meta: dict) -> None:
-    """Write atomically, so a killed run never leaves a half-written cache behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {"meta": np.array(json.dumps({**meta, "splits": list(splits)}))}
     for name, split in splits.items():
         arrays |= {f"{name}/images": split.images, f"{name}/labels": split.labels,
                    f"{name}/sources": split.sources.astype(str)}
+    save_npz_atomically(path, arrays)
+
+
+def save_npz_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write an npz atomically, so a killed run never leaves a half-written cache behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
     with os.fdopen(fd, "wb") as handle:
         np.savez(handle, **arrays)

@@ -31,18 +31,18 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
 
 from trainables.datasets.audit import DataAudit
-from trainables.datasets.bccd import locate_bccd
-from trainables.datasets.cache import fingerprint
+from trainables.datasets.bccd import bccd_source_files, locate_bccd
+from trainables.datasets.base import SplitSelection
+from trainables.datasets.cache import fingerprint, read_through_cache, save_npz_atomically
 from trainables.datasets.download import DATA_DIR_ENV, DataNotFoundError, cache_dir
 from trainables.datasets.images import CorruptImageError, decode_rgb
 from trainables.datasets.leakage import ImagePrint, check_leakage, image_print
@@ -118,7 +118,7 @@ def _rows(items: tuple, rows: np.ndarray) -> tuple:
 
 
 @dataclass(frozen=True)
-class DetectionData:
+class DetectionData(SplitSelection):
     """Decoded, scaled images and targets of every split of a detection dataset; the same
     selection API as ``ClassificationData`` (``only``, ``subset_sources``, ``class_counts``)."""
 
@@ -126,10 +126,6 @@ class DetectionData:
     class_names: tuple[str, ...]
     splits: dict[str, DetectionSplit]
     fingerprint: str = field(default="")
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
 
     @property
     def has_masks(self) -> bool:
@@ -140,23 +136,6 @@ class DetectionData:
         labels = self.splits[split].labels
         flat = np.concatenate(labels) if labels else np.zeros(0, np.int64)
         return np.bincount(flat, minlength=self.num_classes)
-
-    def only(self, *names: str) -> "DetectionData":
-        """The same data restricted to the named splits (sweeps never see ``test``)."""
-        unknown = sorted(set(names) - set(self.splits))
-        if unknown:
-            raise KeyError(f"unknown split(s) {unknown}; this dataset has {sorted(self.splits)}")
-        return replace(self, splits={n: self.splits[n] for n in names})
-
-    def subset_sources(self, per_split: int, *, seed: int) -> "DetectionData":
-        """Keep ``per_split`` randomly chosen images in each split."""
-        rng = np.random.default_rng(seed)
-        kept = {}
-        for name, split in self.splits.items():
-            sources = np.unique(split.sources)
-            chosen = rng.choice(sources, size=min(per_split, len(sources)), replace=False)
-            kept[name] = split.take(np.flatnonzero(np.isin(split.sources, chosen)))
-        return replace(self, splits=kept)
 
 
 # --- geometry: scaling, masks, boxes, flips ----------------------------------------------------
@@ -961,7 +940,8 @@ def _prepared(dataset: str, class_names: tuple[str, ...], root: Path, files: lis
     params = {**settings.params(), "dataset": dataset}
     key = fingerprint(files, root, params)
     path = cache_dir() / "detection" / f"{dataset}-{key[:20]}.npz"
-    splits, audit = detection_through_cache(path, params, read, use_cache=use_cache)
+    splits, audit = read_through_cache(path, params, read, use_cache=use_cache, load=load_detection_splits,
+                                       save=save_detection_splits)
     return DetectionData(name=dataset, class_names=class_names, splits=splits, fingerprint=key), audit
 
 
@@ -1044,9 +1024,7 @@ def prepare_bccd_detection(*, data_dir: str | None, image_size: int, padding: in
     """
     settings = ReadSettings(image_size, preprocessing, bilateral)
     root = locate_bccd(data_dir)
-    files = ([root / "ImageSets" / "Main" / f"{s}.txt" for s in SPLITS]
-             + sorted((root / "Annotations").glob("*.xml")) + sorted((root / "JPEGImages").glob("*.jpg")))
-    return _prepared(BCCD_DETECTION, BCCD_CLASSES, root, [p for p in files if p.is_file()], settings,
+    return _prepared(BCCD_DETECTION, BCCD_CLASSES, root, bccd_source_files(root), settings,
                      lambda: read_bccd_detection(root, image_size=image_size, preprocessing=preprocessing,
                                                  bilateral=bilateral), use_cache)
 
@@ -1056,31 +1034,12 @@ def prepare_bccd_detection(*, data_dir: str | None, image_size: int, padding: in
 # split stores its images flattened end to end with their shapes, and its instances' boxes,
 # labels and bit-packed masks end to end with the instance count of each image.
 
-def detection_through_cache(path: Path, params: dict,
-                            read: Callable[[], tuple[dict[str, DetectionSplit], DataAudit]],
-                            *, use_cache: bool) -> tuple[dict[str, DetectionSplit], DataAudit]:
-    """The splits and audit cached at ``path``; otherwise ``read()`` them and cache them."""
-    cached = load_detection_splits(path) if use_cache else None
-    if cached is not None:
-        splits, meta = cached
-        return splits, DataAudit.from_dict(meta["audit"])
-    splits, audit = read()
-    if use_cache:
-        save_detection_splits(path, splits, {"audit": audit.to_dict(), **params})
-    return splits, audit
-
-
 def save_detection_splits(path: Path, splits: dict[str, DetectionSplit], meta: dict) -> None:
-    """Write atomically, so a killed run never leaves a half-written cache behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {"meta": np.array(json.dumps({**meta, "splits": list(splits),
                                            "masks": {n: s.masks is not None for n, s in splits.items()}}))}
     for name, split in splits.items():
         arrays |= {f"{name}/{key}": value for key, value in _packed(split).items()}
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
-    with os.fdopen(fd, "wb") as handle:
-        np.savez(handle, **arrays)
-    os.replace(tmp, path)
+    save_npz_atomically(path, arrays)
 
 
 def _end_to_end(parts: tuple[np.ndarray, ...], dtype) -> np.ndarray:
