@@ -99,10 +99,11 @@ def test_fit_stops_early_after_patience_epochs_without_improvement():
     assert len(reports) == 3 and reports[-1][0]["stop_reason"] == STOP_EARLY
 
 
-def test_fit_ends_a_diverging_trial_at_once_with_the_reason():
+def test_fit_ends_a_diverging_trial_at_once_with_the_reason_and_its_node():
     _, reports = _run_fit(lr=1e6, max_epochs=20)
     last = reports[-1][0]
     assert last["stop_reason"] == STOP_DIVERGED
+    assert set(last) >= {"node_id", "epoch_seconds", "lr"} and isinstance(last["node_id"], str)
     assert "divergence bound" in last["divergence_reason"] or "non-finite" in last["divergence_reason"]
     assert len(reports) <= 2 and math.isnan(last["val_accuracy"])
 

@@ -237,7 +237,8 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, train_batches: Ca
 
 def _diverged_result(epoch: int, lr: float, reason: str, monitor: str, seconds: float) -> dict:
     return {"epoch": epoch, "train_loss": float("nan"), "val_loss": float("nan"), monitor: float("nan"),
-            "lr": lr, "epoch_seconds": seconds, "stop_reason": STOP_DIVERGED, "divergence_reason": reason}
+            "lr": lr, "epoch_seconds": seconds, "node_id": _node_id(), "stop_reason": STOP_DIVERGED,
+            "divergence_reason": reason}
 
 
 def _write_checkpoint(epoch, model, optimizer, scheduler, early, meta) -> str:
