@@ -112,7 +112,7 @@ def test_the_leakage_check_finds_a_planted_copy_and_nothing_in_generated_data(np
         val_images[val_rows[0]] = raw["train_images"][train_rows[0]]
     planted = _rewrite(npz28, tmp_path / "chestmnist.npz", val_images=val_images)
     _, audit = read_chestmnist(planted, image_size=28)
-    assert audit.leakage["exact"] == [[f"train/train/{train_rows[0]}", f"val/val/{val_rows[0]}"]]
+    assert audit.leakage["exact"] == [[f"train/{train_rows[0]}", f"val/{val_rows[0]}"]]
 
 
 # --- locating, naming and downloading ----------------------------------------------------------

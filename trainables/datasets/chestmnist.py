@@ -39,7 +39,7 @@ SPLITS = ("train", "val", "test")
 SUBFOLDERS = ("medmnist", "chestmnist")
 MEAN = (0.485,)
 STD = (0.229,)
-READER_VERSION = 2
+READER_VERSION = 3
 HOMEPAGE = "https://medmnist.com"
 
 
@@ -183,8 +183,8 @@ def _kept_rows(split: str, images: np.ndarray, labels: np.ndarray, audit: DataAu
     _summarise_drops(split, labels, positives, finding, kept, audit)
     rows = np.flatnonzero(kept)
     sources = np.asarray([f"{split}/{row}" for row in rows], dtype=str)
-    prints += [ImagePrint(split, source, hashlib.sha256(images[row].tobytes()).hexdigest(),
-                          difference_hash(images[row]), ring_hash(images[row])) for row, source in zip(rows, sources)]
+    prints += [ImagePrint(split, str(row), hashlib.sha256(images[row].tobytes()).hexdigest(),
+                          difference_hash(images[row]), ring_hash(images[row])) for row in rows]
     return SplitArrays(images=images[rows][..., None], labels=classes, sources=sources)
 
 
