@@ -1,0 +1,227 @@
+"""The report-section registry (``SECTIONS``, the ``section`` decorator, rendering and spec
+validation), the ``ReportContext`` every section receives, and the helpers that sections of
+more than one study kind use."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.document import Block, Heading, Table
+from analysis.rerun import CHECKPOINT, RETRAINED, Confirmation, RerunSettings
+from analysis.results import Experiment
+from sweeps.report_spec import ReportSpec
+from analysis.stats import Estimate
+from analysis.winners import Winners, format_group, group_key
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    experiment: Experiment
+    winners: Winners
+    confirmation: Confirmation | None
+    spec: ReportSpec
+    figures_dir: Path
+    settings: RerunSettings
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.confirmation.class_names if self.confirmation else tuple(self.experiment.audit.get("class_names", ()))
+
+    def cite(self, topic: str) -> str:
+        """Where in the study's document a table comes from ("" for medsweep's own tables)."""
+        where = self.spec.citation(topic)
+        return f"{self.spec.document} {where}" if where else ""
+
+    @cached_property
+    def _trials_by_id(self) -> pd.DataFrame:
+        return self.experiment.trials.set_index("trial_id")
+
+    def trial(self, trial_id: str) -> pd.Series:
+        return self._trials_by_id.loc[trial_id]
+
+    def group_name(self, key: tuple) -> str:
+        return self.spec.label(key) or format_group(self.winners.group_by, key) or "all trials"
+
+    def checkpoint_outputs(self, trial_id: str) -> np.ndarray | None:
+        models = self.confirmation.predictions.get((trial_id, CHECKPOINT)) if self.confirmation else None
+        return models[0].outputs if models else None
+
+    def retrained(self, trial_id: str) -> list:
+        return self.confirmation.predictions.get((trial_id, RETRAINED), []) if self.confirmation else []
+
+    def estimate(self, trial_id: str, metric: str, kind: str | None = None) -> Estimate | None:
+        return self.confirmation.estimate(trial_id, metric, kind) if self.confirmation else None
+
+    def seeds_label(self) -> str:
+        return f"retrained × {self.settings.seeds} seeds: mean ± std [{self.settings.confidence:.0%} CI]"
+
+    @property
+    def retraining(self) -> bool:
+        return self.settings.seeds > 0
+
+
+NEEDS = ("", "winner", "confirmation", "checkpoint")
+
+
+@dataclass(frozen=True)
+class SectionEntry:
+    """A section and what it needs to run: nothing, a winner, test-split results of the
+    candidates (``confirmation``), or the winner's own sweep checkpoint on the test split."""
+
+    function: Callable[[ReportContext], list[Block]]
+    needs: str
+
+
+SECTIONS: dict[str, SectionEntry] = {}
+
+
+def section(name: str, *, needs: str = ""):
+    if needs not in NEEDS:
+        raise ValueError(f"section {name!r}: needs={needs!r} is unknown; valid: {NEEDS}")
+
+    def register(function: Callable[[ReportContext], list[Block]]):
+        SECTIONS[name] = SectionEntry(function, needs)
+        return function
+    return register
+
+
+def get_section(name: str) -> SectionEntry:
+    try:
+        return SECTIONS[name]
+    except KeyError:
+        raise KeyError(f"unknown report section {name!r}; valid sections: {', '.join(sorted(SECTIONS))}") from None
+
+
+def render_sections(context: ReportContext) -> list[Block]:
+    blocks: list[Block] = []
+    for name in context.spec.sections:
+        if can_run(get_section(name).needs, context):
+            blocks.extend(get_section(name).function(context))
+    return blocks
+
+
+def can_run(needs: str, context: ReportContext) -> bool:
+    if needs and context.winners.overall is None:
+        return False
+    if needs in ("confirmation", "checkpoint") and context.confirmation is None:
+        return False
+    return needs != "checkpoint" or context.checkpoint_outputs(context.winners.overall) is not None
+
+
+# The kinds of ``Check`` quantity that ``common.measure`` reads; ``validate_spec`` rejects any other.
+CHECK_QUANTITIES = ("test", "count", "best_group", "config", "diverged")
+
+
+def validate_spec(spec: ReportSpec) -> None:
+    """Unknown section names or check quantities fail before any work."""
+    for name in spec.sections:
+        get_section(name)
+    for check in spec.checks:
+        if check.quantity.partition(":")[0] not in CHECK_QUANTITIES:
+            raise KeyError(f"check {check.statement!r}: quantity {check.quantity!r} is unknown; valid kinds: "
+                           f"{', '.join(CHECK_QUANTITIES)}")
+
+
+# ---- formatting ---------------------------------------------------------------------------
+
+def number(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def percent(value, digits: int = 1) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.{digits}f}"
+
+
+def duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "n/a"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else (f"{minutes} min {secs:02d} s" if minutes else f"{secs} s")
+
+
+def estimate_mean(e: Estimate | None, digits: int = 3) -> str:
+    return "n/a" if e is None else number(e.mean, digits)
+
+
+def estimate_text(e: Estimate | None, *, scale: float = 1.0, digits: int = 3) -> str:
+    if e is None:
+        return "n/a"
+    scaled = Estimate(mean=e.mean * scale, std=e.std * scale, low=e.low * scale, high=e.high * scale, seeds=e.seeds)
+    return scaled.format(digits)
+
+
+def axis_values(context: ReportContext, trial_id: str) -> str:
+    config = context.experiment.config(trial_id)
+    return ", ".join(f"{axis}={config.get(axis)}" for axis in context.experiment.axes)
+
+
+def epochs_with_reason(training: dict) -> str:
+    """'14', or '9 (diverged)' when a model did not run to its planned end."""
+    reason = training.get("stop_reason", "completed")
+    return str(training["epochs"]) + ("" if reason == "completed" else f" ({reason})")
+
+
+def mean_text(values: list, *, scale: float = 1.0, digits: int = 2) -> str:
+    finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not finite:
+        return "n/a"
+    spread = f" ± {np.std(finite, ddof=1) * scale:.{digits}f}" if len(finite) > 1 else ""
+    return f"{np.mean(finite) * scale:.{digits}f}{spread}"
+
+
+def not_evaluated(trial: pd.Series) -> str:
+    """What a table cell says for a trial without a checkpoint to evaluate."""
+    return "NaN (diverged)" if trial["stop_reason"] == "diverged" else f"— ({trial['stop_reason']})"
+
+
+# ---- helpers of more than one study kind -------------------------------------------------
+
+def trials_of_group(context: ReportContext, key: tuple) -> pd.DataFrame:
+    trials = context.experiment.trials
+    mask = [group_key(row, context.winners.group_by) == tuple(key) for _, row in trials.iterrows()]
+    return trials[mask]
+
+
+def other_axes(context: ReportContext, trial_id: str) -> str:
+    config = context.experiment.config(trial_id)
+    others = [a for a in context.experiment.axes if a not in context.winners.group_by]
+    return ", ".join(f"{a}={config.get(a)}" for a in others) or "—"
+
+
+def verdict_of(context: ReportContext, trial_id: str) -> str:
+    if trial_id == context.winners.overall:
+        return "winner"
+    found = context.confirmation.comparisons
+    found = found[found["trial_id"] == trial_id]
+    if not found.empty:
+        return str(found["verdict"].iloc[0])
+    other_split = context.confirmation.test_of(trial_id) is not context.confirmation.test
+    return "not compared: another test split" if other_split else "n/a"
+
+
+def per_group_trial_tables(context: ReportContext, *, caption: str,
+                           row: Callable[[pd.Series], dict[str, str]]) -> list[Block]:
+    """The document's layout: one table per compared group, one row per trial with its other
+    grid values and then ``row(trial)``."""
+    trials = context.experiment.trials
+    others = [a for a in context.experiment.axes if a not in context.winners.group_by]
+    keys = [tuple(k) for k, _ in context.spec.group_labels] or sorted({group_key(r, context.winners.group_by)
+                                                                       for _, r in trials.iterrows()}, key=str)
+    blocks: list[Block] = []
+    for key in keys:
+        rows = [{**{axis: trial[f"config/{axis}"] for axis in others}, **row(trial)}
+                for _, trial in trials_of_group(context, key).iterrows()]
+        frame = pd.DataFrame(rows).sort_values(others, ascending=False, kind="stable") if rows else pd.DataFrame()
+        blocks += [Heading(context.group_name(key), 3),
+                   Table(frame, caption=f"{context.group_name(key)}: {caption}", source=context.cite("trial_tables"))]
+    return blocks

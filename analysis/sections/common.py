@@ -1,0 +1,359 @@
+"""Sections any study can list: the summary, the winner's model performance, the confirmation
+of the candidates on the test split, training curves, the document's targets and claims
+(``checks``), the sweep and its trials, the model comparison, and the environment."""
+
+from __future__ import annotations
+
+import math
+import platform
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import figures
+from analysis.document import Block, Bullets, Figure, Heading, Paragraph, Table
+from analysis.rerun import CHECKPOINT, RETRAINED, metric_on_test
+from analysis.results import direction
+
+from .base import (CHECK_QUANTITIES, ReportContext, axis_values, duration, epochs_with_reason,
+                   estimate_text, mean_text, number, percent, section, verdict_of)
+
+
+@section("summary")
+def summary(context: ReportContext) -> list[Block]:
+    experiment, winners = context.experiment, context.winners
+    counts = experiment.trials["stop_reason"].value_counts()
+    resolved = experiment.resolved
+    blocks: list[Block] = [
+        Heading("Summary"),
+        Paragraph(f"Sweep {experiment.spec.name} — {experiment.spec.study}. Profile {resolved.profile}"
+                  f"{' (smoke)' if resolved.smoke else ''}; {len(experiment.trials)} trial(s): "
+                  + ", ".join(f"{n} {reason}" for reason, n in counts.items())
+                  + f". Trials are selected on {experiment.metric} ({experiment.mode}) of the validation split; "
+                    "the test split is used only below, to confirm the candidates."),
+    ]
+    leakage = experiment.audit.get("leakage") or {}
+    if leakage.get("exact_groups") or leakage.get("near_pairs"):
+        blocks.append(Paragraph(
+            f"Data audit: {leakage['exact_groups']} exact duplicate group(s) and {leakage['near_pairs']} "
+            f"near-duplicate pair(s) of images span different splits (listed in data_audit.txt), e.g. "
+            + "; ".join([" = ".join(g) for g in leakage["exact"][:2]] + [f"{p['a']} ~ {p['b']}" for p in leakage["near"][:2]])
+            + ". Test results of models that saw such a twin in training may be optimistic."))
+    if winners.overall is None:
+        blocks.append(Paragraph(f"No trial finished with a finite {experiment.metric}: every trial diverged, "
+                                "errored or never ran, so there is no winner to confirm. The trial table below "
+                                "says why each one ended."))
+        return blocks
+    row = context.trial(winners.overall)
+    items = [f"Winner: trial {winners.overall} ({axis_values(context, winners.overall)}), best "
+             f"{experiment.metric} {number(row[f'best_{experiment.metric}'])} at epoch {int(row['best_epoch'])}."]
+    metric = metric_on_test(experiment.metric)
+    if context.confirmation is not None:
+        retrained = (f"; {context.seeds_label()} "
+                     f"{estimate_text(context.estimate(winners.overall, metric, RETRAINED))}" if context.retraining else "")
+        items.append(f"Test {metric} of the winner: sweep checkpoint "
+                     f"{estimate_text(context.estimate(winners.overall, metric, CHECKPOINT))}{retrained}.")
+        items.append(tie_sentence(context))
+        items += [f"Not confirmed: {failure}" for failure in context.confirmation.failures]
+    blocks.append(Bullets(tuple(items)))
+    return blocks
+
+
+def tie_sentence(context: ReportContext) -> str:
+    comparisons = context.confirmation.comparisons
+    metric = metric_on_test(context.experiment.metric)
+    if comparisons.empty:
+        return f"No other candidate to compare with the winner on test {metric}."
+    tied = list(comparisons.loc[comparisons["verdict"] == "tied", "trial_id"])
+    better = list(comparisons.loc[comparisons["verdict"] == "better", "trial_id"])
+    text = (f"Statistically tied with the winner on test {metric} (paired bootstrap over test images, "
+            f"{context.settings.confidence:.0%}): " + (", ".join(tied) if tied else "none") + ".")
+    if better:
+        text += " Significantly better on test than the validation winner: " + ", ".join(better) + "."
+    return text
+
+
+@section("model_performance", needs="checkpoint")
+def model_performance(context: ReportContext) -> list[Block]:
+    winner = context.winners.overall
+    row = context.trial(winner)
+    retrained = context.retrained(winner)
+    columns = {
+        "Measure": ["Test loss", "Test accuracy (%)", "Best validation accuracy (%)", "Training stopped at epoch",
+                    "Total training time"],
+        "Winner's sweep checkpoint": [
+            number(context.estimate(winner, "loss", CHECKPOINT).mean, 4),
+            percent(context.estimate(winner, "accuracy", CHECKPOINT).mean, 2),
+            percent(row.get("best_val_accuracy", math.nan), 2),
+            str(int(row["epochs"])), duration(float(row["wall_seconds"]))],
+        context.seeds_label(): [
+            estimate_text(context.estimate(winner, "loss", RETRAINED), digits=4),
+            estimate_text(context.estimate(winner, "accuracy", RETRAINED), scale=100, digits=2),
+            mean_text([m.training.get("best_val_accuracy") for m in retrained], scale=100),
+            ", ".join(epochs_with_reason(m.training) for m in retrained) or "n/a",
+            duration(float(np.mean([m.training["wall_seconds"] for m in retrained]))) if retrained else "n/a"],
+    }
+    frame = pd.DataFrame(columns if retrained else {k: v for k, v in columns.items() if k != context.seeds_label()})
+    return [Heading("Model performance on the test split"),
+            Paragraph("Test loss is the unweighted cross-entropy, comparable across arms. Training time is the "
+                      "trial's own time (data in memory), without Ray start-up. In the retrained column, ± is the "
+                      "spread over seeds and the interval resamples test images for the seed-averaged value, so "
+                      "it shows test-set sampling error, not seed-to-seed variation."),
+            Table(frame, caption=f"Winner {winner}", source=context.cite("model_performance"))]
+
+
+@section("confirmation", needs="confirmation")
+def confirmation_section(context: ReportContext) -> list[Block]:
+    experiment, winners = context.experiment, context.winners
+    metric = metric_on_test(experiment.metric)
+    rows = []
+    for candidate in winners.candidates:
+        row = context.trial(candidate.trial_id)
+        found = context.confirmation.comparisons
+        found = found[found["trial_id"] == candidate.trial_id]
+        rows.append({"Trial": candidate.trial_id, "Roles": "; ".join(candidate.roles),
+                     "Config": axis_values(context, candidate.trial_id),
+                     f"Val {metric}": number(row[f"best_{experiment.metric}"]),
+                     f"Test {metric}, sweep checkpoint": estimate_text(context.estimate(candidate.trial_id, metric, CHECKPOINT)),
+                     **({f"Test {metric}, {context.seeds_label()}":
+                         estimate_text(context.estimate(candidate.trial_id, metric, RETRAINED))} if context.retraining else {}),
+                     "Δ vs winner [CI]": "—" if found.empty else
+                     f"{found['difference'].iloc[0]:+.3f} [{found['low'].iloc[0]:+.3f}, {found['high'].iloc[0]:+.3f}] "
+                     f"({found['kind'].iloc[0]})",
+                     "Verdict": verdict_of(context, candidate.trial_id)})
+    blocks: list[Block] = [
+        Heading("Confirmation on the test split"),
+        Paragraph("Candidates: the best trials overall and the best of every group. Each is evaluated from its best "
+                  "sweep checkpoint" + (f" and retrained from scratch with seeds {list(context.settings.seed_values)} "
+                                        "as one Ray Tune run" if context.retraining else "")
+                  + f"; intervals resample test images ({context.settings.bootstrap} resamples). {tie_sentence(context)}"),
+        Table(pd.DataFrame(rows), caption="Candidates"),
+    ]
+    if context.confirmation.failures:
+        blocks.append(Bullets(tuple(f"Not confirmed: {f}" for f in context.confirmation.failures)))
+    return blocks
+
+
+@section("training_curves", needs="winner")
+def training_curves(context: ReportContext) -> list[Block]:
+    winners, epochs = context.winners, context.experiment.epochs
+    chosen = ({context.group_name(k): t for k, t in winners.per_group.items()} if winners.group_by
+              else {c.trial_id: c.trial_id for c in winners.candidates})
+    histories = {f"{label} ({trial_id})": epochs[epochs["trial_id"] == trial_id]
+                 for label, trial_id in chosen.items()}
+    histories = {k: v for k, v in histories.items() if not v.empty and context.experiment.metric in v}
+    if not histories:
+        return []
+    metrics = list(dict.fromkeys((context.experiment.metric, *context.spec.curves)))
+    path = figures.training_curves(histories, metrics, context.figures_dir / "training_curves.png")
+    return [Heading("Training curves"),
+            Figure(path, f"{', '.join(metrics)} and losses per epoch of the best trial of each group")]
+
+
+@section("checks", needs="confirmation")
+def checks(context: ReportContext) -> list[Block]:
+    rows = []
+    for check in context.spec.checks:
+        measured, shown = measure(context, check.quantity)
+        holds = "n/a" if measured is None else ("yes" if check.holds(measured) else "no")
+        rows.append({"Source": check.source, "Kind": check.kind, "Statement": check.statement,
+                     "Document": f"{check.op} {check.value}" + (f" (± {check.tolerance})" if check.tolerance else ""),
+                     "Measured": shown, "Holds": holds})
+    if not rows:
+        return []
+    return [Heading("The document's targets and claims"),
+            Paragraph("Each target or claim of the document beside what was measured here (test values: the mean "
+                      "over the retrained seeds, or the sweep checkpoint where none were retrained)."),
+            Table(pd.DataFrame(rows), caption="Targets and claims", source=context.cite("checks"))]
+
+
+def parse_axis_values(text: str) -> dict[str, str]:
+    """``lr=0.001,dropout=0.0`` → {"lr": "0.001", "dropout": "0.0"} (compared as text)."""
+    return dict(item.split("=", 1) for item in text.split(",") if item)
+
+
+def trials_with(context: ReportContext, values: dict[str, str]) -> pd.DataFrame:
+    trials = context.experiment.trials
+    mask = np.ones(len(trials), dtype=bool)
+    for axis, value in values.items():
+        column = trials.get(f"config/{axis}")
+        if column is None:
+            return trials.iloc[0:0]
+        mask &= column.map(lambda v: same_value(v, value)).to_numpy(dtype=bool)
+    return trials[mask]
+
+
+def same_value(value, text: str) -> bool:
+    try:
+        return float(value) == float(text)
+    except (TypeError, ValueError):
+        return str(value) == text
+
+
+def trial_with(context: ReportContext, values: dict[str, str]) -> str | None:
+    found = trials_with(context, values)
+    return str(found["trial_id"].iloc[0]) if len(found) else None
+
+
+def measure(context: ReportContext, quantity: str) -> tuple[float | str | None, str]:
+    """The measured value of a ``Check`` quantity, and how to show it."""
+    kind, _, rest = quantity.partition(":")
+    if kind == "test":
+        metric, _, who = rest.partition("@")
+        trial_id = context.winners.overall if who == "winner" else group_trial(context, who)
+        e = context.estimate(trial_id, metric) if trial_id else None
+        return (None, f"no trial for {who}") if e is None else (e.mean, f"{estimate_text(e)} ({who}, {trial_id})")
+    if kind == "count":
+        split, _, name = rest.partition(":")
+        kept = context.experiment.audit.get("kept", {})
+        splits = list(kept) if split == "all" else [split]
+        total = sum(int(kept.get(s, {}).get(name, 0)) for s in splits)
+        return total, f"{total:,}"
+    if kind == "config":
+        metric, _, values = rest.partition("@")
+        trial_id = trial_with(context, parse_axis_values(values))
+        e = context.estimate(trial_id, metric, CHECKPOINT) if trial_id else None
+        if e is None:
+            return None, f"no evaluated trial with {values}"
+        return e.mean, f"{number(e.mean)} [{number(e.low)}, {number(e.high)}] (sweep checkpoint {trial_id})"
+    if kind == "diverged":
+        chosen = trials_with(context, parse_axis_values(rest))
+        diverged = int((chosen["stop_reason"] == "diverged").sum())
+        verdict = "all" if diverged == len(chosen) and diverged else ("none" if not diverged else "some")
+        return verdict, f"{diverged} of {len(chosen)} diverged; the others " + (
+            ", ".join(f"{n} {r}" for r, n in chosen.loc[chosen["stop_reason"] != "diverged", "stop_reason"]
+                      .value_counts().items()) or "—")
+    if kind == "best_group":
+        metric = rest
+        sign = 1 if direction(metric) == "max" else -1
+        scored = [(sign * context.estimate(t, metric).mean, context.group_name(k))
+                  for k, t in context.winners.per_group.items() if context.estimate(t, metric)]
+        best = max(scored)[1] if scored else None
+        return best, best or "n/a"
+    raise ValueError(f"unknown check quantity {quantity!r}; valid kinds: {', '.join(CHECK_QUANTITIES)}")
+
+
+def group_trial(context: ReportContext, label: str) -> str | None:
+    for key, trial_id in context.winners.per_group.items():
+        if context.group_name(key) == label:
+            return trial_id
+    return None
+
+
+@section("sweep")
+def sweep_section(context: ReportContext) -> list[Block]:
+    experiment = context.experiment
+    trials = experiment.trials
+    max_epochs = experiment.resolved.max_epochs
+    ran = int(trials["epochs"].sum())
+    full = len(trials) * max_epochs
+    epoch_seconds = experiment.epochs["time_this_iter_s"].mean() if "time_this_iter_s" in experiment.epochs else math.nan
+    spent = float(trials["wall_seconds"].sum())
+    compute = pd.DataFrame({
+        "": ["Trial-epochs", "Trial wall time (sum over trials)"],
+        "Spent (with ASHA and early stopping)": [f"{ran:,}", duration(spent)],
+        "Full grid without early stopping": [f"{full:,}", duration(full * epoch_seconds)],
+        "Saved": [f"{1 - ran / full:.0%}" if full else "n/a",
+                  f"{1 - spent / (full * epoch_seconds):.0%}" if full and epoch_seconds > 0 else "n/a"],
+    })
+    blocks: list[Block] = [
+        Heading("The sweep"),
+        Paragraph(f"{len(trials)} trials over {', '.join(experiment.axes) or 'no axes'}; ASHA on epochs with grace "
+                  f"period {experiment.resolved.asha.grace_period} and reduction factor "
+                  f"{experiment.resolved.asha.reduction_factor}, max {max_epochs} epochs. The full-grid wall time "
+                  f"assumes every trial runs {max_epochs} epochs at the measured mean of "
+                  f"{number(epoch_seconds, 1)} s per epoch."),
+        Table(compute, caption="Compute spent against the full grid"),
+    ]
+    if not trials.empty:
+        blocks.append(Figure(figures.hyperparameters_against_metric(trials, experiment.axes, experiment.metric,
+                                                                     context.figures_dir / "hyperparameters.png"),
+                             f"Best {experiment.metric} of every trial against each hyperparameter"))
+        blocks.append(Figure(figures.epochs_per_trial(trials, max_epochs, context.figures_dir / "epochs_per_trial.png"),
+                             "Epochs each trial ran under ASHA and early stopping"))
+    return blocks
+
+
+@section("trials")
+def trials_section(context: ReportContext) -> list[Block]:
+    experiment = context.experiment
+    column = f"best_{experiment.metric}"
+    shown = pd.DataFrame({"Trial": experiment.trials["trial_id"]})
+    for axis in experiment.axes:
+        shown[axis] = experiment.trials.get(f"config/{axis}")
+    shown["Stop reason"] = experiment.trials["stop_reason"]
+    shown["Epochs"] = experiment.trials["epochs"]
+    shown[column] = experiment.trials[column].map(number) if column in experiment.trials else "n/a"
+    shown["Time"] = experiment.trials["wall_seconds"].map(duration)
+    shown["Detail"] = experiment.trials["detail"].fillna("").map(lambda text: str(text)[:90])
+    return [Heading("All trials"), Table(shown, caption="Every trial, also in results.csv")]
+
+
+@section("model_comparison", needs="confirmation")
+def model_comparison(context: ReportContext) -> list[Block]:
+    """The documents' model comparison: each group's winner with its size and measured speed
+    beside its test scores."""
+    from trainables.classification import checkpoint_profile
+
+    binary = len(context.class_names) == 2
+    metrics = (("Accuracy (%)", "accuracy"), ("Sensitivity (%)", "sensitivity"), ("Specificity (%)", "specificity"),
+               ("Precision (%)", "precision"), ("F1 (%)", "f1"), ("AUC", "auc")) if binary else (
+               ("Accuracy (%)", "accuracy"), ("Macro F1 (%)", "macro_f1"), ("Weighted F1 (%)", "weighted_f1"),
+               ("Macro AUC", "macro_auc"))
+    rows, device = [], "cpu"
+    for key, trial_id in context.winners.per_group.items():
+        checkpoint = context.trial(trial_id)["best_checkpoint"]
+        if (trial_id, CHECKPOINT) not in context.confirmation.predictions:
+            continue
+        profile = checkpoint_profile(Path(checkpoint), context.confirmation.test_of(trial_id))
+        device = profile["device"]
+        row = {"Model": context.group_name(key), "Trial": trial_id,
+               "Parameters": f"{profile['parameters']:,.0f}", "Trainable": f"{profile['trainable_parameters']:,.0f}",
+               "Latency (ms/image)": f"{profile['latency_ms']:.1f}"}
+        for label, metric in metrics:
+            e = context.estimate(trial_id, metric)
+            row[label] = estimate_text(e, scale=1 if "AUC" in label else 100, digits=3 if "AUC" in label else 1)
+        rows.append(row)
+    if not rows:
+        return []
+    return [Heading("Model comparison"),
+            Paragraph(f"Each model's best trial: parameters (all / trainable), the median time to classify one "
+                      f"image (batch of one, {device}, this machine, after a warm-up) and its test scores "
+                      f"({context.seeds_label() if context.retraining else 'sweep checkpoint'}). Latency depends on "
+                      f"the machine and the input size of this run's profile; compare models with each other, not "
+                      f"with the document's milliseconds."),
+            Table(pd.DataFrame(rows), caption="Model comparison on the test split",
+                  source=context.cite("model_comparison"))]
+
+
+@section("environment")
+def environment(context: ReportContext) -> list[Block]:
+    import os
+
+    import torch
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30 if hasattr(os, "sysconf") else math.nan
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none visible"
+    frame = pd.DataFrame({"": ["CPU", "CPU cores", "RAM", "GPU", "Python", "PyTorch"],
+                          "Analysis machine": [cpu_model(), str(os.cpu_count()),
+                                               f"{memory:.0f} GiB", gpu, platform.python_version(),
+                                               torch.__version__]})
+    return [Heading("Hardware and environment"),
+            Paragraph("The machine that wrote this report and evaluated the checkpoints; trials ran on the Ray "
+                      f"cluster with {experiment_resources(context)} per trial."),
+            Table(frame, caption="Environment", source=context.cite("environment"))]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def experiment_resources(context: ReportContext) -> str:
+    resources = context.experiment.resolved.resources
+    return f"{resources.cpus:g} CPU and {resources.gpus:g} GPU"
