@@ -40,6 +40,7 @@ def test_the_report_shows_val_map_per_trial_and_the_inference_time_grid(bccd_det
     for variant in ("Raw images", "Segmented images"):
         table = captions[f"{variant}: val mAP@0.5 per detection minimum confidence"]
         assert not empty_cells(table)
+        assert not table.frame["Other settings"].str.contains("detection_min_confidence").any()
     assert {"Performance on the validation split", "Performance on the test split",
             "Count error per class (test split)"} <= set(captions)
     trials = captions["Every trial, also in results.csv"].frame

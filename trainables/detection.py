@@ -261,7 +261,7 @@ def sampling_weights(labels: Sequence[np.ndarray], num_classes: int, *, balance:
 
 def image_tensor(image: np.ndarray) -> torch.Tensor:
     """A uint8 H x W x 3 image as the float 3 x H x W tensor in [0, 1] torchvision expects."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255.0)
+    return torch.tensor(image, dtype=torch.float32).permute(2, 0, 1).div(255.0)
 
 
 def target(boxes: np.ndarray, labels: np.ndarray, masks: np.ndarray | None) -> dict[str, torch.Tensor]:

@@ -192,9 +192,12 @@ def trials_of_group(context: ReportContext, key: tuple) -> pd.DataFrame:
     return trials[mask]
 
 
-def other_axes(context: ReportContext, trial_id: str) -> str:
+def other_axes(context: ReportContext, trial_id: str, *, besides: tuple[str, ...] = ()) -> str:
+    """The trial's grid values on the axes its table does not already show: not the group's,
+    nor ``besides``."""
     config = context.experiment.config(trial_id)
-    others = [a for a in context.experiment.axes if a not in context.winners.group_by]
+    shown = (*context.winners.group_by, *besides)
+    others = [a for a in context.experiment.axes if a not in shown]
     return ", ".join(f"{a}={config.get(a)}" for a in others) or "—"
 
 

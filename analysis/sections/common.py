@@ -286,7 +286,7 @@ def trials_section(context: ReportContext) -> list[Block]:
     shown["Epochs"] = experiment.trials["epochs"]
     shown[column] = experiment.trials[column].map(number) if column in experiment.trials else "n/a"
     shown["Time"] = experiment.trials["wall_seconds"].map(duration)
-    shown["Detail"] = experiment.trials["detail"].fillna("").map(lambda text: str(text)[:90])
+    shown["Detail"] = experiment.trials["detail"].fillna("").map(lambda text: str(text)[:90] or "—")
     return [Heading("All trials"), Table(shown, caption="Every trial, also in results.csv")]
 
 

@@ -47,8 +47,9 @@ def confidence_tables(context: ReportContext) -> list[Block]:
                              "Trial": "—", "Other settings": "—"})
                 continue
             best = finite.loc[finite[metric].astype(float).idxmax()]
+            others = other_axes(context, best["trial_id"], besides=("detection_min_confidence",))
             rows.append({"Detection minimum confidence": confidence, "Val mAP@0.5": number(float(best[metric]), 4),
-                         "Trial": best["trial_id"], "Other settings": other_axes(context, best["trial_id"])})
+                         "Trial": best["trial_id"], "Other settings": others})
         name = context.group_name((variant,))
         blocks.append(Table(pd.DataFrame(rows), caption=f"{name}: val mAP@0.5 per detection minimum confidence",
                             source=context.cite("confidence_tables")))
