@@ -5,8 +5,8 @@ winner (or test-split results) are skipped with a note when the experiment has n
 experiment where every trial failed still gets a report that says so.
 
 Where they live: ``base`` holds the registry (``SECTIONS``, ``section``, ``render_sections``,
-``validate_spec``), the ``ReportContext`` and the helpers that sections of more than one study
-kind use; ``common`` the sections any study can list (summary, confirmation, checks, sweep,
+``validate_spec``), the ``ReportContext``, the shared number and text formatting and the
+trial lookups that sections of more than one study kind use; ``common`` the sections any study can list (summary, confirmation, checks, sweep,
 trials, …); ``classification``, ``segmentation`` and ``detection`` the sections of that kind of
 study. To add one, decorate a function of the ``ReportContext`` with ``@section("name")`` (and
 ``needs=`` when it needs a winner, test-split results or the winner's checkpoint) in the module

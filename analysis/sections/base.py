@@ -1,6 +1,6 @@
 """The report-section registry (``SECTIONS``, the ``section`` decorator, rendering and spec
-validation), the ``ReportContext`` every section receives, and the helpers that sections of
-more than one study kind use."""
+validation), the ``ReportContext`` every section receives, the number and text formatting
+every section shares, and the trial lookups that sections of more than one study kind use."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import pandas as pd
 from analysis.document import Block, Heading, Table
 from analysis.rerun import CHECKPOINT, RETRAINED, Confirmation, RerunSettings
 from analysis.results import Experiment
-from sweeps.report_spec import ReportSpec
 from analysis.stats import Estimate
 from analysis.winners import Winners, format_group, group_key
+from sweeps.report_spec import ReportSpec
 
 
 @dataclass(frozen=True)
