@@ -25,9 +25,9 @@ from analysis import figures
 from analysis.results import ExperimentError, load_experiment
 from analysis.winners import pick_winners
 from sweeps.data import prepare_sweep_data
-from sweeps.run import USER_ERRORS
 from trainables.detection import checkpoint_candidates
 from trainables.detection_inference import best_inference, inference_grid
+from trainables.errors import MedsweepError
 
 OUT_DIR = "inference_grid"
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         run_inference_grid(args.experiment, trial_id=args.trial, data_dir=args.data_dir)
-    except (ExperimentError, *USER_ERRORS) as exc:
+    except MedsweepError as exc:
         print(f"error: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}", file=sys.stderr)
         return 2
     return 0

@@ -15,13 +15,13 @@ from pathlib import Path
 
 from analysis.document import Document, to_html, to_markdown
 from analysis.rerun import Confirmation, RerunSettings, confirm_on_test
-from analysis.results import ExperimentError, load_experiment
+from analysis.results import load_experiment
 from analysis.sections import ReportContext, render_sections, validate_spec
 from analysis.winners import pick_winners
-from sweeps.run import USER_ERRORS
+from trainables.errors import MedsweepError
 
 
-class ReportOptionsError(ValueError):
+class ReportOptionsError(MedsweepError, ValueError):
     """Report options out of range."""
 
 
@@ -118,9 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         write_report(options_from_args(args))
-    except (ExperimentError, ReportOptionsError, *USER_ERRORS) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"error: {message}", file=sys.stderr)
+    except MedsweepError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
 

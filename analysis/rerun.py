@@ -298,7 +298,7 @@ def run_retraining(experiment: Experiment, configs: list[dict], data: SweepData,
     """One Tune run of the sweep's trainable over exactly ``configs``, in ``<experiment>/reruns``."""
     from ray.tune.search import BasicVariantGenerator
 
-    from sweeps.run import ensure_ray
+    from sweeps.ray_session import ensure_ray
 
     resolved = experiment.resolved
     location = ExperimentLocation(str(experiment.directory / RERUN_STORAGE), time.strftime("rerun_%Y%m%d-%H%M%S"))

@@ -20,6 +20,7 @@ from sweeps.registry import SweepSpec, get_sweep
 from sweeps.space import ResolvedSweep, from_saved
 from sweeps.summary import ERRORED, STOPPED_BY_ASHA, best_of
 from trainables.engine import META_FILE, STOP_DIVERGED
+from trainables.errors import MedsweepError
 
 SWEEP_FILE = "sweep.json"
 INTERRUPTED = "interrupted"
@@ -32,7 +33,7 @@ TUNE_COLUMNS = {"timestamp", "checkpoint_dir_name", "should_checkpoint", "done",
                 "divergence_reason", "config"}
 
 
-class ExperimentError(ValueError):
+class ExperimentError(MedsweepError, ValueError):
     """A path that is not a readable medsweep experiment directory."""
 
 

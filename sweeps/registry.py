@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from sweeps.report_spec import Check, ReportSpec
 from sweeps.wandb_logging import WandbSettings
+from trainables.errors import UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -331,4 +332,4 @@ def get_sweep(name: str) -> SweepSpec:
     try:
         return SWEEPS[name]
     except KeyError:
-        raise KeyError(f"unknown sweep {name!r}; valid sweeps: {', '.join(sorted(SWEEPS))}") from None
+        raise UnknownNameError(f"unknown sweep {name!r}; valid sweeps: {', '.join(sorted(SWEEPS))}") from None

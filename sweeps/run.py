@@ -17,21 +17,16 @@ from typing import Callable
 import yaml
 
 from sweeps.data import SweepData, prepare_sweep_data
+from sweeps.ray_session import alive_nodes, ensure_ray
 from sweeps.registry import SWEEPS, Resources, SweepSpec, get_sweep
 from sweeps.space import PROFILES, ResolvedSweep, SearchSpaceError, from_saved, grid_size_of, resolve
-from sweeps.storage import ExperimentLocation, StorageError, check_shared_storage, list_experiments
+from sweeps.storage import ExperimentLocation, check_shared_storage, list_experiments
 from sweeps.summary import exit_code, format_table, trial_rows
 from sweeps.tuner import SEARCH_ALGORITHMS, RunSettings, configure_tune_environment
-from trainables.config import ConfigError
-from trainables.datasets.base import DatasetError
-from trainables.datasets.download import DataNotFoundError
-from trainables.datasets.voc import MissingSplitListError
-from trainables.models import PretrainedWeightsError
+from trainables.errors import ExperimentExistsError, ExperimentNotFoundError, MedsweepError
 from trainables.registry import get_trainable
 
 SWEEP_FILE = "sweep.json"
-USER_ERRORS = (KeyError, SearchSpaceError, ConfigError, DataNotFoundError, MissingSplitListError, DatasetError,
-               PretrainedWeightsError, FileNotFoundError, FileExistsError, StorageError)
 
 
 @dataclass(frozen=True)
@@ -218,7 +213,7 @@ def new_experiment(storage: str, sweep: str, name: str | None) -> ExperimentLoca
     if name:
         location = ExperimentLocation(storage, name)
         if location.exists():
-            raise FileExistsError(f"--name {name}: {location.path} already exists; continue it with "
+            raise ExperimentExistsError(f"--name {name}: {location.path} already exists; continue it with "
                                   f"--resume --name {name}, or choose another --name")
         return location
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -235,32 +230,13 @@ def find_experiment(storage: str, sweep: str, name: str | None) -> ExperimentLoc
     if name:
         location = ExperimentLocation(storage, name)
         if not location.exists(SWEEP_FILE):
-            raise FileNotFoundError(f"--resume --name {name}: {location.path} is not a medsweep experiment "
+            raise ExperimentNotFoundError(f"--resume --name {name}: {location.path} is not a medsweep experiment "
                                     f"(no {SWEEP_FILE}); experiments are under --storage {storage}")
         return location
     candidates = list_experiments(storage, f"{sweep}_", SWEEP_FILE)
     if not candidates:
-        raise FileNotFoundError(f"--resume: no experiment of {sweep} under {storage}; pass --storage or --name")
+        raise ExperimentNotFoundError(f"--resume: no experiment of {sweep} under {storage}; pass --storage or --name")
     return candidates[-1]
-
-
-def ensure_ray(address: str | None) -> bool:
-    """Connect to ``address`` or start a local Ray instance; True when this call started it."""
-    import ray
-    if ray.is_initialized():
-        return False
-    if address:
-        ray.init(address=address)
-    else:
-        # "local" always starts a private instance; a bare ray.init() would attach to whatever
-        # cluster /tmp/ray last recorded, even a dead one.
-        ray.init(address="local", include_dashboard=False)
-    return True
-
-
-def alive_nodes() -> int:
-    import ray
-    return sum(1 for node in ray.nodes() if node.get("Alive"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -355,9 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"name a sweep (valid: {', '.join(sorted(SWEEPS))}) or use --list")
     try:
         return run_sweep(options_from_args(args)).exit_code
-    except USER_ERRORS as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"error: {message}", file=sys.stderr)
+    except MedsweepError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
 
 

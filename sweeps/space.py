@@ -19,12 +19,13 @@ from sweeps.registry import AshaSettings, Resources, SweepSpec
 from trainables.config import ConfigError, config_keys, from_config
 from trainables.datasets import get_dataset_entry
 from trainables.registry import get_trainable
+from trainables.errors import MedsweepError
 
 PROFILES = ("auto", "cpu", "full")
 SECTIONS = ("data", "fixed", "grid", "profiles")
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(MedsweepError, ValueError):
     """A search-space file or ``--set`` override that cannot be used."""
 
 

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.fs as pafs
+from trainables.errors import MedsweepError
 
 NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "ceph", "glusterfs",
                        "fuse.s3fs", "fuse.gcsfuse", "fuse.sshfs", "efs")
 
 
-class StorageError(ValueError):
+class StorageError(MedsweepError, ValueError):
     """Storage that cannot serve the requested run."""
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import albumentations as A
+from trainables.errors import UnknownNameError
 
 AUGMENTATIONS: dict[str, Callable[[], A.Compose | None]] = {}
 
@@ -23,7 +24,7 @@ def register_augmentation(name: str):
 def build_augmentation(name: str) -> A.Compose | None:
     """The pipeline registered as ``name`` (None for ``none``); unknown names list valid ones."""
     if name not in AUGMENTATIONS:
-        raise KeyError(f"unknown augmentation {name!r}; valid augmentations: "
+        raise UnknownNameError(f"unknown augmentation {name!r}; valid augmentations: "
                        f"{', '.join(sorted(AUGMENTATIONS))}")
     return AUGMENTATIONS[name]()
 

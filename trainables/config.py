@@ -7,11 +7,12 @@ import types
 import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
+from trainables.errors import MedsweepError
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(MedsweepError, ValueError):
     """A config key or value a trainable cannot accept."""
 
 

@@ -11,6 +11,7 @@ from trainables.detection import DetectionConfig, checkpoint_candidates, detecti
 from trainables.detection_inference import candidate_scores, detection_truth, tune_detection_inference
 from trainables.metrics import probability_metrics
 from trainables.models import build_model
+from trainables.errors import UnknownNameError
 from trainables.segmentation import (SegmentationConfig, checkpoint_mask_probabilities, mask_scores,
                                      segmentation_trainable, tune_inference)
 
@@ -62,4 +63,4 @@ def get_trainable(name: str) -> TrainableEntry:
     try:
         return TRAINABLES[name]
     except KeyError:
-        raise KeyError(f"unknown trainable {name!r}; valid trainables: {', '.join(sorted(TRAINABLES))}") from None
+        raise UnknownNameError(f"unknown trainable {name!r}; valid trainables: {', '.join(sorted(TRAINABLES))}") from None

@@ -19,6 +19,7 @@ from analysis.results import Experiment
 from analysis.stats import Estimate
 from analysis.winners import Winners, format_group, group_key
 from sweeps.report_spec import ReportSpec
+from trainables.errors import UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def get_section(name: str) -> SectionEntry:
     try:
         return SECTIONS[name]
     except KeyError:
-        raise KeyError(f"unknown report section {name!r}; valid sections: {', '.join(sorted(SECTIONS))}") from None
+        raise UnknownNameError(f"unknown report section {name!r}; valid sections: {', '.join(sorted(SECTIONS))}") from None
 
 
 def render_sections(context: ReportContext) -> list[Block]:

@@ -11,6 +11,7 @@ from trainables.datasets.bccd import prepare_bccd
 from trainables.datasets.chestmnist import prepare_chestmnist
 from trainables.datasets.detection import prepare_bccd_detection, prepare_lymphoblast
 from trainables.datasets.taleqani import prepare_taleqani_classification, prepare_taleqani_segmentation
+from trainables.errors import UnknownNameError
 
 PrepareFn = Callable[..., tuple[ClassificationData, DataAudit]]
 
@@ -40,5 +41,5 @@ def get_dataset_entry(name: str) -> DatasetEntry:
     try:
         return DATASETS[name]
     except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; valid datasets: {', '.join(sorted(DATASETS))}") from None
+        raise UnknownNameError(f"unknown dataset {name!r}; valid datasets: {', '.join(sorted(DATASETS))}") from None
 

@@ -6,12 +6,13 @@ from dataclasses import dataclass, field, replace
 from typing import Self
 
 import numpy as np
+from trainables.errors import MedsweepError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class DatasetError(ValueError):
+class DatasetError(MedsweepError, ValueError):
     """A dataset on disk, or a dataset setting, that cannot be used as it stands; the message
     names the file, folder or value and how to fix it."""
 

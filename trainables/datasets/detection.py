@@ -48,6 +48,7 @@ from trainables.datasets.images import CorruptImageError, decode_rgb
 from trainables.datasets.leakage import ImagePrint, check_leakage, image_print
 from trainables.datasets.taleqani import split_sizes
 from trainables.datasets.voc import MalformedAnnotationError, VocBox, parse_annotation, read_split_list
+from trainables.errors import MedsweepError
 
 SPLITS = ("train", "val", "test")
 LISTING = "listing"     # the audit's split for drops that belong to no image (a duplicate entry)
@@ -81,7 +82,7 @@ BILATERAL_SIGMA_SPACE = 75
 FLIP_MODES = ("none", "x", "y", "xy")
 
 
-class MalformedAnnotationFileError(ValueError):
+class MalformedAnnotationFileError(MedsweepError, ValueError):
     """An annotation file that is not valid JSON, or not in the VIA or COCO shape."""
 
 

@@ -21,16 +21,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
+from trainables.errors import MedsweepError
 
 DATA_DIR_ENV = "MEDSWEEP_DATA_DIR"
 CACHE_DIR_ENV = "MEDSWEEP_CACHE_DIR"
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(MedsweepError, FileNotFoundError):
     """The dataset is in none of the searched places and could not be downloaded."""
 
 
-class ChecksumError(RuntimeError):
+class ChecksumError(MedsweepError, RuntimeError):
     """A downloaded file is missing or differs from the shipped manifest."""
 
 

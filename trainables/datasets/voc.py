@@ -8,13 +8,14 @@ from xml.etree.ElementTree import ParseError
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
+from trainables.errors import MedsweepError
 
 
 class MalformedAnnotationError(ValueError):
     """An XML annotation that cannot be parsed or lacks required fields."""
 
 
-class MissingSplitListError(FileNotFoundError):
+class MissingSplitListError(MedsweepError, FileNotFoundError):
     """A split list (``ImageSets/Main/<split>.txt``) that does not exist."""
 
 

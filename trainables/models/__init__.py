@@ -15,12 +15,13 @@ import timm
 from torch import nn
 
 from trainables.models.unet import unet, unet_fpn, unet_fpn_gelu
+from trainables.errors import MedsweepError, UnknownNameError
 
 ModelBuilder = Callable[..., nn.Module]
 MODELS: dict[str, ModelBuilder] = {}
 
 
-class PretrainedWeightsError(RuntimeError):
+class PretrainedWeightsError(MedsweepError, RuntimeError):
     """Pretrained weights were asked for and could not be loaded."""
 
 
@@ -37,7 +38,7 @@ def build_model(name: str, *, num_classes: int, pretrained: bool = False,
                 pretrained_path: str | None = None, **kwargs) -> nn.Module:
     """Build the registered model ``name``; unknown names list the valid ones."""
     if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}")
+        raise UnknownNameError(f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}")
     return MODELS[name](num_classes=num_classes, pretrained=pretrained,
                         pretrained_path=pretrained_path, **kwargs)
 

@@ -1,0 +1,29 @@
+"""One family for every error medsweep raises about a user's input.
+
+The command lines catch ``MedsweepError`` alone and print its message on one line (exit 2);
+anything else is a bug in medsweep and keeps its traceback. Each subclass also derives from the
+built-in error it used to be (``ValueError``, ``FileNotFoundError`` …), so callers that catch
+those keep working.
+"""
+
+from __future__ import annotations
+
+
+class MedsweepError(Exception):
+    """Base of every error about the user's input, data, files or environment."""
+
+
+class UnknownNameError(MedsweepError, KeyError):
+    """A name that no registry holds; the message lists the valid names."""
+
+    def __str__(self) -> str:
+        # KeyError's own __str__ quotes the message as if it were the missing key.
+        return str(self.args[0]) if self.args else ""
+
+
+class ExperimentNotFoundError(MedsweepError, FileNotFoundError):
+    """No experiment where one was named, or none that can be resumed."""
+
+
+class ExperimentExistsError(MedsweepError, FileExistsError):
+    """A new experiment would overwrite an existing one."""
