@@ -12,28 +12,48 @@ from trainables.engine import STOP_COMPLETED, STOP_DIVERGED, STOP_EARLY
 
 STOPPED_BY_ASHA = "stopped_by_asha"
 ERRORED = "errored"
-KNOWN_REASONS = (STOP_COMPLETED, STOP_EARLY, STOPPED_BY_ASHA, STOP_DIVERGED, ERRORED)
+INTERRUPTED = "interrupted"
+KNOWN_REASONS = (STOP_COMPLETED, STOP_EARLY, STOPPED_BY_ASHA, STOP_DIVERGED, ERRORED, INTERRUPTED)
+# Tune's trial states once an experiment has ended normally; any other means it was cut short.
+FINISHED_STATES = ("TERMINATED", "ERROR")
 
 
-def stop_reason(last_result: dict, error: BaseException | None) -> str:
-    """Why a finished trial ended: its own final report says so, unless it raised or was
-    stopped from outside (by ASHA) before reporting an ending of its own."""
+def stop_reason(last_result: dict, error: BaseException | None, status: str = "TERMINATED") -> str:
+    """Why a trial ended: it raised; the sweep was interrupted before it finished; its own final
+    report says so; or it was stopped from outside (by ASHA) before reporting an ending."""
     if error is not None:
         return ERRORED
+    if status not in FINISHED_STATES:
+        return INTERRUPTED
     return last_result.get("stop_reason") or STOPPED_BY_ASHA
 
 
-def trial_rows(result_grid, *, axes: list[str], metric: str, mode: str) -> pd.DataFrame:
-    """One row per trial of a Ray Tune ``ResultGrid``."""
+def saved_statuses(experiment_path: str) -> dict[str, str]:
+    """Tune's state of each trial as last saved in the experiment directory, by trial id.
+
+    After a Ctrl-C, Tune stops the running trials and reports them TERMINATED, but the state it
+    saved at the interrupt (what ``--resume`` continues from) still says which had not finished.
+    """
+    from ray.tune import ExperimentAnalysis
+    return {trial.trial_id: trial.status for trial in ExperimentAnalysis(experiment_path).trials}
+
+
+def trial_rows(result_grid, *, axes: list[str], metric: str, mode: str,
+               statuses: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per trial of a Ray Tune ``ResultGrid``, interrupted or not yet started ones too;
+    ``statuses`` (trial id → Tune state, see ``saved_statuses``) overrides a trial's state."""
     rows = []
     for result in result_grid:
+        trial_id = Path(result.path).name
+        status = (statuses or {}).get(trial_id, "ERROR" if result.error is not None else "TERMINATED")
         last = result.metrics or {}
+        config = result.config or {}
         history = result.metrics_dataframe
-        reason = stop_reason(last, result.error)
+        reason = stop_reason(last, result.error, status)
         rows.append({
-            "trial_id": last.get("trial_id") or Path(result.path).name,
-            **{axis: result.config.get(axis) for axis in axes},
-            "status": "ERROR" if result.error is not None else "TERMINATED",
+            "trial_id": last.get("trial_id") or trial_id,
+            **{axis: config.get(axis) for axis in axes},
+            "status": "ERROR" if result.error is not None else status,
             "stop_reason": reason,
             "epochs": int(last.get("epoch", 0) or 0),
             f"best_{metric}": best_value(history, metric, mode),
@@ -72,6 +92,6 @@ def format_table(rows: pd.DataFrame, metric: str) -> str:
 
 
 def exit_code(rows: pd.DataFrame) -> int:
-    """0 when every trial ended in a known state other than errored."""
-    ok = rows["stop_reason"].isin([r for r in KNOWN_REASONS if r != ERRORED]).all()
+    """0 when every trial ended in a known state other than errored or interrupted."""
+    ok = rows["stop_reason"].isin([r for r in KNOWN_REASONS if r not in (ERRORED, INTERRUPTED)]).all()
     return 0 if ok and len(rows) else 1

@@ -1,7 +1,7 @@
 """Fault-tolerance scenarios, each run in its own Python process by ``test_faults.py``.
 
 Each needs a Ray topology of its own (a multi-node ``ray.cluster_utils.Cluster``, or a driver
-that gets SIGKILLed), which cannot share the test session's Ray instance. Every scenario prints
+that gets SIGKILLed or SIGINTed), which cannot share the test session's Ray instance. Every scenario prints
 one line ``RESULT <json>`` for the test to check.
 
     python tests/fault_scenarios.py SCENARIO WORKDIR DATA_DIR
@@ -13,9 +13,11 @@ import atexit
 import dataclasses
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -128,6 +130,38 @@ def driver_kill(workdir: Path, data_dir: str) -> dict:
             "summary_trials": list(summary["trial_id"]), "reasons": list(summary["stop_reason"])}
 
 
+def interrupt(workdir: Path, data_dir: str) -> dict:
+    """Ctrl-C (SIGINT) to the driver mid-sweep: Tune stops the trials, ``summary.csv`` marks the
+    unfinished ones interrupted, the driver prints the command that continues the run, exits
+    130 and leaves no Ray process; that command then finishes every trial once."""
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
+    env = dict(os.environ, RAY_TMPDIR=ray_tmp)
+    experiment = workdir / "runs" / "interrupted"
+    command = [sys.executable, "-m", "sweeps.run", "bccd_imbalance", "--smoke", "--storage", str(workdir / "runs"),
+               "--name", "interrupted", "--data-dir", data_dir]
+    overrides = [arg for item in (*FEW_TRIALS, *SLOW_EPOCHS) for arg in ("--set", item)]
+    driver = subprocess.Popen(command + overrides, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.time() + 240
+    while time.time() < deadline and driver.poll() is None:
+        if any(epochs_per_trial(experiment).values()):
+            break
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGINT)
+    output, _ = driver.communicate(timeout=180)
+    leftover = subprocess.run(["pgrep", "-f", ray_tmp], capture_output=True, text=True).stdout.split()
+    summary = pd.read_csv(experiment / "summary.csv")
+    resume_lines = [line.strip() for line in output.splitlines() if line.strip().startswith("python -m sweeps.run")]
+    resumed = subprocess.run([sys.executable, *shlex.split(resume_lines[-1])[1:]], capture_output=True, text=True,
+                             timeout=400, env=env) if resume_lines else None
+    final = pd.read_csv(experiment / "summary.csv")
+    return {"returncode": driver.returncode, "output_tail": output[-3000:], "leftover_ray_processes": leftover,
+            "reasons_at_interrupt": list(summary["stop_reason"]), "resume_lines": resume_lines,
+            "resume_returncode": resumed.returncode if resumed else None,
+            "resume_tail": (resumed.stdout[-2000:] + resumed.stderr[-2000:]) if resumed else "",
+            "final_trials": list(final["trial_id"]), "final_reasons": list(final["stop_reason"]),
+            "epochs_after": epochs_per_trial(experiment)}
+
+
 def flaky_trainable(config, **kwargs):
     """The classification trainable, raising on each trial's first attempt only."""
     from ray import tune
@@ -160,7 +194,8 @@ def flaky(workdir: Path, data_dir: str) -> dict:
             "epochs": epochs_per_trial(outcome.experiment_dir)}
 
 
-SCENARIOS = {"multinode": multinode, "node_loss": node_loss, "driver_kill": driver_kill, "flaky": flaky}
+SCENARIOS = {"multinode": multinode, "node_loss": node_loss, "driver_kill": driver_kill, "interrupt": interrupt,
+             "flaky": flaky}
 
 if __name__ == "__main__":
     scenario, workdir, data_dir = sys.argv[1], Path(sys.argv[2]), sys.argv[3]

@@ -63,3 +63,24 @@ def test_an_unknown_class_folder_is_a_clear_error_before_any_training(capsys, tm
     assert main(["all_transfer", "--check-data", "--data-dir", str(root), "--storage", str(tmp_path / "runs")]) == 2
     error = capsys.readouterr().err
     assert "'Blasts' is not a Taleqani class" in error and "Benign" in error
+
+
+def test_an_internal_bug_keeps_its_traceback_and_user_errors_stay_one_line(capsys, monkeypatch):
+    import pytest
+
+    import sweeps.run
+    from trainables.errors import UnknownNameError
+
+    def buggy(options):
+        raise KeyError("x")
+
+    monkeypatch.setattr(sweeps.run, "run_sweep", buggy)
+    with pytest.raises(KeyError):
+        main(["bccd_imbalance", "--smoke"])
+
+    def user_error(options):
+        raise UnknownNameError("unknown model 'effnet'; valid models: a, b")
+
+    monkeypatch.setattr(sweeps.run, "run_sweep", user_error)
+    assert main(["bccd_imbalance", "--smoke"]) == 2
+    assert capsys.readouterr().err == "error: unknown model 'effnet'; valid models: a, b\n"

@@ -55,6 +55,19 @@ def test_killed_driver_resumes_and_finishes_every_trial_once(tmp_path, shared_da
         assert strictly_increasing(epochs), f"{trial} was restarted from scratch: {epochs}"
 
 
+def test_ctrl_c_writes_the_summary_prints_the_resume_command_and_resume_finishes(tmp_path, shared_data_dir):
+    result = run_scenario("interrupt", tmp_path, shared_data_dir)
+    assert result["returncode"] == 130, result["output_tail"]
+    assert "interrupted" in result["reasons_at_interrupt"], result["output_tail"]
+    assert result["resume_lines"] and " --resume --name interrupted" in result["resume_lines"][-1]
+    assert result["leftover_ray_processes"] == []
+    assert result["resume_returncode"] == 0, result["resume_tail"]
+    assert sorted(result["final_trials"]) == sorted(set(result["final_trials"])) and len(result["final_trials"]) == 2
+    assert "interrupted" not in result["final_reasons"] and "errored" not in result["final_reasons"]
+    for trial, epochs in result["epochs_after"].items():
+        assert epochs == sorted(set(epochs)), f"{trial} repeated epochs: {epochs}"
+
+
 def test_trial_failing_on_its_first_attempt_is_retried_and_completes(tmp_path, shared_data_dir):
     result = run_scenario("flaky", tmp_path, shared_data_dir)
     assert result["first_attempts_failed"] == 1
