@@ -25,6 +25,9 @@ from trainables.errors import MedsweepError
 SWEEP_FILE = "sweep.json"
 INTERRUPTED = "interrupted"
 NOT_STARTED = "not_started"
+UNFINISHED_REASONS = (INTERRUPTED, NOT_STARTED)
+# Tune's statuses of a trial that had begun when the experiment stopped.
+STARTED_STATES = ("RUNNING", "PAUSED")
 FAILED_REASONS = (STOP_DIVERGED, ERRORED)
 # Columns of Tune's own bookkeeping, not metrics a trial reported.
 TUNE_COLUMNS = {"timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "training_iteration",
@@ -82,19 +85,19 @@ def load_experiment(directory: str | Path) -> Experiment:
     audit = _read_json(audit_path, "the data audit") if audit_path.exists() else {}
     states = tune_states(directory)
     summary = _summary_rows(directory)
-    trial_dirs = sorted(p.parent for p in directory.glob("*/params.json"))
+    # Tune names each trial's directory after its id (``trial_dirname_creator``). A trial Tune
+    # knows of may lack its directory or its params.json: a killed driver syncs them late.
+    trial_ids = sorted({path.parent.name for path in directory.glob("*/params.json")} | set(states))
     rows, histories, configs = [], [], {}
-    for trial_dir in trial_dirs:
+    for trial_id in trial_ids:
+        trial_dir = directory / trial_id
         history = read_history(trial_dir)
-        configs[trial_dir.name] = _read_json(trial_dir / "params.json", "the trial's config")
-        row = trial_row(trial_dir, history, configs[trial_dir.name], states.get(trial_dir.name, {}),
-                        summary.get(trial_dir.name, {}), metric=spec.metric, mode=spec.mode)
+        configs[trial_id] = trial_config(trial_dir, states.get(trial_id, {}))
+        row = trial_row(trial_dir, history, configs[trial_id], states.get(trial_id, {}), summary.get(trial_id, {}),
+                        metric=spec.metric, mode=spec.mode)
         rows.append(row)
         if not history.empty:
             histories.append(history.assign(trial_id=row["trial_id"]))
-    unstarted = _unstarted_rows(states, {r["trial_id"] for r in rows})
-    rows.extend(unstarted)
-    configs.update({row["trial_id"]: states[row["trial_id"]].get("config", {}) for row in unstarted})
     trials = pd.DataFrame(rows)
     epochs = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(columns=["trial_id", "epoch"])
     return Experiment(directory=directory, spec=spec, resolved=resolved, trials=trials, epochs=epochs, audit=audit,
@@ -126,6 +129,12 @@ def tune_states(directory: Path) -> dict[str, dict]:
         return states
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ExperimentError(f"{files[-1]}: Tune's experiment state is unreadable ({exc})") from exc
+
+
+def trial_config(trial_dir: Path, state: dict) -> dict:
+    """The trial's config from its ``params.json``, else from Tune's experiment state."""
+    params = trial_dir / "params.json"
+    return _read_json(params, "the trial's config") if params.exists() else dict(state.get("config", {}))
 
 
 def _summary_rows(directory: Path) -> dict[str, dict]:
@@ -173,20 +182,20 @@ def trial_row(trial_dir: Path, history: pd.DataFrame, config: dict, state: dict,
               metric: str, mode: str) -> dict:
     """One trial as a flat record (see the module docstring)."""
     last = history.iloc[-1].to_dict() if not history.empty else {}
-    reason, detail = classify_stop(trial_dir, last, state, summary)
+    checkpoint = best_checkpoint(trial_dir, mode)
+    reason, detail = classify_stop(trial_dir, last, state, summary, checkpointed=checkpoint is not None)
     row = {"trial_id": trial_dir.name, **{f"config/{k}": v for k, v in config.items()},
            "status": state.get("status") or summary.get("status", ""), "stop_reason": reason,
            "detail": detail, "epochs": epochs_run(history),
            "wall_seconds": float(history["time_this_iter_s"].sum()) if "time_this_iter_s" in history else 0.0,
-           "best_epoch": math.nan, "best_checkpoint": "", "path": str(trial_dir)}
+           "best_epoch": math.nan, "best_checkpoint": str(checkpoint) if checkpoint else "",
+           "path": str(trial_dir) if trial_dir.is_dir() else ""}
     for column in metric_columns(history):
         row[f"best_{column}"] = best_of(history[column], mode if column == metric else direction(column))
         row[f"last_{column}"] = float(history[column].iloc[-1])
     if metric in history and not math.isnan(row.get(f"best_{metric}", math.nan)):
         scores = pd.to_numeric(history[metric], errors="coerce")
         row["best_epoch"] = int(history.loc[scores.idxmax() if mode == "max" else scores.idxmin(), "epoch"])
-    checkpoint = best_checkpoint(trial_dir, mode)
-    row["best_checkpoint"] = str(checkpoint) if checkpoint else ""
     return row
 
 
@@ -198,8 +207,11 @@ def epochs_run(history: pd.DataFrame) -> int:
     return int(epochs.max()) if not epochs.empty else 0
 
 
-def classify_stop(trial_dir: Path, last: dict, state: dict, summary: dict) -> tuple[str, str]:
-    """(stop reason, detail) of a trial: its own last report, Tune's status, or error files."""
+def classify_stop(trial_dir: Path, last: dict, state: dict, summary: dict, *,
+                  checkpointed: bool) -> tuple[str, str]:
+    """(stop reason, detail) of a trial: its own last report, Tune's status, or error files;
+    a trial that never ended is interrupted once it began (see ``was_started``), else not
+    started."""
     status = state.get("status", "")
     error_file = trial_dir / "error.txt"
     if status == "ERROR" or (not status and summary.get("stop_reason") == ERRORED) or \
@@ -210,10 +222,21 @@ def classify_stop(trial_dir: Path, last: dict, state: dict, summary: dict) -> tu
         return own, str(last.get("divergence_reason") or "")
     if status == "TERMINATED" or summary.get("stop_reason") == STOPPED_BY_ASHA:
         return STOPPED_BY_ASHA, ""
-    if summary.get("stop_reason"):
+    if summary.get("stop_reason") and summary["stop_reason"] not in UNFINISHED_REASONS:
         return str(summary["stop_reason"]), str(summary.get("detail", ""))
-    return (INTERRUPTED, f"Tune status {status or 'unknown'}; continue it with `python -m sweeps.run "
-                         f"<sweep> --resume --name {trial_dir.parent.name}`") if last else (NOT_STARTED, "")
+    status = status or summary.get("status", "")
+    if was_started(status, reported=bool(last), checkpointed=checkpointed):
+        return INTERRUPTED, (f"Tune status {status or 'unknown'}; continue it with `python -m sweeps.run "
+                             f"<sweep> --resume --name {trial_dir.parent.name}`")
+    return NOT_STARTED, ""
+
+
+def was_started(status: str, *, reported: bool, checkpointed: bool) -> bool:
+    """Whether an unfinished trial had begun: Tune had it running or paused, or it reported a
+    result or kept a checkpoint. Tune's status alone does not tell: a resumed trial reads
+    PENDING until it runs again, and a killed driver can leave a trial's checkpoint (written
+    by its worker) in storage before Tune synced the trial's results there."""
+    return status in STARTED_STATES or reported or checkpointed
 
 
 def _last_line(path: Path) -> str:
@@ -222,14 +245,6 @@ def _last_line(path: Path) -> str:
     except OSError:
         return ""
     return lines[-1][:200] if lines else ""
-
-
-def _unstarted_rows(states: dict[str, dict], seen: set[str]) -> list[dict]:
-    """Trials Tune knows of that never wrote a directory (pending when the driver died)."""
-    return [{"trial_id": trial_id, **{f"config/{k}": v for k, v in state.get("config", {}).items()},
-             "status": state.get("status", ""), "stop_reason": NOT_STARTED, "detail": "", "epochs": 0,
-             "wall_seconds": 0.0, "best_epoch": math.nan, "best_checkpoint": "", "path": ""}
-            for trial_id, state in states.items() if trial_id not in seen]
 
 
 def best_checkpoint(trial_dir: Path, mode: str) -> Path | None:

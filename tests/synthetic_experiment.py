@@ -17,11 +17,15 @@ FIXED = resolve(get_sweep("bccd_imbalance"), profile="cpu", smoke=True)
 
 def trial(trial_id: str, values: list[float], *, weighted_loss=False, oversampling=False, lr=1e-3,
           status="TERMINATED", stop_reason="completed", error: str | None = None,
-          checkpoints: tuple[int, ...] | None = None) -> dict:
+          checkpoints: tuple[int, ...] | None = None, synced: int | None = None, params_synced: bool = True) -> dict:
     """One trial: its per-epoch val_macro_f1 ``values`` (nan for a diverged epoch), how Tune
-    last saw it and how its last report ended."""
+    last saw it and how its last report ended. A killed driver can leave storage behind its
+    trials: only the first ``synced`` results (default all) reach ``result.json``, and
+    ``params_synced`` false leaves out ``params.json``; checkpoints, which workers write
+    themselves, are all there."""
     return {"trial_id": trial_id, "values": values, "status": status, "stop_reason": stop_reason,
-            "error": error, "checkpoints": checkpoints,
+            "error": error, "checkpoints": checkpoints, "synced": len(values) if synced is None else synced,
+            "params_synced": params_synced,
             "config": {**FIXED.fixed, "weighted_loss": weighted_loss, "oversampling": oversampling, "lr": lr}}
 
 
@@ -39,9 +43,10 @@ def make_experiment(directory: Path, trials: list[dict], *, summary: bool = True
     for spec in trials:
         trial_dir = directory / spec["trial_id"]
         trial_dir.mkdir()
-        (trial_dir / "params.json").write_text(json.dumps(spec["config"]))
+        if spec["params_synced"]:
+            (trial_dir / "params.json").write_text(json.dumps(spec["config"]))
         lines = []
-        for epoch, value in enumerate(spec["values"], start=1):
+        for epoch, value in enumerate(spec["values"][:spec["synced"]], start=1):
             last = epoch == len(spec["values"])
             lines.append(json.dumps({
                 "epoch": epoch, "val_macro_f1": value, "val_accuracy": 0.5 + value / 2, "val_loss": 1.0 / epoch,

@@ -66,6 +66,25 @@ def test_an_interrupted_experiment_loads_with_running_and_pending_trials(tmp_pat
     assert pick_winners(experiment).overall == "t_running"     # the best value seen so far may win
 
 
+def test_begun_trials_of_a_killed_driver_are_interrupted_even_where_storage_lags(tmp_path):
+    # As a SIGKILLed driver leaves them: Tune had the trials running and their workers had
+    # written a checkpoint, but the driver's last sync of their results (or params.json) was older.
+    directory = make_experiment(tmp_path / "exp", [
+        trial("t_results_unsynced", [0.5], status="RUNNING", stop_reason="", synced=0),
+        trial("t_params_unsynced", [0.4], status="RUNNING", stop_reason="", synced=0, params_synced=False),
+        trial("t_resumed", [0.3], lr=1e-4, status="PENDING", stop_reason="", synced=0),
+        trial("t_paused", [], status="PAUSED", stop_reason=""),
+    ], summary=False, pending=("t_pending",))
+    experiment = load_experiment(directory)
+    rows = experiment.trials.set_index("trial_id")
+    assert rows["stop_reason"].to_dict() == {
+        "t_results_unsynced": "interrupted", "t_params_unsynced": "interrupted", "t_resumed": "interrupted",
+        "t_paused": "interrupted", "t_pending": "not_started"}
+    assert rows.loc["t_params_unsynced", "best_checkpoint"].endswith("checkpoint_000000")
+    assert experiment.config("t_params_unsynced")["lr"] == 1e-3            # from Tune's state
+    assert rows.loc["t_pending", "path"] == ""
+
+
 def test_a_missing_or_corrupt_directory_is_a_clear_error(tmp_path):
     with pytest.raises(ExperimentError, match="no such experiment directory"):
         load_experiment(tmp_path / "nowhere")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
 from analysis.document import cell_text, empty_cells
 from analysis.report import ReportOptions, main, write_report
+from analysis.rerun import CACHE_DIR, CHECKPOINT, RerunSettings, confirm_on_test
+from analysis.results import load_experiment
+from analysis.winners import pick_winners
 from sweeps.data import prepare_sweep_data
 from sweeps.registry import get_sweep
 from sweeps.space import resolve
@@ -67,6 +71,32 @@ def test_candidates_are_retrained_with_seeds_through_tune_and_cached(smoke_repor
     assert again.confirmation.retrained_now == 0
     assert again.confirmation.estimates.equals(confirmation.estimates)
     assert len(list((smoke_sweep.experiment_dir / "reruns").glob("rerun_*"))) == 1
+
+
+def test_a_resumed_trial_is_evaluated_again_and_an_unchanged_one_is_not(smoke_sweep, shared_data_dir, tmp_path):
+    finished = smoke_sweep.summary[smoke_sweep.summary["stop_reason"] == "completed"].iloc[0]
+    directory = tmp_path / "exp"
+    directory.mkdir()
+    for name in ("sweep.json", "data_audit.json"):
+        shutil.copy2(smoke_sweep.experiment_dir / name, directory / name)
+    shutil.copytree(smoke_sweep.experiment_dir / finished["trial_id"], directory / finished["trial_id"])
+    results = directory / finished["trial_id"] / "result.json"
+    every_epoch = results.read_text()
+    results.write_text(every_epoch.splitlines(keepends=True)[0])       # interrupted after its first epoch
+    settings = RerunSettings(seeds=0, bootstrap=10, data_dir=str(shared_data_dir))
+
+    def confirmed_training() -> dict:
+        experiment = load_experiment(directory)
+        confirmation = confirm_on_test(experiment, pick_winners(experiment, top_k=1), settings, echo=lambda _: None)
+        return confirmation.predictions[(finished["trial_id"], CHECKPOINT)][0].training
+
+    assert confirmed_training()["stop_reason"] == "interrupted"
+    cached = sorted((directory / CACHE_DIR).iterdir())
+    assert confirmed_training()["stop_reason"] == "interrupted"
+    assert sorted((directory / CACHE_DIR).iterdir()) == cached                 # unchanged: its cache is reused
+    results.write_text(every_epoch)                                            # resumed to its end
+    training = confirmed_training()
+    assert (training["stop_reason"], training["epochs"]) == ("completed", finished["epochs"])
 
 
 def test_the_ablation_names_every_arm_and_the_winner(smoke_report):
