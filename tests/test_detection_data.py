@@ -13,11 +13,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sweeps.data import prepare_sweep_data
+from sweeps.registry import get_sweep
+from sweeps.space import resolve
+from tests.conftest import make_voc
 from trainables.datasets import detection
-from trainables.datasets.detection import (FLIP_MODES, LISTING, DetectionData, DetectionSplit,
-                                           MalformedAnnotationFileError, flip_sample, load_detection_splits,
-                                           mask_box, polygon_mask, prepare_bccd_detection, prepare_lymphoblast,
-                                           preprocess, read_lymphoblast, save_detection_splits)
+from trainables.datasets.base import DatasetError
+from trainables.datasets.detection import (FLIP_MODES, LISTING, AnnotationFileChoiceError, DetectionData,
+                                           DetectionSplit, MalformedAnnotationFileError, flip_sample,
+                                           load_detection_splits, mask_box, polygon_mask, prepare_bccd_detection,
+                                           prepare_lymphoblast, preprocess, read_bccd_detection, read_lymphoblast,
+                                           save_detection_splits)
 from trainables.datasets.download import DataNotFoundError
 from trainables.datasets.synthetic import main as synthetic_main
 from trainables.datasets.synthetic import write_lymphoblast
@@ -325,6 +331,18 @@ def test_coco_problems_are_dropped_and_a_bare_bbox_is_a_box(tmp_path, monkeypatc
     assert splits["train"].boxes[0].tolist() == [[2, 3, 8, 8]] and splits["train"].masks[0].sum() == 30
 
 
+def test_a_negative_width_or_height_is_an_inverted_rectangle_a_zero_one_degenerate(tmp_path):
+    _save_image(tmp_path / "a.jpg", _pink(32, 24))
+    annotations = [{"id": number, "image_id": 1, "category_id": 1, "bbox": bbox}
+                   for number, bbox in enumerate([[8, 3, -6, 5], [2, 8, 6, -5], [2, 3, 0, 5]], start=1)]
+    (tmp_path / "annotations.json").write_text(json.dumps(_coco_with(annotations)))
+    _, audit = read_lymphoblast(tmp_path, image_size=32)
+    reasons = _reasons(audit)
+    assert reasons["a.jpg annotation 1"].startswith("inverted rectangle (negative width or height): width -6")
+    assert reasons["a.jpg annotation 2"].startswith("inverted rectangle (negative width or height): width 6, height -5")
+    assert reasons["a.jpg annotation 3"] == "degenerate rectangle: width 0, height 5"
+
+
 def test_an_image_whose_size_differs_from_the_coco_file_is_dropped(tmp_path):
     _save_image(tmp_path / "a.jpg", _pink(32, 24))
     annotation = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 3, 6, 5]}
@@ -380,6 +398,89 @@ def test_the_cli_writes_data_that_prepare_finds_in_a_lymphoblast_folder(tmp_path
     assert sum(len(split) for split in data.splits.values()) == 4 and data.has_masks
     with pytest.raises(ValueError, match="form must be one of via, coco"):
         write_lymphoblast(tmp_path / "x", form="yaml")
+
+
+# --- finding the annotation file ---------------------------------------------------------------
+
+def _smears_as(root: Path, name: str, *, form: str = "via", seed: int = 0) -> Path:
+    """Four synthetic smears whose annotation file is ``root/name`` instead of annotations.json."""
+    write_lymphoblast(root, images=4, size=48, seed=seed, form=form)
+    (root / "annotations.json").rename(root / name)
+    return root
+
+
+def _annotation_note(audit) -> str:
+    return next(note for note in audit.notes if note.startswith("Annotations: "))
+
+
+@pytest.mark.parametrize("name, form, shown", [("via_project.json", "via", "via_project.json (VIA 2.x project"),
+                                               ("coco.json", "coco", "coco.json (COCO)")])
+def test_a_folder_whose_one_via_or_coco_json_has_another_name_is_found(tmp_path, name, form, shown):
+    _smears_as(tmp_path, name, form=form)
+    data, audit = prepare_lymphoblast(data_dir=str(tmp_path), image_size=48, use_cache=False)
+    assert sum(len(split) for split in data.splits.values()) == 4
+    assert _annotation_note(audit).startswith(f"Annotations: {shown}")
+
+
+def test_json_files_that_are_neither_via_nor_coco_are_not_candidates(tmp_path):
+    _smears_as(tmp_path, "via_project.json")
+    (tmp_path / "settings.json").write_text(json.dumps({"lr": 0.001, "images": 4}))
+    (tmp_path / "ids.json").write_text(json.dumps(["smear_000.jpg"]))
+    (tmp_path / "broken.json").write_text("{not json")
+    _, audit = prepare_lymphoblast(data_dir=str(tmp_path), image_size=48, use_cache=False)
+    assert _annotation_note(audit).startswith("Annotations: via_project.json (VIA 2.x project")
+
+
+def test_two_candidates_are_an_error_listing_both_and_annotations_picks_one(tmp_path):
+    _smears_as(tmp_path, "via_project.json")
+    _smears_as(tmp_path / "other", "coco.json", form="coco")
+    (tmp_path / "coco.json").write_text((tmp_path / "other" / "coco.json").read_text())
+    with pytest.raises(AnnotationFileChoiceError) as error:
+        prepare_lymphoblast(data_dir=str(tmp_path), image_size=48, use_cache=False)
+    message = str(error.value)
+    assert f"{tmp_path} holds 2 VIA or COCO annotation files: coco.json, via_project.json" in message
+    assert "choose one with --set annotations=FILE" in message
+    for name, shown in (("via_project.json", "VIA 2.x project"), ("coco.json", "COCO")):
+        data, audit = prepare_lymphoblast(data_dir=str(tmp_path), image_size=48, annotations=name, use_cache=False)
+        assert sum(len(split) for split in data.splits.values()) == 4
+        assert _annotation_note(audit).startswith(f"Annotations: {name} ({shown}")
+
+
+def test_the_fixed_names_come_first_when_present(tmp_path):
+    write_lymphoblast(tmp_path, images=4, size=48, seed=1)
+    _smears_as(tmp_path / "other", "coco.json", form="coco")
+    (tmp_path / "coco.json").write_text((tmp_path / "other" / "coco.json").read_text())
+    _, audit = prepare_lymphoblast(data_dir=str(tmp_path), image_size=48, use_cache=False)
+    assert _annotation_note(audit).startswith("Annotations: annotations.json (VIA 2.x project")
+
+
+def test_a_missing_named_annotation_file_is_an_error_naming_it_and_the_json_files_found(tmp_path, monkeypatch):
+    monkeypatch.delenv("MEDSWEEP_DATA_DIR", raising=False)
+    _smears_as(tmp_path, "via_project.json")
+    (tmp_path / "images" / "notes.json").write_text("{}")
+    with pytest.raises(AnnotationFileChoiceError) as error:
+        prepare_lymphoblast(data_dir=str(tmp_path), image_size=48, annotations="via.json", use_cache=False)
+    message = str(error.value)
+    assert "--set annotations=via.json: no such file in" in message
+    assert f"{tmp_path}: images/notes.json, via_project.json" in message
+    with pytest.raises(AnnotationFileChoiceError, match=r"relative to the data folder .*no absolute path, no \.\."):
+        read_lymphoblast(tmp_path, image_size=48, annotations="../via_project.json")
+
+
+def test_the_annotations_data_setting_reaches_the_lymphoblast_reader(tmp_path):
+    _smears_as(tmp_path / "lymphoblast", "project_a.json", seed=1)
+    _smears_as(tmp_path / "b", "project_b.json", seed=2)
+    (tmp_path / "lymphoblast" / "project_b.json").write_text((tmp_path / "b" / "project_b.json").read_text())
+    resolved = resolve(get_sweep("lymphoblast_maskrcnn"), profile="cpu", smoke=True,
+                       overrides=("preprocessing=raw", "annotations=project_b.json"))
+    audit = prepare_sweep_data(resolved, data_dir=str(tmp_path)).audit
+    assert _annotation_note(audit).startswith("Annotations: project_b.json (VIA 2.x project")
+
+
+def test_the_annotations_setting_is_refused_for_a_dataset_that_reads_no_annotation_file(shared_data_dir):
+    resolved = resolve(get_sweep("bccd_imbalance"), profile="cpu", smoke=True, overrides=("annotations=a.json",))
+    with pytest.raises(DatasetError, match="annotations does not apply to dataset 'bccd'"):
+        prepare_sweep_data(resolved, data_dir=str(shared_data_dir))
 
 
 # --- prepare, cache, selection -----------------------------------------------------------------
@@ -442,6 +543,15 @@ def test_only_subset_sources_and_class_counts(via_smears):
 
 
 # --- BCCD boxes --------------------------------------------------------------------------------
+
+def test_inverted_voc_boxes_are_reported_as_inverted_not_zero_area(tmp_path):
+    root = make_voc(tmp_path, {"img": {"boxes": [("RBC", 20, 5, 10, 15), ("WBC", 5, 20, 15, 10),
+                                                 ("RBC", 5, 5, 5, 9), ("Platelets", 1, 1, 9, 9)]}})
+    splits, audit = read_bccd_detection(root, image_size=32)
+    assert [d.reason for d in audit.dropped] == ["inverted box (xmin > xmax)", "inverted box (ymin > ymax)",
+                                                 "zero-area box"]
+    assert splits["train"].labels[0].tolist() == [2]
+
 
 def test_real_bccd_boxes_per_class_and_the_two_zero_area_drops(shared_data_dir, monkeypatch):
     data, audit = prepare_bccd_detection(data_dir=str(shared_data_dir), image_size=64)

@@ -51,6 +51,16 @@ def test_zero_area_outside_and_unknown_class_boxes_are_dropped_by_name(tmp_path)
     assert len(splits["train"]) == 1 and audit.total_read() == 4
 
 
+def test_an_inverted_box_is_reported_as_inverted_and_only_a_flat_one_as_zero_area(tmp_path):
+    root = make_voc(tmp_path, {"img": {"boxes": [
+        ("RBC", 20, 5, 10, 15), ("RBC", 5, 20, 15, 10), ("WBC", 20, 20, 10, 10), ("RBC", 5, 5, 5, 9),
+        ("RBC", 20, 9, 10, 9)]}})
+    _, audit = read_voc_patches(root, image_size=8, padding=2)
+    assert [d.reason for d in audit.dropped] == [
+        "inverted box (xmin > xmax)", "inverted box (ymin > ymax)", "inverted box (xmin > xmax, ymin > ymax)",
+        "zero-area box", "inverted box (xmin > xmax)"]
+
+
 def test_malformed_and_hostile_xml_are_skipped_and_reported(tmp_path):
     root = make_voc(tmp_path, {"broken": {"xml": "<annotation><size><width>64"},
                                "nosize": {"xml": "<annotation><object/></annotation>"},

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from trainables.datasets.download import format_manifest_check, manifest_differences
 from trainables.datasets.leakage import format_leakage
 
 
@@ -23,8 +24,9 @@ class DroppedItem:
 
 @dataclass
 class DataAudit:
-    """Counts per split and class, every dropped item, the leakage check across splits, and
-    notes on how the data was read (which folder became which class, say).
+    """Counts per split and class, every dropped item, the leakage check across splits, the
+    comparison with the pinned manifest (for a dataset that has one), and notes on how the data
+    was read (which folder became which class, say).
 
     ``annotations_read`` counts every annotation found (kept or not); ``kept`` counts the
     samples that reached the dataset, per split and class.
@@ -39,6 +41,7 @@ class DataAudit:
     kept: dict[str, Counter] = field(default_factory=dict)
     dropped: list[DroppedItem] = field(default_factory=list)
     leakage: dict = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def drop(self, split: str, item: str, reason: str) -> None:
@@ -57,6 +60,12 @@ class DataAudit:
     def total_kept(self) -> int:
         return sum(sum(c.values()) for c in self.kept.values())
 
+    def strict_problems(self) -> list[str]:
+        """What a strict run refuses: one line per dropped item and per file that differs from
+        the pinned manifest; empty when the data is clean."""
+        return ([f"dropped [{d.split}] {d.item}: {d.reason}" for d in self.dropped]
+                + [f"manifest: {line}" for line in manifest_differences(self.manifest)])
+
     def to_dict(self) -> dict:
         return {
             "dataset": self.dataset,
@@ -70,6 +79,7 @@ class DataAudit:
                        "dropped": len(self.dropped)},
             "dropped": [vars(d) for d in self.dropped],
             "leakage": self.leakage,
+            "manifest": self.manifest,
             "notes": list(self.notes),
         }
 
@@ -94,7 +104,7 @@ class DataAudit:
             lines += [f"  [{d.split}] {d.item}: {d.reason}" for d in self.dropped]
         else:
             lines.append("Dropped 0 items.")
-        return "\n".join(lines + format_leakage(self.leakage))
+        return "\n".join(lines + format_manifest_check(self.manifest) + format_leakage(self.leakage))
 
     def kept_columns(self) -> list[str]:
         """What kept samples are counted by: the classes, or (for a dataset that keeps samples
@@ -113,7 +123,7 @@ class DataAudit:
                    annotations_read=Counter(doc["annotations_read"]),
                    kept={split: Counter(c) for split, c in doc["kept"].items()},
                    dropped=[DroppedItem(**d) for d in doc["dropped"]], leakage=doc.get("leakage", {}),
-                   notes=list(doc.get("notes", [])))
+                   manifest=doc.get("manifest", {}), notes=list(doc.get("notes", [])))
 
 
 def _format_table(header: list, rows: list[list]) -> str:

@@ -2,19 +2,22 @@
 
 Splits are the dataset's own image-level lists, so patches of one image never straddle
 splits. Each box is cropped with padding (clipped to the image) and resized once; the result
-is cached by the data's checksum and the crop/resize parameters.
+is cached by the data's checksum and the crop/resize parameters. The files read are compared
+with the pinned SHA-256 manifest wherever the copy came from (``--data-dir``, the environment
+or the download cache), from the same digests the cache key is made of.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from trainables.datasets.audit import DataAudit
 from trainables.datasets.base import ClassificationData, SplitArrays
-from trainables.datasets.cache import fingerprint, read_through_cache
-from trainables.datasets.download import cache_dir, locate_or_download
+from trainables.datasets.cache import file_digests, fingerprint_of_digests, read_through_cache
+from trainables.datasets.download import Manifest, cache_dir, compare_with_manifest, locate_or_download
 from trainables.datasets.images import CorruptImageError, crop_with_padding, decode_rgb, resize_square
 from trainables.datasets.leakage import ImagePrint, check_leakage, image_print
 from trainables.datasets.voc import MalformedAnnotationError, parse_annotation, read_split_list
@@ -22,6 +25,8 @@ from trainables.datasets.voc import MalformedAnnotationError, parse_annotation, 
 CLASS_NAMES = ("RBC", "WBC", "Platelets")
 SPLITS = ("train", "val", "test")
 READER_VERSION = 3
+SPLIT_LIST_FOLDER = "ImageSets/Main"
+SOURCE_FOLDERS = (("Annotations", ".xml"), ("JPEGImages", ".jpg"))     # (folder, file suffix)
 
 
 def locate_bccd(data_dir: str | None) -> Path:
@@ -34,20 +39,41 @@ def prepare_bccd(*, data_dir: str | None, image_size: int, padding: int = 10,
     """Decoded BCCD patches of every split, and the audit of the whole dataset."""
     root = locate_bccd(data_dir)
     params = {"reader": READER_VERSION, "image_size": image_size, "padding": padding}
-    key = fingerprint(bccd_source_files(root), root, params)
+    digests = file_digests(bccd_source_files(root))
+    key = fingerprint_of_digests(digests, root, params)
     cache_path = cache_dir() / "patches" / f"bccd-{key[:20]}.npz"
     splits, audit = read_through_cache(
         cache_path, params, lambda: read_voc_patches(root, image_size=image_size, padding=padding),
         use_cache=use_cache)
+    audit.manifest = bccd_manifest_check(root, digests)
     data = ClassificationData(name="bccd", class_names=CLASS_NAMES, splits=splits, fingerprint=key)
     return data, audit
 
 
 def bccd_source_files(root: Path) -> list[Path]:
     """The files BCCD's content is fingerprinted by: split lists, annotations, images."""
-    lists = [root / "ImageSets" / "Main" / f"{s}.txt" for s in SPLITS]
-    return ([p for p in lists if p.is_file()] + sorted((root / "Annotations").glob("*.xml"))
-            + sorted((root / "JPEGImages").glob("*.jpg")))
+    lists = [root / SPLIT_LIST_FOLDER / f"{s}.txt" for s in SPLITS]
+    return [p for p in lists if p.is_file()] + [path for folder, suffix in SOURCE_FOLDERS
+                                                for path in sorted((root / folder).glob(f"*{suffix}"))]
+
+
+def _is_bccd_source(relative: str) -> bool:
+    """Whether a path relative to the ``BCCD`` folder names a file ``bccd_source_files`` lists."""
+    path = PurePosixPath(relative)
+    return (relative in {f"{SPLIT_LIST_FOLDER}/{s}.txt" for s in SPLITS}
+            or (path.parent.as_posix(), path.suffix) in SOURCE_FOLDERS)
+
+
+def bccd_manifest_check(root: Path, digests: Mapping[Path, str]) -> dict:
+    """The files read from ``root`` (the ``BCCD`` folder; ``digests`` maps each to its SHA-256)
+    compared with the pinned manifest, whose paths start at ``BCCD_Dataset/``. Files the
+    reader never reads (the licence, ``test.csv``, ``trainval.txt``) are not compared."""
+    def read_by_reader(name: str) -> bool:
+        folder, _, inside = name.partition("/")
+        return folder == root.name and _is_bccd_source(inside)
+
+    relative = {path.relative_to(root.parent).as_posix(): digest for path, digest in digests.items()}
+    return compare_with_manifest(Manifest.load("bccd"), digests=relative, read_by_reader=read_by_reader)
 
 
 def read_voc_patches(root: Path, *, image_size: int, padding: int,
@@ -103,8 +129,8 @@ def _image_patches(root: Path, split: str, image_id: str, padding: int,
         item = f"{image_id} box {number} {box.class_name} {box.as_tuple()}"
         if box.class_name not in class_names:
             audit.drop(split, item, f"unknown class {box.class_name!r} (valid: {', '.join(class_names)})")
-        elif box.area == 0:
-            audit.drop(split, item, "zero-area box")
+        elif problem := box.shape_problem():
+            audit.drop(split, item, problem)
         elif not box.inside(width, height):
             audit.drop(split, item, f"box outside the {width}x{height} image")
         else:

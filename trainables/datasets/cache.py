@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +17,22 @@ from trainables.datasets.base import SplitArrays
 
 def fingerprint(files: Iterable[Path], root: Path, params: dict) -> str:
     """SHA-256 over each file's relative path and bytes plus the decoding parameters."""
+    return fingerprint_of_digests(file_digests(files), root, params)
+
+
+def file_digests(files: Iterable[Path]) -> dict[Path, str]:
+    """The SHA-256 (hex) of each file's bytes. A caller that also checks the files against a
+    manifest computes these once and hands them to ``fingerprint_of_digests``, so every file
+    is read once."""
+    return {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in files}
+
+
+def fingerprint_of_digests(digests: Mapping[Path, str], root: Path, params: dict) -> str:
+    """``fingerprint`` of the files whose SHA-256 digests are ``digests`` (path → hex)."""
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
-    for path in sorted(files):
+    for path in sorted(digests):
         digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        digest.update(bytes.fromhex(digests[path]))
     return digest.hexdigest()
 
 

@@ -20,11 +20,17 @@ never by resizing a full-size mask (only COCO RLE masks, which have no vertices,
 
 Bad annotations never stop a run: each is left out and listed in the audit with its reason.
 Regions whose shape is malformed, degenerate (fewer than 3 distinct points, zero area, a
-rectangle of zero width or height) or of an unknown class are dropped; so is a region lying
+rectangle of zero width or height), inverted (a negative width or height, a VOC box with
+xmin > xmax or ymin > ymax) or of an unknown class are dropped; so is a region lying
 entirely outside its image. A region that crosses the image's edge is clipped to the image and
 kept (the audit's notes count them). Images that are missing or cannot be decoded are dropped
 with all their regions. An annotation file that is not JSON, or not VIA or COCO in shape, is an
 error naming the file and the key, since nothing in it can be trusted.
+
+Finding the annotation file. ``annotations.json`` or ``via_region_data.json`` is taken first;
+without them, the folder's one JSON file that is VIA or COCO in shape (other JSON files are
+not candidates); several such files are an error listing them. The ``annotations`` setting
+names the file instead (a path relative to the data folder).
 """
 
 from __future__ import annotations
@@ -40,9 +46,9 @@ import cv2
 import numpy as np
 
 from trainables.datasets.audit import DataAudit
-from trainables.datasets.bccd import bccd_source_files, locate_bccd
-from trainables.datasets.base import SplitSelection
-from trainables.datasets.cache import fingerprint, read_through_cache, save_npz_atomically
+from trainables.datasets.bccd import bccd_manifest_check, bccd_source_files, locate_bccd
+from trainables.datasets.base import DatasetError, SplitSelection
+from trainables.datasets.cache import file_digests, fingerprint_of_digests, read_through_cache, save_npz_atomically
 from trainables.datasets.download import DATA_DIR_ENV, DataNotFoundError, cache_dir
 from trainables.datasets.images import CorruptImageError, decode_rgb
 from trainables.datasets.leakage import ImagePrint, check_leakage, image_print
@@ -84,6 +90,11 @@ FLIP_MODES = ("none", "x", "y", "xy")
 
 class MalformedAnnotationFileError(MedsweepError, ValueError):
     """An annotation file that is not valid JSON, or not in the VIA or COCO shape."""
+
+
+class AnnotationFileChoiceError(DatasetError):
+    """A data folder whose annotation file is ambiguous (several VIA or COCO files and none
+    chosen), or a chosen annotation file that does not exist."""
 
 
 # --- the data handed to trials -----------------------------------------------------------------
@@ -369,15 +380,27 @@ def read_annotation_file(path: Path, class_map: ClassMap, *,
             f"re-export it from VIA (Annotation > Export annotations as json) or fix it") from exc
     except UnicodeDecodeError as exc:
         raise MalformedAnnotationFileError(f"{path}: not UTF-8 text ({exc}); is it really a JSON file?") from exc
-    if isinstance(doc, dict) and "images" in doc and "annotations" in doc:
+    form = annotation_form(doc)
+    if form == "COCO":
         return parse_coco(doc, path, class_map)
-    if isinstance(doc, dict) and (isinstance(doc.get("_via_img_metadata"), dict) or _looks_like_via_export(doc)):
+    if form == "VIA":
         return parse_via(doc, path, class_map, class_attribute=class_attribute)
     keys = sorted(doc)[:8] if isinstance(doc, dict) else type(doc).__name__
     raise MalformedAnnotationFileError(
         f"{path}: neither VIA nor COCO JSON (top level: {keys}). Expected a VIA 2.x project "
         f"(key '_via_img_metadata'), a VIA annotation export (entries with 'filename' and "
         f"'regions'), or COCO instances (keys 'images', 'annotations', 'categories').")
+
+
+def annotation_form(doc) -> str | None:
+    """``"COCO"`` or ``"VIA"`` when a parsed JSON document has that format's top-level keys
+    (a VIA project's ``_via_img_metadata``, or entries with ``filename``; COCO's ``images`` and
+    ``annotations``), else None. Only the top level is looked at; the readers check the rest."""
+    if isinstance(doc, dict) and "images" in doc and "annotations" in doc:
+        return "COCO"
+    if isinstance(doc, dict) and (isinstance(doc.get("_via_img_metadata"), dict) or _looks_like_via_export(doc)):
+        return "VIA"
+    return None
 
 
 def _looks_like_via_export(doc: dict) -> bool:
@@ -525,7 +548,9 @@ def _checked_rect(x, y, width, height) -> tuple[float, float, float, float]:
     if numbers is None:
         raise _RegionProblem("malformed rectangle: x, y, width and height must be numbers")
     x, y, width, height = numbers
-    if width <= 0 or height <= 0:
+    if width < 0 or height < 0:
+        raise _RegionProblem(f"inverted rectangle (negative width or height): width {width:g}, height {height:g}")
+    if width == 0 or height == 0:
         raise _RegionProblem(f"degenerate rectangle: width {width:g}, height {height:g}")
     return float(x), float(y), float(x + width), float(y + height)
 
@@ -810,22 +835,26 @@ class DetectionPlan:
         return [s.path for s in self.annotation_sets] + sorted(images)
 
 
-def locate_lymphoblast(data_dir: str | None) -> Path:
+def locate_lymphoblast(data_dir: str | None, *, annotations: str | None = None) -> Path:
     """The lymphoblast dataset folder: ``<dir>/lymphoblast`` or ``<dir>`` itself, where
     ``<dir>`` is ``data_dir`` or else ``$MEDSWEEP_DATA_DIR``, and the folder holds an annotation
-    file (``annotations.json`` or ``via_region_data.json``) or ``train/``, ``val/``, ``test/``
-    folders each holding one. The data is private, so it is never downloaded."""
+    file (see ``find_annotation_file``; the file ``annotations`` names, when given) or
+    ``train/``, ``val/``, ``test/`` folders each holding one. The data is private, so it is
+    never downloaded."""
     base = data_dir or os.environ.get(DATA_DIR_ENV)
     looked = [Path(base).expanduser() / LYMPHOBLAST, Path(base).expanduser()] if base else []
     for folder in looked:
-        if _annotation_file(folder) is not None or all(_annotation_file(folder / s) for s in SPLITS):
+        if (folder / annotations).is_file() if annotations else _holds_annotations(folder):
             return folder
+    if annotations and looked:
+        raise _missing_named_file(annotations, looked)
     where = ("Looked in:\n" + "\n".join(f"  {p}" for p in looked) if looked
              else f"Neither --data-dir nor {DATA_DIR_ENV} is set, so there was nowhere to look.")
     raise DataNotFoundError(
         f"Lymphoblast data was not found.\n{where}\n"
         f"It is private (seed 003: 1,461 smears from RSUP Dr. Sardjito Yogyakarta) and cannot be "
-        f"downloaded. With access to it, put the VIA 2.x (or COCO) JSON as {' or '.join(ANNOTATION_NAMES)} "
+        f"downloaded. With access to it, put the VIA 2.x (or COCO) JSON file (any name; "
+        f"{' or '.join(ANNOTATION_NAMES)} is taken first, --set annotations=FILE picks one of several) "
         f"in a folder with the images next to it or in {IMAGE_FOLDER}/ (or train/, val/, test/ folders "
         f"each laid out so), then pass --data-dir DIR or set {DATA_DIR_ENV}=DIR, where DIR is that "
         f"folder or holds it as {LYMPHOBLAST}/.\n"
@@ -833,36 +862,98 @@ def locate_lymphoblast(data_dir: str | None) -> Path:
         f"then --data-dir OUT")
 
 
-def _annotation_file(folder: Path) -> Path | None:
-    """The folder's annotation file; two of them is an error (which one is meant?)."""
-    present = [folder / name for name in ANNOTATION_NAMES if (folder / name).is_file()]
-    if len(present) > 1:
-        raise MalformedAnnotationFileError(
-            f"{folder} holds both {' and '.join(p.name for p in present)}; keep the one to use")
-    return present[0] if present else None
+def _holds_annotations(folder: Path) -> bool:
+    """Whether ``folder`` has train/, val/ and test/ folders each with an annotation file, or
+    one of its own."""
+    return all(find_annotation_file(folder / s) for s in SPLITS) or find_annotation_file(folder) is not None
 
 
-def plan_lymphoblast(root: Path, *, class_attribute: str | None = None,
+def find_annotation_file(folder: Path) -> Path | None:
+    """The folder's annotation file, or None. ``annotations.json`` or ``via_region_data.json``
+    comes first (both is an error: which one is meant?); without them, the one JSON file of the
+    folder that is VIA or COCO in shape. Several such files is an error that lists them, since
+    guessing would silently train on the wrong labels."""
+    fixed = [folder / name for name in ANNOTATION_NAMES if (folder / name).is_file()]
+    if len(fixed) > 1:
+        raise AnnotationFileChoiceError(
+            f"{folder} holds both {' and '.join(p.name for p in fixed)}; keep only the one to use there, "
+            f"or choose one with --set annotations=FILE (its path relative to the data folder)")
+    if fixed:
+        return fixed[0]
+    candidates = annotation_candidates(folder)
+    if len(candidates) > 1:
+        raise AnnotationFileChoiceError(
+            f"{folder} holds {len(candidates)} VIA or COCO annotation files: "
+            f"{', '.join(p.name for p in candidates)}. Keep only the one to use there, or choose one "
+            f"with --set annotations=FILE (its path relative to the data folder)")
+    return candidates[0] if candidates else None
+
+
+def annotation_candidates(folder: Path) -> list[Path]:
+    """The ``*.json`` files directly in ``folder`` that parse as VIA or COCO (``annotation_form``),
+    sorted by name. Files that are not JSON or of another shape are not candidates."""
+    return [path for path in sorted(folder.glob("*.json")) if path.is_file() and _is_annotation_json(path)]
+
+
+def _is_annotation_json(path: Path) -> bool:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return annotation_form(doc) is not None
+
+
+def named_annotation_file(root: Path, annotations: str) -> Path:
+    """The annotation file chosen with ``--set annotations=FILE``: ``root / annotations``,
+    which must be a file inside the data folder ``root``."""
+    relative = PurePosixPath(annotations)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise AnnotationFileChoiceError(
+            f"--set annotations={annotations}: give the file's path relative to the data folder "
+            f"{root}, inside it (no absolute path, no ..)")
+    if not (root / relative).is_file():
+        raise _missing_named_file(annotations, [root])
+    return root / relative
+
+
+def _missing_named_file(annotations: str, folders: list[Path]) -> AnnotationFileChoiceError:
+    found = [f"{folder}: {', '.join(_json_files(folder)) or 'no JSON files'}" for folder in folders
+             if folder.is_dir()]
+    return AnnotationFileChoiceError(
+        f"--set annotations={annotations}: no such file in {' or '.join(str(f) for f in folders)} "
+        f"(the path is relative to the data folder). JSON files found:\n"
+        + "\n".join(f"  {line}" for line in found or ["none (no such folder)"]))
+
+
+def _json_files(folder: Path) -> list[str]:
+    """The JSON files in ``folder`` and its direct subfolders, as paths relative to it."""
+    return sorted(p.relative_to(folder).as_posix() for p in [*folder.glob("*.json"), *folder.glob("*/*.json")])
+
+
+def plan_lymphoblast(root: Path, *, annotations: str | None = None, class_attribute: str | None = None,
                      seed: int = SPLIT_SEED,
                      fractions: tuple[float, float, float] = LYMPHOBLAST_FRACTIONS) -> DetectionPlan:
-    """The lymphoblast images per split. With ``train/``, ``val/``, ``test/`` folders each
-    holding an annotation file, those are the splits; otherwise the root's one file's images,
-    sorted by name, are shuffled once with ``seed`` and split by ``fractions`` (the document's
-    70/20/10)."""
+    """The lymphoblast images per split. ``annotations`` (a path relative to ``root``) names the
+    one annotation file to read. Otherwise, with ``train/``, ``val/``, ``test/`` folders each
+    holding an annotation file, those are the splits; else the root's one file (see
+    ``find_annotation_file``) is read. One file's images, sorted by name, are shuffled once with
+    ``seed`` and split by ``fractions`` (the document's 70/20/10)."""
     root = Path(root)
     class_map = ClassMap(LYMPHOBLAST_CLASSES, LABEL_SPELLINGS)
-    per_split = {split: _annotation_file(root / split) for split in SPLITS}
-    top = _annotation_file(root)
-    if all(per_split.values()):
+    per_split = {} if annotations else {split: find_annotation_file(root / split) for split in SPLITS}
+    if per_split and all(per_split.values()):
         sets = tuple(read_annotation_file(per_split[s], class_map, class_attribute=class_attribute) for s in SPLITS)
         splits = {split: annotation_set.images for split, annotation_set in zip(SPLITS, sets)}
         how = "splits from the train/, val/ and test/ folders' own annotation files"
-        if top is not None:
-            how += f" ({top.name} at the top was not used)"
+        unused = annotation_candidates(root)
+        if unused:
+            how += f" ({', '.join(p.name for p in unused)} at the top not used)"
     else:
+        top = named_annotation_file(root, annotations) if annotations else find_annotation_file(root)
         if top is None:
-            raise DataNotFoundError(f"{root} has no {' or '.join(ANNOTATION_NAMES)} (nor train/, val/, test/ "
-                                    f"folders each holding one)")
+            raise DataNotFoundError(
+                f"{root} has no VIA or COCO annotation file (nor train/, val/, test/ folders each holding "
+                f"one); JSON files there: {', '.join(_json_files(root)) or 'none'}")
         sets = (read_annotation_file(top, class_map, class_attribute=class_attribute),)
         splits = assign_splits(sets[0].images, seed=seed, fractions=fractions)
         how = (f"split {'/'.join(f'{round(f * 100)}' for f in fractions)} by one shuffle with seed {seed}")
@@ -912,34 +1003,39 @@ def read_planned(plan: DetectionPlan, class_names: tuple[str, ...], settings: Re
 
 
 def read_lymphoblast(root: Path, *, image_size: int, preprocessing: str = "raw", bilateral: bool = False,
+                     annotations: str | None = None,
                      class_attribute: str | None = None) -> tuple[dict[str, DetectionSplit], DataAudit]:
     """The lymphoblast splits (images, boxes, labels, masks) and their audit, uncached."""
     settings = ReadSettings(image_size, preprocessing, bilateral)
-    plan = plan_lymphoblast(root, class_attribute=class_attribute)
+    plan = plan_lymphoblast(root, annotations=annotations, class_attribute=class_attribute)
     return read_planned(plan, LYMPHOBLAST_CLASSES, settings, LYMPHOBLAST)
 
 
 def prepare_lymphoblast(*, data_dir: str | None, image_size: int, padding: int = 10,
-                        preprocessing: str = "raw", bilateral: bool = False,
+                        preprocessing: str = "raw", bilateral: bool = False, annotations: str | None = None,
                         use_cache: bool = True) -> tuple[DetectionData, DataAudit]:
     """Lymphoblast / non-lymphoblast instances of every split, and the audit of the dataset.
 
     ``preprocessing`` is ``raw`` or ``segmented`` (see ``preprocess``); ``bilateral`` adds the
-    bilateral filter first. ``padding`` is accepted because every dataset's prepare function
-    takes the same keywords; whole images are used, so it is ignored. The result is cached by
-    the data's checksum, the image size and the preprocessing.
+    bilateral filter first. ``annotations`` names the annotation file (relative to the data
+    folder) when the folder's own cannot be found unambiguously (see ``find_annotation_file``).
+    ``padding`` is accepted because every dataset's prepare function takes the same keywords;
+    whole images are used, so it is ignored. The result is cached by the data's checksum, the
+    image size and the preprocessing.
     """
     settings = ReadSettings(image_size, preprocessing, bilateral)
-    plan = plan_lymphoblast(locate_lymphoblast(data_dir))
-    return _prepared(LYMPHOBLAST, LYMPHOBLAST_CLASSES, plan.root, plan.source_files(), settings,
+    plan = plan_lymphoblast(locate_lymphoblast(data_dir, annotations=annotations), annotations=annotations)
+    return _prepared(LYMPHOBLAST, LYMPHOBLAST_CLASSES, plan.root, file_digests(plan.source_files()), settings,
                      lambda: read_planned(plan, LYMPHOBLAST_CLASSES, settings, LYMPHOBLAST), use_cache)
 
 
-def _prepared(dataset: str, class_names: tuple[str, ...], root: Path, files: list[Path], settings: ReadSettings,
-              read: Callable[[], tuple[dict[str, DetectionSplit], DataAudit]],
+def _prepared(dataset: str, class_names: tuple[str, ...], root: Path, digests: dict[Path, str],
+              settings: ReadSettings, read: Callable[[], tuple[dict[str, DetectionSplit], DataAudit]],
               use_cache: bool) -> tuple[DetectionData, DataAudit]:
+    """The cached (or freshly ``read``) splits and audit of data whose files' SHA-256 digests
+    are ``digests``."""
     params = {**settings.params(), "dataset": dataset}
-    key = fingerprint(files, root, params)
+    key = fingerprint_of_digests(digests, root, params)
     path = cache_dir() / "detection" / f"{dataset}-{key[:20]}.npz"
     splits, audit = read_through_cache(path, params, read, use_cache=use_cache, load=load_detection_splits,
                                        save=save_detection_splits)
@@ -951,8 +1047,8 @@ def _prepared(dataset: str, class_names: tuple[str, ...], root: Path, files: lis
 def read_bccd_detection(root: Path, *, image_size: int, preprocessing: str = "raw",
                         bilateral: bool = False) -> tuple[dict[str, DetectionSplit], DataAudit]:
     """BCCD's boxes per image (box-only: ``masks`` is None), split by the dataset's own lists,
-    and the audit. Zero-area boxes, boxes of unknown classes and boxes entirely outside their
-    image are dropped; boxes crossing the edge are clipped. Boxes are scaled with the image."""
+    and the audit. Zero-area and inverted boxes, boxes of unknown classes and boxes entirely
+    outside their image are dropped; boxes crossing the edge are clipped. Boxes are scaled with the image."""
     settings = ReadSettings(image_size, preprocessing, bilateral)
     audit = DataAudit(dataset=BCCD_DETECTION, root=str(root), class_names=BCCD_CLASSES,
                       notes=["Splits: the dataset's own ImageSets/Main lists.", settings.note()])
@@ -1004,8 +1100,8 @@ def _kept_voc_box(split: str, item: str, box: VocBox, width: int, height: int,
     if box.class_name not in BCCD_CLASSES:
         state.audit.drop(split, item, f"unknown class {box.class_name!r} (valid: {', '.join(BCCD_CLASSES)})")
         return None
-    if box.area == 0:
-        state.audit.drop(split, item, "zero-area box")
+    if problem := box.shape_problem():
+        state.audit.drop(split, item, problem)
         return None
     if _outside(box.as_tuple(), width, height):
         state.audit.drop(split, item, f"box outside the {width}x{height} image")
@@ -1021,13 +1117,17 @@ def prepare_bccd_detection(*, data_dir: str | None, image_size: int, padding: in
     """BCCD's RBC / WBC / Platelets boxes of every split (no masks), and the audit.
 
     ``padding`` is accepted because every dataset's prepare function takes the same keywords;
-    whole images are used, so it is ignored. Cached like ``prepare_lymphoblast``.
+    whole images are used, so it is ignored. Cached like ``prepare_lymphoblast``; the files read
+    are compared with the pinned manifest like ``prepare_bccd``'s.
     """
     settings = ReadSettings(image_size, preprocessing, bilateral)
     root = locate_bccd(data_dir)
-    return _prepared(BCCD_DETECTION, BCCD_CLASSES, root, bccd_source_files(root), settings,
-                     lambda: read_bccd_detection(root, image_size=image_size, preprocessing=preprocessing,
-                                                 bilateral=bilateral), use_cache)
+    digests = file_digests(bccd_source_files(root))
+    data, audit = _prepared(BCCD_DETECTION, BCCD_CLASSES, root, digests, settings,
+                            lambda: read_bccd_detection(root, image_size=image_size, preprocessing=preprocessing,
+                                                        bilateral=bilateral), use_cache)
+    audit.manifest = bccd_manifest_check(root, digests)
+    return data, audit
 
 
 # --- the cache ---------------------------------------------------------------------------------

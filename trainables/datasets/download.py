@@ -3,7 +3,10 @@
 Search order, first match wins: an explicit ``--data-dir``, the ``MEDSWEEP_DATA_DIR``
 environment variable, then the user cache (``MEDSWEEP_CACHE_DIR`` or ``~/.cache/medsweep``).
 A download is pinned to one upstream commit and every file is checked against the SHA-256
-manifest shipped in ``manifests/``; only files named in the manifest are extracted.
+manifest shipped in ``manifests/``; only files named in the manifest are extracted. A copy found
+on disk is compared with the same manifest when it claims to be the pinned one
+(``compare_with_manifest``): differences are warnings in the data audit, not errors, since a
+user may fix labels on purpose.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -155,6 +158,53 @@ def extract_verified(archive: bytes, manifest: Manifest, target: Path) -> None:
     finally:
         if staging.exists():
             shutil.rmtree(staging)
+
+
+def compare_with_manifest(manifest: Manifest, *, digests: Mapping[str, str],
+                          read_by_reader: Callable[[str], bool]) -> dict:
+    """How a copy on disk differs from the pinned manifest, as the audit keeps it.
+
+    ``digests`` maps each file the reader reads (path relative to the dataset folder, as the
+    manifest writes it) to its SHA-256; ``read_by_reader`` picks the manifest's files the
+    reader would read (the rest, a licence say, are not compared). The copy claims to be the
+    pinned one when more than half of those files are present; then the result lists the
+    files that differ, the ones missing, and the ones read that the manifest lacks (an
+    extra annotation or image). Otherwise it says why nothing was compared."""
+    expected = {name: digest for name, digest in manifest.files.items() if read_by_reader(name)}
+    present = [name for name in expected if name in digests]
+    check = {"manifest": manifest.dataset, "commit": manifest.commit, "expected": len(expected)}
+    if 2 * len(present) <= len(expected):
+        return check | {"compared": False, "present": len(present)}
+    return check | {"compared": True,
+                    "differing": sorted(name for name in present if digests[name] != expected[name]),
+                    "missing": sorted(set(expected) - set(digests)),
+                    "extra": sorted(set(digests) - set(expected))}
+
+
+def manifest_differences(check: dict) -> list[str]:
+    """One line per file of a ``compare_with_manifest`` result that differs from the pinned
+    copy (none when nothing was compared)."""
+    if not check.get("compared"):
+        return []
+    return ([f"{name}: SHA-256 differs from the pinned manifest" for name in check["differing"]]
+            + [f"{name}: in the pinned manifest but missing" for name in check["missing"]]
+            + [f"{name}: read, but not in the pinned manifest (an extra file)" for name in check["extra"]])
+
+
+def format_manifest_check(check: dict) -> list[str]:
+    """Lines for the audit's text form of a ``compare_with_manifest`` result."""
+    if not check:
+        return []
+    pinned = f"the pinned SHA-256 manifest of {check['manifest']} (commit {check['commit'][:8]})"
+    if not check["compared"]:
+        return [f"Manifest check: not compared with {pinned}: only {check['present']} of the "
+                f"{check['expected']} files it pins for reading are present, so this is not the pinned copy."]
+    differences = manifest_differences(check)
+    if not differences:
+        return [f"Manifest check: all {check['expected']} files read match {pinned}."]
+    return ([f"Manifest check: {len(differences)} file(s) differ from {pinned} (a warning: the data "
+             f"is used as it is, since labels may have been fixed on purpose; --strict-data refuses it):"]
+            + [f"  {line}" for line in differences])
 
 
 def _relative_member_path(member: tarfile.TarInfo) -> str | None:

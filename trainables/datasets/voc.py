@@ -31,6 +31,15 @@ class VocBox:
     def area(self) -> int:
         return max(0, self.xmax - self.xmin) * max(0, self.ymax - self.ymin)
 
+    def shape_problem(self) -> str | None:
+        """Why the box encloses no pixel, or None: an inverted box (a minimum above its
+        maximum, usually swapped coordinates) is told apart from a truly zero-area one."""
+        inverted = [f"{low} > {high}" for low, high, a, b in (("xmin", "xmax", self.xmin, self.xmax),
+                                                              ("ymin", "ymax", self.ymin, self.ymax)) if a > b]
+        if inverted:
+            return f"inverted box ({', '.join(inverted)})"
+        return "zero-area box" if self.area == 0 else None
+
     def as_tuple(self) -> tuple[int, int, int, int]:
         return self.xmin, self.ymin, self.xmax, self.ymax
 
