@@ -30,7 +30,7 @@ from sweeps.summary import best_of, stop_reason
 from sweeps.tuner import (RunSettings, configure_tune_environment, remove_checkpoint_staging, run_config,
                           wrapped_trainable)
 from trainables.datasets.base import ClassificationData, SplitArrays
-from trainables.engine import STATE_FILE
+from trainables.engine import STATE_FILE, UnsafeCheckpointError
 from trainables.registry import get_trainable
 
 CACHE_DIR = "analysis_cache"
@@ -168,6 +168,8 @@ class Evaluator:
                 settings, grid = self.tune_inference(self.truth(self.val), self.predict(checkpoint, self.val),
                                                      self.class_names)
                 training = {**training, "inference": settings, "inference_grid": grid}
+        except UnsafeCheckpointError:  # possibly hostile: the experiment is untrusted, the report stops
+            raise
         except Exception as exc:  # a broken checkpoint is reported; the other models go on
             return f"its checkpoint {checkpoint} could not predict ({type(exc).__name__}: {exc})"
         self.cache.save(parts, outputs, training)
@@ -244,10 +246,13 @@ def checkpoint_predictions(trial: pd.Series, evaluator: Evaluator) -> ModelPredi
     checkpoint = trial["best_checkpoint"]
     if not checkpoint or not Path(checkpoint, STATE_FILE).is_file():
         return f"no best checkpoint with weights to evaluate ({checkpoint or 'none kept'})"
-    parts = {"kind": CHECKPOINT, "trial": trial.name, "checkpoint": Path(checkpoint).name,
-             "modified": Path(checkpoint, STATE_FILE).stat().st_mtime_ns}
     training = {"epochs": int(trial["epochs"]), "wall_seconds": float(trial["wall_seconds"]),
                 "stop_reason": trial["stop_reason"], "best_epoch": trial["best_epoch"]}
+    # Keyed on the trial's state as well as its checkpoint: a resumed trial with new results is
+    # evaluated again, even where its best checkpoint stayed, so no earlier state shows through.
+    parts = {"kind": CHECKPOINT, "trial": trial.name, "checkpoint": Path(checkpoint).name,
+             "modified": Path(checkpoint, STATE_FILE).stat().st_mtime_ns,
+             "trial_state": {**training, "status": trial["status"]}}
     found = evaluator.run(Path(checkpoint), parts, training)
     if isinstance(found, str):
         return found
@@ -346,6 +351,14 @@ class RetrainRecorder(tune.Callback):
         self.outputs: dict[str, tuple[np.ndarray, dict]] = {}
         self.failures: dict[str, str] = {}
         self.started = time.perf_counter()
+
+    def __getstate__(self) -> dict:
+        """What Tune pickles of this callback (into the rerun's ``tuner.pkl``, for a restore a
+        rerun never does): nothing that only this driver can use. Not ``echo``: pickling a
+        builtin such as ``print`` fails whenever Ray's tqdm_ray has swapped
+        ``builtins.print``, which it does the first time a worker's log reaches the driver.
+        Not the evaluators either, which hold the test split."""
+        return {**self.__dict__, "echo": None, "evaluators": {}}
 
     def _progress(self, config: dict, outcome: str) -> None:
         done = len(self.outputs) + len(self.failures)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -17,16 +18,26 @@ from typing import Callable
 import yaml
 
 from sweeps.data import SweepData, prepare_sweep_data
-from sweeps.ray_session import alive_nodes, ensure_ray
+from sweeps.ray_session import alive_nodes, check_trial_resources, ensure_ray
 from sweeps.registry import SWEEPS, Resources, SweepSpec, get_sweep
 from sweeps.space import PROFILES, ResolvedSweep, SearchSpaceError, from_saved, grid_size_of, resolve
-from sweeps.storage import ExperimentLocation, check_shared_storage, list_experiments
-from sweeps.summary import exit_code, format_table, trial_rows
+from sweeps.storage import ExperimentLocation, check_shared_storage, check_writable_storage, list_experiments
+from sweeps.summary import INTERRUPTED, exit_code, format_table, saved_trials, trial_rows
 from sweeps.tuner import SEARCH_ALGORITHMS, RunSettings, configure_tune_environment
+from trainables.datasets.base import DatasetError
 from trainables.errors import ExperimentExistsError, ExperimentNotFoundError, MedsweepError
 from trainables.registry import get_trainable
 
 SWEEP_FILE = "sweep.json"
+# Tune writes this when it starts an experiment; Tuner.restore reads it (it is a pickle, so
+# --resume trusts the experiment directory; the analysis never reads it).
+TUNE_STATE_FILE = "tuner.pkl"
+# The shell's code for a run ended by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
+
+
+class StrictDataError(DatasetError):
+    """``--strict-data`` found dropped items or differences from the pinned manifest."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,25 @@ class SweepOptions:
     wandb: bool = False
     data_dir: str | None = None
     check_data: bool = False
+    strict_data: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuse counts and resources that make no sense, before anything is resolved or started."""
+        if self.num_samples is not None:
+            self._require_whole("--num-samples", self.num_samples, least=1,
+                                meaning="trials, or repeats of the whole grid with --search grid")
+        self._require_whole("--max-failures", self.max_failures, least=0, meaning="retries of a failed trial")
+        for flag, value in (("--cpus-per-trial", self.cpus_per_trial), ("--gpus-per-trial", self.gpus_per_trial)):
+            # Comparisons with nan are false, so nan fails the range as inf and negatives do.
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not 0 <= value < float("inf")):
+                raise SearchSpaceError(f"{flag} {value!r}: must be a finite number, 0 or more "
+                                       f"(fractions pack trials onto one device)")
+
+    @staticmethod
+    def _require_whole(flag: str, value: int, *, least: int, meaning: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise SearchSpaceError(f"{flag} {value!r}: must be a whole number of at least {least} ({meaning})")
 
 
 @dataclass
@@ -87,9 +117,15 @@ def resolve_profile(profile: str) -> tuple[str, str]:
 
 
 def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> SweepOutcome:
-    """Resolve, audit the data, run the sweep through Ray Tune, and write ``summary.csv``."""
+    """Resolve, reach Ray, audit the data, run the sweep through Ray Tune, write ``summary.csv``.
+
+    Every check that needs no Ray runs first; Ray is reached (and the resource request checked
+    against it) before the data audit and before anything is written, so a wrong address or an
+    impossible request leaves no experiment behind.
+    """
     spec = get_sweep(options.name)
     if options.resume:
+        check_writable_storage(storage=options.storage)
         location = find_experiment(options.storage, options.name, options.experiment_name)
         resolved = from_saved(spec, json.loads(location.read_text(SWEEP_FILE)))
         echo(f"Resuming {location.path}")
@@ -97,22 +133,21 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
         resolved = resolve_for_run(spec, options, echo)
         location = None if options.check_data else new_experiment(options.storage, spec.name,
                                                                   options.experiment_name)
-
-    data = prepare_sweep_data(resolved, data_dir=options.data_dir)
-    echo(data.audit_text())
     if options.check_data:
+        data = audited_data(resolved, options, echo)
         return SweepOutcome(exit_code=0, audit=data.audit)
-    if not options.resume:
-        preflight_pretrained(resolved, data)
-    location.write_text("data_audit.json", json.dumps(data.audit_json(), indent=2))
-    location.write_text("data_audit.txt", data.audit_text() + "\n")
-    echo("Trials get: " + data.describe_training_splits())
-    location.write_text(SWEEP_FILE, json.dumps(resolved.to_dict(), indent=2))
 
     configure_tune_environment()
     started_ray = ensure_ray(options.address)
     try:
+        check_trial_resources(cpus=resolved.resources.cpus, gpus=resolved.resources.gpus,
+                              local=options.address is None, warn=echo)
         check_shared_storage(options.storage, nodes=alive_nodes(), declared_shared=options.storage_shared)
+        data = audited_data(resolved, options, echo)
+        if not options.resume:
+            preflight_pretrained(resolved, data)
+            write_experiment_files(location, resolved, data)
+        echo("Trials get: " + data.describe_training_splits())
         rows, elapsed = fit_and_summarise(spec, resolved, data, location, options, echo)
     finally:
         if started_ray:
@@ -123,7 +158,44 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
     counts = rows["stop_reason"].value_counts().to_dict()
     echo(f"{len(rows)} trials in {elapsed:.0f} s: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
     echo(f"Experiment directory: {location.path}")
+    if counts.get(INTERRUPTED):
+        echo(f"Interrupted: {counts[INTERRUPTED]} trial(s) did not finish. Continue with:\n  "
+             + resume_command(options, location))
+        return SweepOutcome(exit_code=EXIT_INTERRUPTED, location=location, summary=rows, audit=data.audit)
     return SweepOutcome(exit_code=exit_code(rows), location=location, summary=rows, audit=data.audit)
+
+
+def audited_data(resolved: ResolvedSweep, options: SweepOptions, echo: Callable[[str], None]) -> SweepData:
+    """The sweep's data, its audit printed; with ``--strict-data``, any dropped item or
+    difference from the pinned manifest is an error."""
+    data = prepare_sweep_data(resolved, data_dir=options.data_dir)
+    echo(data.audit_text())
+    if options.strict_data:
+        problems = [problem for audit in data.audits.values() for problem in audit.strict_problems()]
+        if problems:
+            shown = "\n  ".join(problems[:20]) + (f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else "")
+            raise StrictDataError(f"--strict-data: the data is not exactly as found on disk or as pinned "
+                                  f"({len(problems)} problem(s)):\n  {shown}\nFix or remove these items, or "
+                                  f"run without --strict-data to train on the rest")
+    return data
+
+
+def write_experiment_files(location: ExperimentLocation, resolved: ResolvedSweep, data: SweepData) -> None:
+    location.write_text("data_audit.json", json.dumps(data.audit_json(), indent=2))
+    location.write_text("data_audit.txt", data.audit_text() + "\n")
+    location.write_text(SWEEP_FILE, json.dumps(resolved.to_dict(), indent=2))
+
+
+def resume_command(options: SweepOptions, location: ExperimentLocation) -> str:
+    """The exact command that continues ``location``."""
+    parts = ["python -m sweeps.run", options.name, "--resume", "--name", location.name]
+    if options.storage != SweepOptions.storage:
+        parts += ["--storage", options.storage]
+    if options.address:
+        parts += ["--address", options.address]
+    if options.data_dir:
+        parts += ["--data-dir", options.data_dir]
+    return " ".join(shlex.quote(part) if part != "python -m sweeps.run" else part for part in parts)
 
 
 def resolve_for_run(spec: SweepSpec, options: SweepOptions, echo: Callable[[str], None]) -> ResolvedSweep:
@@ -161,7 +233,8 @@ def fit_and_summarise(spec: SweepSpec, resolved: ResolvedSweep, data, location: 
     finally:
         remove_checkpoint_staging(location.name)
     elapsed = time.perf_counter() - started
-    rows = trial_rows(result_grid, axes=list(resolved.grid), metric=spec.metric, mode=spec.mode)
+    rows = trial_rows(result_grid, axes=list(resolved.grid), metric=spec.metric, mode=spec.mode,
+                      saved=saved_trials(location.path))
     location.write_text("summary.csv", rows.drop(columns=["path"]).to_csv(index=False))
     echo(format_table(rows, spec.metric))
     return rows, elapsed
@@ -209,7 +282,8 @@ def preflight_pretrained(resolved: ResolvedSweep, data: SweepData) -> None:
 
 def new_experiment(storage: str, sweep: str, name: str | None) -> ExperimentLocation:
     """``<storage>/<name>``, or ``<storage>/<sweep>_<timestamp>`` without a name; never an
-    existing experiment."""
+    existing experiment, and never in local storage that cannot be written."""
+    check_writable_storage(storage=storage)
     if name:
         location = ExperimentLocation(storage, name)
         if location.exists():
@@ -226,17 +300,27 @@ def new_experiment(storage: str, sweep: str, name: str | None) -> ExperimentLoca
 
 
 def find_experiment(storage: str, sweep: str, name: str | None) -> ExperimentLocation:
-    """The experiment to resume: ``--name`` if given, else the newest of this sweep."""
+    """The experiment to resume: ``--name`` if given, else the newest of this sweep that holds
+    Tune's state (a run that stopped before Tune started has nothing to resume)."""
     if name:
         location = ExperimentLocation(storage, name)
         if not location.exists(SWEEP_FILE):
             raise ExperimentNotFoundError(f"--resume --name {name}: {location.path} is not a medsweep experiment "
-                                    f"(no {SWEEP_FILE}); experiments are under --storage {storage}")
+                                          f"(no {SWEEP_FILE}); experiments are under --storage {storage}")
+        if not has_tune_state(location):
+            raise ExperimentNotFoundError(f"--resume --name {name}: {location.path} holds no Tune state "
+                                          f"({TUNE_STATE_FILE}): the run stopped before any trial started; "
+                                          f"start a new run instead")
         return location
-    candidates = list_experiments(storage, f"{sweep}_", SWEEP_FILE)
+    candidates = [c for c in list_experiments(storage, f"{sweep}_", SWEEP_FILE) if has_tune_state(c)]
     if not candidates:
-        raise ExperimentNotFoundError(f"--resume: no experiment of {sweep} under {storage}; pass --storage or --name")
+        raise ExperimentNotFoundError(f"--resume: no experiment of {sweep} with Tune state under {storage}; "
+                                      f"pass --storage or --name")
     return candidates[-1]
+
+
+def has_tune_state(location: ExperimentLocation) -> bool:
+    return location.exists(TUNE_STATE_FILE)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -281,7 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", dest="experiment_name",
                         help="experiment name (default: the sweep name with a timestamp)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the newest interrupted experiment of this sweep, or the one named by --name")
+                        help="continue the newest interrupted experiment of this sweep, or the one named by --name. "
+                             "Tune restores its state from a pickle in the experiment directory, so resume only "
+                             "experiments you trust (yours, or from storage only you can write)")
     parser.add_argument("--address", help="connect to an existing Ray cluster (for example 'auto')")
     parser.add_argument("--gpus-per-trial", type=float, help="GPUs per trial; fractions pack trials onto a GPU")
     parser.add_argument("--cpus-per-trial", type=float, help="CPUs per trial")
@@ -294,6 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="directory holding the dataset folder "
                                            "(default: $MEDSWEEP_DATA_DIR, then the user cache, then download)")
     parser.add_argument("--check-data", action="store_true", help="print the data audit and exit without training")
+    parser.add_argument("--strict-data", action="store_true",
+                        help="stop (exit 2) when the audit drops any item or the data differs from its pinned "
+                             "checksums, instead of training on what is left; for pipelines that must not train "
+                             "on silently shrunken data")
     return parser
 
 
@@ -305,7 +395,7 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
         gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
         max_failures=args.max_failures, seed=args.seed, search=args.search,
         optuna_storage=args.optuna_storage, wandb=args.wandb, data_dir=args.data_dir,
-        check_data=args.check_data)
+        check_data=args.check_data, strict_data=args.strict_data)
 
 
 def overrides_from_file(path: str | None) -> tuple[str, ...]:
@@ -334,6 +424,12 @@ def main(argv: list[str] | None = None) -> int:
     except MedsweepError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # A second Ctrl-C while Tune was stopping, or one before Tune started: Tune keeps
+        # whatever state it had; the first Ctrl-C ends in run_sweep with summary.csv written.
+        print(f"\nInterrupted. If trials had started, continue with: python -m sweeps.run {args.name} --resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

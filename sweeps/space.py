@@ -6,23 +6,33 @@ Everything here runs before Ray starts, so a typo costs a second, not a cluster 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import itertools
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 import yaml
 
 from search_spaces import search_space_path
 from sweeps.registry import AshaSettings, Resources, SweepSpec
-from trainables.config import ConfigError, config_keys, from_config
-from trainables.datasets import get_dataset_entry
+from trainables.config import ConfigError, check_field_types, config_keys, from_config, require_choice
+from trainables.datasets import DATASETS, get_dataset_entry
+from trainables.datasets.chestmnist import SIZES as CHESTMNIST_SIZES
 from trainables.registry import get_trainable
 from trainables.errors import MedsweepError
 
 PROFILES = ("auto", "cpu", "full")
 SECTIONS = ("data", "fixed", "grid", "profiles")
+# The smallest image (or patch) side any dataset reader accepts; detection needs 8 pixels.
+MIN_IMAGE_SIZE = 8
+# Datasets that exist at a few image sizes only (MedMNIST publishes ChestMNIST at these).
+FIXED_IMAGE_SIZES = {"chestmnist": CHESTMNIST_SIZES}
+SPLIT_NAMES = ("train", "val", "test")
+# Data settings handed to a dataset's prepare function only when set, by these keyword names.
+PREPARE_KEYWORDS = {"split_fractions": "fractions", "bilateral": "bilateral", "annotations": "annotations"}
 
 
 class SearchSpaceError(MedsweepError, ValueError):
@@ -33,7 +43,12 @@ class SearchSpaceError(MedsweepError, ValueError):
 class DataSettings:
     """How the driver prepares data once per sweep (not a per-trial setting).
     ``split_fractions`` (train, val, test) overrides the dataset's own split where it makes one;
-    ``bilateral`` smooths detection images with a bilateral filter before any preprocessing."""
+    ``bilateral`` smooths detection images with a bilateral filter before any preprocessing;
+    ``annotations`` names a detection dataset's VIA/COCO JSON file inside its data directory.
+
+    Every value is checked on construction (types as ``from_config`` checks trial configs, then
+    ranges), so a bad setting is a ConfigError naming its key before any data is read.
+    """
 
     dataset: str
     image_size: int
@@ -41,9 +56,72 @@ class DataSettings:
     images_per_split: int | None = None
     split_fractions: list[float] | None = None
     bilateral: bool = False
+    annotations: str | None = None
+
+    def __post_init__(self) -> None:
+        check_field_types(self, label="data setting")
+        require_choice("dataset", self.dataset, sorted(DATASETS))
+        check_image_size(self.dataset, self.image_size)
+        if self.padding < 0:
+            raise ConfigError(f"data setting 'padding' must be a whole number of pixels, 0 or more, "
+                              f"got {self.padding!r}", key="padding")
+        if self.images_per_split is not None and self.images_per_split < 1:
+            raise ConfigError(f"data setting 'images_per_split' must be a whole number of at least 1, or null "
+                              f"for every image, got {self.images_per_split!r}", key="images_per_split")
+        if self.split_fractions is not None:
+            check_split_fractions(self.split_fractions)
+        if self.annotations is not None:
+            check_annotations(self.annotations)
+        check_dataset_takes(self)
+
+
+def check_dataset_takes(settings: DataSettings) -> None:
+    """Each optional setting that is set must be one the dataset's preparation takes (a bilateral
+    filter means nothing to patch classification, and would fail deep in the data audit)."""
+    for key, keyword in PREPARE_KEYWORDS.items():
+        value = getattr(settings, key)
+        if value is not None and value is not False and not _prepare_takes(settings.dataset, keyword):
+            takers = [name for name in sorted(DATASETS) if _prepare_takes(name, keyword)]
+            raise ConfigError(f"data setting {key!r} does not apply to dataset {settings.dataset} (only to "
+                              f"{', '.join(takers)}), got {value!r}; remove it", key=key)
+
+
+def _prepare_takes(dataset: str, keyword: str) -> bool:
+    return keyword in inspect.signature(get_dataset_entry(dataset).prepare).parameters
+
+
+def check_image_size(dataset: str, image_size: int) -> None:
+    """At least ``MIN_IMAGE_SIZE`` pixels, and one of the dataset's sizes where it has fixed ones."""
+    if image_size < MIN_IMAGE_SIZE:
+        raise ConfigError(f"data setting 'image_size' must be a whole number of pixels, at least "
+                          f"{MIN_IMAGE_SIZE}, got {image_size!r}", key="image_size")
+    sizes = FIXED_IMAGE_SIZES.get(dataset)
+    if sizes and image_size not in sizes:
+        raise ConfigError(f"data setting 'image_size' must be one of {', '.join(map(str, sizes))} for {dataset} "
+                          f"(the sizes it is published at), got {image_size!r}", key="image_size")
+
+
+def check_split_fractions(fractions: list[float]) -> None:
+    """Three positive fractions (train, val, test) that sum to 1."""
+    if len(fractions) != len(SPLIT_NAMES) or min(fractions) <= 0 or not math.isclose(sum(fractions), 1.0,
+                                                                                      abs_tol=1e-6):
+        raise ConfigError(f"data setting 'split_fractions' must be {len(SPLIT_NAMES)} positive numbers "
+                          f"({', '.join(SPLIT_NAMES)}) summing to 1, for example [0.7, 0.15, 0.15], "
+                          f"got {fractions!r}", key="split_fractions")
+
+
+def check_annotations(name: str) -> None:
+    """A file name or a relative path that stays inside the data directory."""
+    path = PureWindowsPath(name)  # splits on both / and \, and sees drives and leading slashes
+    if not name.strip() or path.anchor or ".." in path.parts:
+        raise ConfigError(f"data setting 'annotations' must be a file name or a relative path inside the data "
+                          f"directory (not empty, not absolute, no '..'), for example via_project.json, "
+                          f"got {name!r}", key="annotations")
 
 
 DATA_KEYS = tuple(f.name for f in dataclasses.fields(DataSettings))
+# Data settings whose one value is a list (so --set split_fractions=[0.6,0.2,0.2] is not an axis).
+LIST_DATA_KEYS = ("split_fractions",)
 
 
 @dataclass(frozen=True)
@@ -121,21 +199,48 @@ def resolve(spec: SweepSpec, *, profile: str, smoke: bool = False, overrides: tu
         asha |= override.get("asha", {})
     for key in fixed:
         grid.pop(key, None)
+    check_grid_axes(grid, path)
     config_class = get_trainable(spec.trainable).config_class
     trial_keys = sweep_trial_keys(config_class, data.get("dataset"), path)
+    sources: dict[str, str] = {}
     for item in overrides:
         key, value = parse_override(item)
         _apply_override(key, value, data, fixed, grid, trial_keys)
+        sources[key] = f"--set {item}"
     resources = spec.resources["cpu" if (profile == "cpu" or smoke) else "full"]
+    resolved = ResolvedSweep(spec=spec, profile=profile, smoke=smoke, data=data_settings(data, path, sources),
+                             fixed=fixed, grid={k: list(v) for k, v in grid.items()}, asha=AshaSettings(**asha),
+                             resources=resources, overrides=tuple(overrides))
+    validate_configs(resolved, config_class, path, sources)
+    return resolved
+
+
+def check_grid_axes(grid: Mapping[str, Any], path: Path) -> None:
+    """Each grid axis of the file is a non-empty list (an empty one would make a sweep of no trials)."""
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise SearchSpaceError(f"{path}: grid.{key} must be a non-empty list of values, got {values!r}; "
+                                   f"put a single value under fixed: instead")
+
+
+def data_settings(data: Mapping[str, Any], path: Path, sources: Mapping[str, str]) -> DataSettings:
+    """The validated data settings; an error names the ``--set`` item or the file the bad value came from."""
     try:
-        settings = DataSettings(**data)
+        return DataSettings(**data)
     except TypeError as exc:
         raise SearchSpaceError(f"{path}: bad data section ({exc}); valid keys: {', '.join(DATA_KEYS)}") from exc
-    resolved = ResolvedSweep(spec=spec, profile=profile, smoke=smoke, data=settings, fixed=fixed,
-                             grid={k: list(v) for k, v in grid.items()}, asha=AshaSettings(**asha),
-                             resources=resources, overrides=tuple(overrides))
-    validate_configs(resolved, config_class, path)
-    return resolved
+    except ConfigError as exc:
+        raise SearchSpaceError(f"{source_of(exc, path, sources)}: {exc}") from exc
+
+
+def source_of(exc: ConfigError, path: Path, sources: Mapping[str, str]) -> str:
+    """Where the value at fault came from: the ``--set`` item that set the error's key, else the
+    search-space file. An error about several keys at once names the file and every ``--set``."""
+    if exc.key in sources:
+        return sources[exc.key]
+    if exc.key is None and sources:
+        return f"{path} with {', '.join(sources.values())}"
+    return str(path)
 
 
 def sweep_trial_keys(config_class: type, dataset: str | None, path: Path) -> list[str]:
@@ -177,7 +282,7 @@ def _yaml_number(text: str) -> Any:
 
 def _apply_override(key: str, value: Any, data: dict, fixed: dict, grid: dict, trial_keys: list[str]) -> None:
     if key in DATA_KEYS:
-        if isinstance(value, list):
+        if isinstance(value, list) and key not in LIST_DATA_KEYS:
             raise SearchSpaceError(f"--set {key}: data settings take one value, not a list")
         data[key] = value
     elif key in trial_keys:
@@ -194,14 +299,16 @@ def _apply_override(key: str, value: Any, data: dict, fixed: dict, grid: dict, t
         raise SearchSpaceError(f"--set {key}: unknown key; valid keys: {', '.join(valid)}")
 
 
-def validate_configs(resolved: ResolvedSweep, config_class: type, path: Path) -> None:
-    """Build every trial's config dataclass now, so bad values fail before Ray starts."""
+def validate_configs(resolved: ResolvedSweep, config_class: type, path: Path,
+                     sources: Mapping[str, str]) -> None:
+    """Build every trial's config dataclass now, so bad values fail before Ray starts; an error
+    names the ``--set`` item or the file the bad value came from (``sources``: key → item)."""
     axis = variant_axis(resolved)
     for config in resolved.configs():
         try:
             from_config(config_class, {k: v for k, v in config.items() if k != axis})
         except ConfigError as exc:
-            raise SearchSpaceError(f"{path}: {exc}") from exc
+            raise SearchSpaceError(f"{source_of(exc, path, sources)}: {exc}") from exc
 
 
 def grid_size_of(spec: SweepSpec) -> int:

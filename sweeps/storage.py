@@ -68,6 +68,26 @@ class ExperimentLocation:
         return fs.get_file_info(target).type != pafs.FileType.NotFound
 
 
+def check_writable_storage(*, storage: str) -> None:
+    """Fail at once, before the data audit and before Ray, when a local ``storage`` cannot hold
+    experiments: it is a file, or the nearest part of it that exists is a file or a directory
+    this user cannot write (so the experiment directory could not be created). Cloud URIs are
+    left to their filesystem, which reports its own errors."""
+    if is_uri(storage):
+        return
+    target = Path(storage).resolve()
+    # os.path.exists, unlike Path.exists, says False (not raises) for paths it may not look into.
+    existing = next(path for path in (target, *target.parents) if os.path.exists(path))
+    if not existing.is_dir():
+        raise StorageError(f"--storage {storage}: {existing} is a file, not a directory, so experiments cannot be "
+                           f"written there; pass --storage a directory (it is created when missing) or move "
+                           f"the file away")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        created = "" if existing == target else f", so {target} cannot be created in it"
+        raise StorageError(f"--storage {storage}: the directory {existing} is not writable by this user{created}; "
+                           f"pass --storage a directory you can write (for example ./runs) or fix its permissions")
+
+
 def list_experiments(storage: str, prefix: str, marker: str) -> list[ExperimentLocation]:
     """Experiments under ``storage`` whose name starts with ``prefix`` and that hold ``marker``,
     oldest first."""

@@ -28,26 +28,26 @@ def stop_reason(last_result: dict, error: BaseException | None, status: str = "T
     return last_result.get("stop_reason") or STOPPED_BY_ASHA
 
 
-def saved_statuses(experiment_path: str) -> dict[str, str]:
-    """Tune's state of each trial as last saved in the experiment directory, by trial id.
+def saved_trials(experiment_path: str) -> dict:
+    """Tune's trials as last saved in the experiment directory (state and config), by trial id.
 
     After a Ctrl-C, Tune stops the running trials and reports them TERMINATED, but the state it
     saved at the interrupt (what ``--resume`` continues from) still says which had not finished.
     """
     from ray.tune import ExperimentAnalysis
-    return {trial.trial_id: trial.status for trial in ExperimentAnalysis(experiment_path).trials}
+    return {trial.trial_id: trial for trial in ExperimentAnalysis(experiment_path).trials}
 
 
-def trial_rows(result_grid, *, axes: list[str], metric: str, mode: str,
-               statuses: dict[str, str] | None = None) -> pd.DataFrame:
+def trial_rows(result_grid, *, axes: list[str], metric: str, mode: str, saved: dict | None = None) -> pd.DataFrame:
     """One row per trial of a Ray Tune ``ResultGrid``, interrupted or not yet started ones too;
-    ``statuses`` (trial id → Tune state, see ``saved_statuses``) overrides a trial's state."""
+    ``saved`` (see ``saved_trials``) gives each trial's state and, before it started, its config."""
     rows = []
     for result in result_grid:
         trial_id = Path(result.path).name
-        status = (statuses or {}).get(trial_id, "ERROR" if result.error is not None else "TERMINATED")
+        trial = (saved or {}).get(trial_id)
+        status = trial.status if trial is not None else ("ERROR" if result.error is not None else "TERMINATED")
         last = result.metrics or {}
-        config = result.config or {}
+        config = result.config or (trial.config if trial is not None else None) or {}
         history = result.metrics_dataframe
         reason = stop_reason(last, result.error, status)
         rows.append({

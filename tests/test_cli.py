@@ -84,3 +84,12 @@ def test_an_internal_bug_keeps_its_traceback_and_user_errors_stay_one_line(capsy
     monkeypatch.setattr(sweeps.run, "run_sweep", user_error)
     assert main(["bccd_imbalance", "--smoke"]) == 2
     assert capsys.readouterr().err == "error: unknown model 'effnet'; valid models: a, b\n"
+
+
+def test_strict_data_refuses_data_the_audit_had_to_shrink(capsys, shared_data_dir, tmp_path):
+    assert main(["bccd_imbalance", "--check-data", "--strict-data", "--data-dir", str(shared_data_dir),
+                 "--storage", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--strict-data" in err and "2 problem(s)" in err
+    assert "BloodImage_00338" in err and "BloodImage_00343" in err and "zero-area box" in err
+    assert list(tmp_path.iterdir()) == []

@@ -38,6 +38,13 @@ def test_dashboard_listens_on_localhost_only(cluster):
     assert ports == [22]
 
 
+def test_the_open_ssh_range_says_how_to_narrow_it():
+    lines = CLUSTER_YAML.read_text().splitlines()
+    ssh_range = next(i for i, line in enumerate(lines) if "CidrIp:" in line and not line.strip().startswith("#"))
+    advice = " ".join(lines[max(0, ssh_range - 4):ssh_range])
+    assert "Narrow it" in advice and "/32" in advice
+
+
 def test_a_typo_in_a_key_is_caught(cluster):
     cluster["idle_timout_minutes"] = cluster.pop("idle_timeout_minutes")
     with pytest.raises(jsonschema.ValidationError, match="idle_timout_minutes"):

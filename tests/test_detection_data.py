@@ -15,10 +15,9 @@ from PIL import Image
 
 from sweeps.data import prepare_sweep_data
 from sweeps.registry import get_sweep
-from sweeps.space import resolve
+from sweeps.space import SearchSpaceError, resolve
 from tests.conftest import make_voc
 from trainables.datasets import detection
-from trainables.datasets.base import DatasetError
 from trainables.datasets.detection import (FLIP_MODES, LISTING, AnnotationFileChoiceError, DetectionData,
                                            DetectionSplit, MalformedAnnotationFileError, flip_sample,
                                            load_detection_splits, mask_box, polygon_mask, prepare_bccd_detection,
@@ -477,10 +476,10 @@ def test_the_annotations_data_setting_reaches_the_lymphoblast_reader(tmp_path):
     assert _annotation_note(audit).startswith("Annotations: project_b.json (VIA 2.x project")
 
 
-def test_the_annotations_setting_is_refused_for_a_dataset_that_reads_no_annotation_file(shared_data_dir):
-    resolved = resolve(get_sweep("bccd_imbalance"), profile="cpu", smoke=True, overrides=("annotations=a.json",))
-    with pytest.raises(DatasetError, match="annotations does not apply to dataset 'bccd'"):
-        prepare_sweep_data(resolved, data_dir=str(shared_data_dir))
+def test_the_annotations_setting_is_refused_for_a_dataset_that_reads_no_annotation_file():
+    with pytest.raises(SearchSpaceError, match="--set annotations=a.json: data setting 'annotations' does not apply "
+                                               "to dataset bccd"):
+        resolve(get_sweep("bccd_imbalance"), profile="cpu", smoke=True, overrides=("annotations=a.json",))
 
 
 # --- prepare, cache, selection -----------------------------------------------------------------

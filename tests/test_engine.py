@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -10,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from trainables.engine import (META_FILE, STOP_COMPLETED, STOP_DIVERGED, STOP_EARLY, Diverged,
-                               EarlyStopping, LoopSettings, check_epoch_loss, fit, load_checkpoint_model,
+from trainables.engine import (META_FILE, STATE_FILE, STOP_COMPLETED, STOP_DIVERGED, STOP_EARLY, Diverged,
+                               EarlyStopping, LoopSettings, _plain, check_epoch_loss, fit, load_checkpoint_model,
                                train_one_epoch)
 
 
@@ -44,7 +45,7 @@ def _work_in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-def _run_fit(lr: float, *, max_epochs=4, patience=10, evaluate=None, epoch_extras=None):
+def _run_fit(lr: float, *, max_epochs=4, patience=10, evaluate=None, epoch_extras=None, optimizer=torch.optim.SGD):
     torch.manual_seed(0)
     model = nn.Linear(2, 2)
     x = torch.randn(32, 2)
@@ -68,7 +69,7 @@ def _run_fit(lr: float, *, max_epochs=4, patience=10, evaluate=None, epoch_extra
     settings = LoopSettings(max_epochs=max_epochs, plateau_factor=0.5, plateau_patience=5,
                             early_stopping_patience=patience, divergence_loss=10 * math.log(2),
                             monitor="val_accuracy", mode="max")
-    fit(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=lr), train_batches=lambda: [(x, y)],
+    fit(model=model, optimizer=optimizer(model.parameters(), lr=lr), train_batches=lambda: [(x, y)],
         batch_loss=batch_loss, evaluate=evaluate or default_evaluate, settings=settings,
         meta={"task": "test"}, report=report, epoch_extras=epoch_extras)
     return model, reports
@@ -143,3 +144,51 @@ def test_epoch_extras_add_the_trainables_own_measurements_to_each_epoch():
     calls = iter(range(1, 10))
     _, reports = _run_fit(lr=0.1, max_epochs=3, epoch_extras=lambda: {"train_loss_box": float(next(calls))})
     assert [m["train_loss_box"] for m, _ in reports] == [1.0, 2.0, 3.0]
+
+
+def test_a_restored_trial_resumes_from_its_checkpoint_loaded_weights_only(monkeypatch):
+    """Tune hands a restored trial its latest checkpoint: the loop picks up at the next epoch
+    with the saved weights, optimiser moments, plateau schedule and early-stopping count, all
+    read back with ``weights_only=True``."""
+    from ray import tune
+
+    from trainables import engine
+    scores = iter([0.5, 0.7, 0.6])
+    model, first = _run_fit(lr=0.1, max_epochs=3, optimizer=torch.optim.AdamW,
+                            evaluate=lambda net: {"loss": 1.0, "accuracy": next(scores)})
+    saved = torch.load(Path(first[-1][1]) / STATE_FILE, weights_only=True)
+    assert saved["early_stopping"] == {"best": 0.7, "epochs_without_improvement": 1}
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: tune.Checkpoint.from_directory(first[-1][1]))
+    restored = {}
+
+    def spy(checkpoint, net, optimizer, scheduler, early):
+        epoch = real_restore(checkpoint, net, optimizer, scheduler, early)
+        restored.update(weight=net.weight.detach().clone(), optimizer=copy.deepcopy(optimizer.state_dict()),
+                        scheduler=copy.deepcopy(scheduler.state_dict()))
+        return epoch
+
+    real_restore = engine._restore
+    monkeypatch.setattr(engine, "_restore", spy)
+    _, resumed = _run_fit(lr=0.1, max_epochs=5, patience=3, optimizer=torch.optim.AdamW,
+                          evaluate=lambda net: {"loss": 1.0, "accuracy": 0.6})
+    assert torch.equal(restored["weight"], model.weight)
+    for index, entries in saved["optimizer"]["state"].items():
+        for key, value in entries.items():
+            assert torch.equal(torch.as_tensor(restored["optimizer"]["state"][index][key]), torch.as_tensor(value))
+    assert restored["scheduler"] == saved["scheduler"]
+    assert [m["epoch"] for m, _ in resumed] == [4, 5]
+    assert resumed[0][0]["best_val_accuracy"] == 0.7
+    assert resumed[-1][0]["stop_reason"] == STOP_EARLY  # epochs 3, 4 and 5 without improvement
+
+
+def test_checkpoint_state_is_saved_as_plain_data_or_not_at_all():
+    from collections import namedtuple
+    import numpy as np
+    pair = namedtuple("Pair", "a b")
+    plain = _plain({"best": np.float64(0.5), "count": np.int64(3), "betas": pair(0.9, 0.99),
+                    "lrs": [np.float32(0.25)], "t": torch.ones(1), "none": None, "mode": "min"})
+    assert plain == {"best": 0.5, "count": 3, "betas": (0.9, 0.99), "lrs": [0.25], "t": plain["t"],
+                     "none": None, "mode": "min"}
+    assert type(plain["best"]) is float and type(plain["count"]) is int and type(plain["betas"]) is tuple
+    with pytest.raises(TypeError, match="weights_only"):
+        _plain({"when": object()})

@@ -8,7 +8,8 @@ import pytest
 
 from search_spaces import search_space_path
 from sweeps.registry import SWEEPS, get_sweep
-from sweeps.space import SearchSpaceError, parse_override, resolve
+from sweeps.space import DataSettings, SearchSpaceError, from_saved, parse_override, resolve
+from trainables.config import ConfigError
 
 SPEC = get_sweep("bccd_imbalance")
 
@@ -80,3 +81,99 @@ def test_all_unet_holds_study_6s_grid():
     assert (resolved.fixed["batch_size"], resolved.fixed["max_epochs"], resolved.fixed["optimizer"]) == (32, 60, "adam")
     smoke = resolve(get_sweep("all_unet"), profile="cpu", smoke=True)
     assert smoke.grid == resolved.grid
+
+
+BAD_DATA_SETTINGS = [
+    ("image_size=-5", "must be a whole number of pixels, at least 8, got -5"),
+    ("image_size=7", "must be a whole number of pixels, at least 8, got 7"),
+    ("image_size=abc", "data setting 'image_size' must be int, got 'abc'"),
+    ("image_size=32.0", "data setting 'image_size' must be int, got 32.0"),
+    ("image_size=true", "data setting 'image_size' must be int, got True"),
+    ("padding=-100", "data setting 'padding' must be a whole number of pixels, 0 or more, got -100"),
+    ("images_per_split=0", "'images_per_split' must be a whole number of at least 1, or null for every image"),
+    ("images_per_split=-1", "'images_per_split' must be a whole number of at least 1, or null for every image"),
+    ("split_fractions=[0.5,0.5,0.5]", "'split_fractions' must be 3 positive numbers (train, val, test) summing to 1"),
+    ("split_fractions=[1,0,0]", "'split_fractions' must be 3 positive numbers (train, val, test) summing to 1"),
+    ("split_fractions=[0.5,0.5]", "'split_fractions' must be 3 positive numbers (train, val, test) summing to 1"),
+    ("split_fractions=[0.5,.nan,0.5]", "data setting 'split_fractions' must be a finite number"),
+    ("bilateral=3", "data setting 'bilateral' must be bool, got 3"),
+    ("bilateral=true", "data setting 'bilateral' does not apply to dataset bccd (only to bccd_detection, "
+                       "lymphoblast), got True; remove it"),
+    ("split_fractions=[0.7,0.15,0.15]", "data setting 'split_fractions' does not apply to dataset bccd (only to "
+                                        "taleqani)"),
+    ("annotations=via_project.json", "data setting 'annotations' does not apply to dataset bccd (only to "
+                                     "lymphoblast)"),
+    ("annotations=/data/via.json", "'annotations' must be a file name or a relative path inside the data directory"),
+    ("annotations=../via.json", "'annotations' must be a file name or a relative path inside the data directory"),
+    ("annotations=''", "'annotations' must be a file name or a relative path inside the data directory"),
+    ("dataset=nope", "dataset 'nope' is unknown; valid: bccd, bccd_detection"),
+]
+
+
+@pytest.mark.parametrize("item, message", BAD_DATA_SETTINGS, ids=[item for item, _ in BAD_DATA_SETTINGS])
+def test_a_bad_data_setting_names_its_set_item_and_what_is_allowed(item, message):
+    with pytest.raises(SearchSpaceError) as caught:
+        resolve(SPEC, profile="cpu", overrides=(item,))
+    assert str(caught.value).startswith(f"--set {item}: ") and message in str(caught.value)
+
+
+def test_good_data_settings_are_accepted_at_their_limits():
+    resolved = resolve(SPEC, profile="cpu", overrides=("image_size=8", "padding=0", "images_per_split=1"))
+    assert (resolved.data.image_size, resolved.data.padding, resolved.data.images_per_split) == (8, 0, 1)
+    taleqani = resolve(get_sweep("all_transfer"), profile="cpu", overrides=("split_fractions=[0.7,0.15,0.15]",))
+    assert taleqani.data.split_fractions == [0.7, 0.15, 0.15]
+    detection = resolve(get_sweep("bccd_detection"), profile="cpu", overrides=("bilateral=true",))
+    assert detection.data.bilateral is True
+
+
+def test_annotations_take_a_file_name_or_a_relative_path_and_default_to_none():
+    lymphoblast = get_sweep("lymphoblast_maskrcnn")
+    assert resolve(lymphoblast, profile="cpu").data.annotations is None
+    for name in ("via_project.json", "labels/coco.json"):
+        assert resolve(lymphoblast, profile="cpu", overrides=(f"annotations={name}",)).data.annotations == name
+
+
+def test_chestmnist_takes_only_the_image_sizes_it_is_published_at():
+    chest = get_sweep("chestmnist_binary")
+    assert resolve(chest, profile="cpu", overrides=("image_size=64",)).data.image_size == 64
+    with pytest.raises(SearchSpaceError, match=r"--set image_size=32: .*must be one of 28, 64, 128, 224 for chestmnist"):
+        resolve(chest, profile="cpu", overrides=("image_size=32",))
+
+
+def test_data_settings_validate_themselves_on_construction():
+    with pytest.raises(ConfigError, match="'image_size' must be a whole number of pixels, at least 8") as caught:
+        DataSettings(dataset="bccd", image_size=-5)
+    assert caught.value.key == "image_size"
+    with pytest.raises(ConfigError, match="'padding' must be int, got 2.5"):
+        DataSettings(dataset="bccd", image_size=32, padding=2.5)
+    saved = resolve(SPEC, profile="cpu").to_dict()
+    with pytest.raises(ConfigError, match="'images_per_split' must be a whole number of at least 1"):
+        from_saved(SPEC, {**saved, "data": {**saved["data"], "images_per_split": -1}})
+
+
+def test_bad_trial_values_name_their_set_item_and_non_finite_numbers_are_refused():
+    for item, message in (("lr=abc", "config key 'lr' must be float, got 'abc'"),
+                          ("lr=.inf", "config key 'lr' must be a finite number, got inf"),
+                          ("lr=[1e-3,-.inf]", "config key 'lr' must be a finite number, got -inf"),
+                          ("dropout=nan", "config key 'dropout' must be a finite number, got nan")):
+        with pytest.raises(SearchSpaceError) as caught:
+            resolve(SPEC, profile="cpu", overrides=("weighted_loss=true", item))
+        assert str(caught.value) == f"--set {item}: {message}"
+
+
+def test_a_bad_value_in_the_file_names_the_file_even_with_set_items(tmp_path):
+    text = search_space_path(SPEC.search_space).read_text()
+    for before, after, message in (("optimizer: adamw", "optimizer: adamw\n  lr: abc", "config key 'lr' must be float"),
+                                   ("padding: 10 ", "padding: -1 ", "data setting 'padding' must be")):
+        path = tmp_path / "space.yaml"
+        path.write_text(text.replace(before, after, 1))
+        with pytest.raises(SearchSpaceError) as caught:
+            resolve(SPEC, profile="cpu", overrides=("weighted_loss=true",), path=path)
+        assert str(caught.value).startswith(f"{path}: {message}")
+
+
+def test_an_empty_grid_axis_in_the_file_is_refused(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(search_space_path(SPEC.search_space).read_text().replace("lr: [1.0e-4, 3.0e-4, 1.0e-3]", "lr: []"))
+    with pytest.raises(SearchSpaceError, match=r"grid.lr must be a non-empty list of values, got \[\]"):
+        resolve(SPEC, profile="full", path=path)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
-from sweeps.run import find_experiment, new_experiment
-from sweeps.storage import ExperimentLocation, is_uri, list_experiments
+from sweeps.run import TUNE_STATE_FILE, find_experiment, new_experiment
+from sweeps.storage import ExperimentLocation, StorageError, check_writable_storage, is_uri, list_experiments
 
 
 @pytest.mark.parametrize("as_uri", [False, True])
@@ -29,7 +30,9 @@ def test_uri_detection():
 
 def test_resume_picks_the_newest_experiment_of_the_sweep(tmp_path):
     for name, age in (("bccd_imbalance_a", 30), ("bccd_imbalance_b", 10), ("other_c", 0)):
-        ExperimentLocation(str(tmp_path), name).write_text("sweep.json", "{}")
+        location = ExperimentLocation(str(tmp_path), name)
+        location.write_text("sweep.json", "{}")
+        location.write_text(TUNE_STATE_FILE, "")
         stamp = time.time() - age
         os.utime(tmp_path / name, (stamp, stamp))
     (tmp_path / "bccd_imbalance_nosweep").mkdir()
@@ -45,3 +48,30 @@ def test_named_experiment_is_never_overwritten(tmp_path):
     with pytest.raises(FileExistsError, match="--resume --name mine"):
         new_experiment(str(tmp_path), "bccd_imbalance", "mine")
     assert new_experiment(str(tmp_path), "bccd_imbalance", None).name.startswith("bccd_imbalance_")
+
+
+def test_storage_that_is_or_lies_below_a_file_is_refused_before_any_experiment(tmp_path):
+    (tmp_path / "runs").write_text("a file")
+    for storage in (tmp_path / "runs", tmp_path / "runs" / "deeper"):
+        with pytest.raises(StorageError, match=rf"--storage {storage}: {tmp_path / 'runs'} is a file, not a directory"):
+            check_writable_storage(storage=str(storage))
+    with pytest.raises(StorageError, match="is a file, not a directory"):
+        new_experiment(str(tmp_path / "runs"), "bccd_imbalance", None)
+
+
+def test_storage_whose_nearest_existing_directory_is_not_writable_is_refused(tmp_path, monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    # The tests may run as root, whom permission bits do not stop; deny this directory instead.
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode))
+    storage = locked / "a" / "runs"
+    with pytest.raises(StorageError, match=rf"the directory {locked} is not writable by this user, "
+                                           rf"so {storage} cannot be created in it"):
+        check_writable_storage(storage=str(storage))
+
+
+def test_missing_local_storage_under_a_writable_directory_and_cloud_uris_pass(tmp_path):
+    check_writable_storage(storage=str(tmp_path / "not" / "yet" / "there"))
+    check_writable_storage(storage=str(tmp_path))
+    check_writable_storage(storage="s3://bucket/runs")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -10,22 +11,29 @@ from typing import Any, TypeVar
 from trainables.errors import MedsweepError
 
 T = TypeVar("T")
+# What _as_type returns for a value that is not of the asked type (None is a valid value).
+_MISMATCH = object()
 
 
 class ConfigError(MedsweepError, ValueError):
-    """A config key or value a trainable cannot accept."""
+    """A config key or value a trainable cannot accept. ``key`` names the setting when that
+    setting alone is at fault, so a caller can say where its value came from (a file, ``--set``)."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 def require_choice(key: str, value: Any, choices) -> None:
     """``value`` must be one of ``choices`` (a registry dict or a tuple of names)."""
     if value not in choices:
-        raise ConfigError(f"{key} {value!r} is unknown; valid: {', '.join(choices)}")
+        raise ConfigError(f"{key} {value!r} is unknown; valid: {', '.join(choices)}", key=key)
 
 
 def require_positive(config: Any, keys: tuple[str, ...]) -> None:
     for key in keys:
         if getattr(config, key) <= 0:
-            raise ConfigError(f"config key {key!r} must be positive, got {getattr(config, key)!r}")
+            raise ConfigError(f"config key {key!r} must be positive, got {getattr(config, key)!r}", key=key)
 
 
 def config_keys(cls: type) -> list[str]:
@@ -44,21 +52,66 @@ def from_config(cls: type[T], config: Mapping[str, Any]) -> T:
         raise ConfigError(f"unknown config key(s) {unknown} for {cls.__name__}; "
                           f"valid keys: {', '.join(valid)}")
     hints = typing.get_type_hints(cls)
-    values = {key: _coerce(key, value, hints[key]) for key, value in config.items()}
+    values = {key: _coerce(key, value, hints[key], label="config key") for key, value in config.items()}
     return cls(**values)
 
 
-def _coerce(key: str, value: Any, hint: Any) -> Any:
+def check_field_types(instance: Any, *, label: str) -> None:
+    """Check every field of the dataclass ``instance`` against its type hint exactly as
+    ``from_config`` checks a config, ints becoming floats where floats are declared.
+
+    For dataclasses that validate themselves on construction (call it first in
+    ``__post_init__``); ``label`` names the kind of setting in messages ("data setting").
+    """
+    hints = typing.get_type_hints(type(instance))
+    for field in dataclasses.fields(instance):
+        value = _coerce(field.name, getattr(instance, field.name), hints[field.name], label=label)
+        object.__setattr__(instance, field.name, value)
+
+
+def _coerce(key: str, value: Any, hint: Any, *, label: str) -> Any:
+    """``value`` as one of the types ``hint`` allows (bool is not int; an int is a float where
+    a float is allowed), finite where it is a float; anything else is a ConfigError."""
     allowed = _allowed_types(hint)
-    if value is None and type(None) in allowed:
-        return None
-    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+    for kind in allowed:
+        converted = _as_type(value, kind)
+        if converted is not _MISMATCH:
+            if not _finite(converted):
+                raise ConfigError(f"{label} {key!r} must be a finite number, got {value!r}", key=key)
+            return converted
+    names = " or ".join(_type_name(kind) for kind in allowed)
+    raise ConfigError(f"{label} {key!r} must be {names}, got {value!r}", key=key)
+
+
+def _as_type(value: Any, kind: Any) -> Any:
+    """``value`` converted to ``kind`` (a class, ``None``'s type or ``list[element]``), or
+    ``_MISMATCH``."""
+    if typing.get_origin(kind) is list:
+        if not isinstance(value, list):
+            return _MISMATCH
+        element = typing.get_args(kind)[0]
+        items = [_as_type(item, element) for item in value]
+        return _MISMATCH if any(item is _MISMATCH for item in items) else items
+    if isinstance(value, bool) and kind is not bool:
+        return _MISMATCH
+    if kind is float and isinstance(value, int):
         return float(value)
-    if not isinstance(value, tuple(t for t in allowed if t is not type(None))) or (
-            isinstance(value, bool) and bool not in allowed):
-        names = " or ".join(t.__name__ for t in allowed)
-        raise ConfigError(f"config key {key!r} must be {names}, got {value!r}")
-    return value
+    return value if isinstance(value, kind) else _MISMATCH
+
+
+def _finite(value: Any) -> bool:
+    """False for inf and nan, alone or inside a list; True for anything else."""
+    if isinstance(value, list):
+        return all(_finite(item) for item in value)
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def _type_name(kind: Any) -> str:
+    if kind is type(None):
+        return "null"
+    if typing.get_origin(kind) is list:
+        return f"a list of {_type_name(typing.get_args(kind)[0])}"
+    return kind.__name__
 
 
 def _allowed_types(hint: Any) -> tuple[type, ...]:

@@ -189,7 +189,7 @@ def read_weights(config: DetectionConfig, weights) -> dict[str, torch.Tensor]:
             raise PretrainedWeightsError(f"could not read pretrained_path {path} "
                                          f"({type(exc).__name__}: {exc}). {advice}") from exc
     try:
-        return weights.get_state_dict(progress=False)
+        return weights.get_state_dict(progress=False, weights_only=True)
     except Exception as exc:
         raise PretrainedWeightsError(f"could not load torchvision's {weights} weights for the {config.backbone} "
                                      f"detector ({type(exc).__name__}: {exc}). {advice}") from exc
