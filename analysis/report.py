@@ -18,6 +18,7 @@ from analysis.rerun import Confirmation, RerunSettings, confirm_on_test
 from analysis.results import load_experiment
 from analysis.sections import ReportContext, render_sections, validate_spec
 from analysis.winners import pick_winners
+from sweeps.environment import mismatch_warning, recorded_data_dir, recorded_environment
 from trainables.errors import MedsweepError
 
 
@@ -59,8 +60,11 @@ def write_report(options: ReportOptions, *, echo: Callable[[str], None] = print)
     winners = pick_winners(experiment, top_k=options.top_k)
     echo(f"{experiment.spec.name}: {len(experiment.trials)} trials, {len(winners.ranking)} eligible; "
          f"winner {winners.overall or 'none'}; {len(winners.candidates)} candidate(s) to confirm on the test split")
+    recorded = recorded_environment(experiment.directory)
+    if warning := mismatch_warning(recorded, doing="evaluating and retraining"):
+        echo(warning)
     settings = RerunSettings(seeds=options.seeds, bootstrap=options.bootstrap, confidence=options.confidence,
-                             data_dir=options.data_dir, address=options.address)
+                             data_dir=options.data_dir or recorded_data_dir(recorded), address=options.address)
     confirmation = (confirm_on_test(experiment, winners, settings, evaluate_all=spec.evaluate_all_trials, echo=echo)
                     if winners.overall else None)
     document = Document(title=f"{experiment.spec.name} — {experiment.directory.name}")
@@ -102,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bootstrap", type=int, default=1000,
                         help="bootstrap resamples of the test images for confidence intervals (default 1000)")
     parser.add_argument("--confidence", type=float, default=0.95, help="interval confidence (default 0.95)")
-    parser.add_argument("--data-dir", help="directory holding the dataset folder (default: $MEDSWEEP_DATA_DIR, "
-                                           "then the user cache)")
+    parser.add_argument("--data-dir", help="directory holding the dataset folder (default: the one the sweep read, "
+                                           "recorded in sweep.json; then $MEDSWEEP_DATA_DIR, then the user cache)")
     parser.add_argument("--address", help="retrain on an existing Ray cluster (for example 'auto')")
     return parser
 

@@ -18,6 +18,7 @@ from typing import Callable
 import yaml
 
 from sweeps.data import SweepData, prepare_sweep_data
+from sweeps.environment import capture_environment, mismatch_warning
 from sweeps.ray_session import alive_nodes, check_trial_resources, ensure_ray
 from sweeps.registry import SWEEPS, Resources, SweepSpec, get_sweep
 from sweeps.space import PROFILES, ResolvedSweep, SearchSpaceError, from_saved, grid_size_of, resolve
@@ -127,8 +128,11 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
     if options.resume:
         check_writable_storage(storage=options.storage)
         location = find_experiment(options.storage, options.name, options.experiment_name)
-        resolved = from_saved(spec, json.loads(location.read_text(SWEEP_FILE)))
+        saved = json.loads(location.read_text(SWEEP_FILE))
+        resolved = from_saved(spec, saved)
         echo(f"Resuming {location.path}")
+        if warning := mismatch_warning(saved.get("environment"), doing="resuming"):
+            echo(warning)
     else:
         resolved = resolve_for_run(spec, options, echo)
         location = None if options.check_data else new_experiment(options.storage, spec.name,
@@ -146,7 +150,7 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
         data = audited_data(resolved, options, echo)
         if not options.resume:
             preflight_pretrained(resolved, data)
-            write_experiment_files(location, resolved, data)
+            write_experiment_files(location, resolved, data, data_dir=options.data_dir)
         echo("Trials get: " + data.describe_training_splits())
         rows, elapsed = fit_and_summarise(spec, resolved, data, location, options, echo)
     finally:
@@ -180,10 +184,13 @@ def audited_data(resolved: ResolvedSweep, options: SweepOptions, echo: Callable[
     return data
 
 
-def write_experiment_files(location: ExperimentLocation, resolved: ResolvedSweep, data: SweepData) -> None:
+def write_experiment_files(location: ExperimentLocation, resolved: ResolvedSweep, data: SweepData, *,
+                           data_dir: str | None) -> None:
+    """The audit, and ``sweep.json``: the resolved sweep and the environment that runs it."""
     location.write_text("data_audit.json", json.dumps(data.audit_json(), indent=2))
     location.write_text("data_audit.txt", data.audit_text() + "\n")
-    location.write_text(SWEEP_FILE, json.dumps(resolved.to_dict(), indent=2))
+    environment = capture_environment(data=data, data_dir=data_dir)
+    location.write_text(SWEEP_FILE, json.dumps({**resolved.to_dict(), "environment": environment}, indent=2))
 
 
 def resume_command(options: SweepOptions, location: ExperimentLocation) -> str:

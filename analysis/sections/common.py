@@ -15,6 +15,7 @@ from analysis import figures
 from analysis.document import Block, Bullets, Figure, Heading, Paragraph, Table
 from analysis.rerun import CHECKPOINT, RETRAINED, metric_on_test
 from analysis.results import direction
+from sweeps.environment import code_and_packages, environment_differences, recorded_environment
 
 from .base import (CHECK_QUANTITIES, ReportContext, axis_values, duration, epochs_with_reason,
                    estimate_text, mean_text, number, percent, section, verdict_of)
@@ -341,7 +342,31 @@ def environment(context: ReportContext) -> list[Block]:
     return [Heading("Hardware and environment"),
             Paragraph("The machine that wrote this report and evaluated the checkpoints; trials ran on the Ray "
                       f"cluster with {experiment_resources(context)} per trial."),
-            Table(frame, caption="Environment", source=context.cite("environment"))]
+            Table(frame, caption="Environment", source=context.cite("environment")),
+            *recorded_environment_blocks(context)]
+
+
+def recorded_environment_blocks(context: ReportContext) -> list[Block]:
+    """What the sweep recorded in ``sweep.json`` when it ran: code, machine, data, packages."""
+    recorded = recorded_environment(context.experiment.directory)
+    if not recorded:
+        return [Paragraph("The experiment records no environment (it was run by an older medsweep).")]
+    commit = recorded.get("medsweep_commit") or "not a git checkout"
+    rows = [("medsweep commit", commit + (" (with uncommitted changes)" if recorded.get("medsweep_dirty") else "")),
+            ("Python", recorded.get("python")), ("Platform", recorded.get("platform")),
+            ("Driver GPUs", ", ".join(recorded.get("gpus") or []) or "none"),
+            ("Data directory", recorded["data"].get("data_dir") or "the user cache")]
+    for key, variant in recorded["data"]["variants"].items():
+        label = "" if key == "None" else f" ({key})"
+        rows += [(f"Data read from{label}", variant["root"]), (f"Data fingerprint{label}", variant["fingerprint"]),
+                 (f"Split manifest SHA-256{label}", variant["split_manifest_sha256"])]
+    packages = pd.DataFrame({"Package": list(recorded["packages"]),
+                             "Version": [version or "not installed" for version in recorded["packages"].values()]})
+    differences = environment_differences(recorded, code_and_packages())
+    note = ("This report ran under the same code and packages." if not differences else
+            "This report ran under a different environment: " + "; ".join(differences) + ".")
+    return [Table(pd.DataFrame(rows, columns=["", "Sweep"]), caption="Recorded when the sweep ran (sweep.json)"),
+            Table(packages, caption="Runtime packages of the sweep"), Paragraph(note)]
 
 
 def cpu_model() -> str:
