@@ -111,11 +111,12 @@ def prepare_sweep_data(resolved: ResolvedSweep, *, data_dir: str | None,
 
 def optional_keywords(settings: DataSettings, prepare: Callable[..., Any]) -> dict[str, Any]:
     """The keywords for the dataset's ``prepare`` of the optional data settings that are set
-    (``split_fractions`` as ``fractions``, ``bilateral``, ``annotations``). A set one that
+    (``split_fractions`` as ``fractions``, ``bilateral``, ``annotations``, ``leakage``). A set one that
     ``prepare`` does not take is an error naming it, not a TypeError from deep in the reader."""
     wanted = {"split_fractions": ("fractions", tuple(settings.split_fractions or ())),
               "bilateral": ("bilateral", settings.bilateral),
-              "annotations": ("annotations", settings.annotations)}
+              "annotations": ("annotations", settings.annotations),
+              "leakage": ("leakage", settings.leakage)}
     keywords = {setting: pair for setting, pair in wanted.items() if pair[1]}
     accepted = inspect.signature(prepare).parameters
     refused = [setting for setting, (keyword, _) in keywords.items() if keyword not in accepted]

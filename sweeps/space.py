@@ -21,6 +21,7 @@ from sweeps.registry import AshaSettings, Resources, SweepSpec
 from trainables.config import ConfigError, check_field_types, config_keys, from_config, require_choice
 from trainables.datasets import DATASETS, get_dataset_entry
 from trainables.datasets.chestmnist import SIZES as CHESTMNIST_SIZES
+from trainables.datasets.leakage_policy import LEAKAGE_POLICIES
 from trainables.registry import get_trainable
 from trainables.errors import MedsweepError
 
@@ -32,7 +33,8 @@ MIN_IMAGE_SIZE = 8
 FIXED_IMAGE_SIZES = {"chestmnist": CHESTMNIST_SIZES}
 SPLIT_NAMES = ("train", "val", "test")
 # Data settings handed to a dataset's prepare function only when set, by these keyword names.
-PREPARE_KEYWORDS = {"split_fractions": "fractions", "bilateral": "bilateral", "annotations": "annotations"}
+PREPARE_KEYWORDS = {"split_fractions": "fractions", "bilateral": "bilateral", "annotations": "annotations",
+                    "leakage": "leakage"}
 
 
 class SearchSpaceError(MedsweepError, ValueError):
@@ -57,6 +59,7 @@ class DataSettings:
     split_fractions: list[float] | None = None
     bilateral: bool = False
     annotations: str | None = None
+    leakage: str | None = None     # warn, group, drop or fail; None: the dataset's default
 
     def __post_init__(self) -> None:
         check_field_types(self, label="data setting")
@@ -72,6 +75,8 @@ class DataSettings:
             check_split_fractions(self.split_fractions)
         if self.annotations is not None:
             check_annotations(self.annotations)
+        if self.leakage is not None:
+            require_choice("leakage", self.leakage, LEAKAGE_POLICIES)
         check_dataset_takes(self)
 
 

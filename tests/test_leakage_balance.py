@@ -1,7 +1,8 @@
 """STUDIES.md §5's mistake, simulated on synthetic Taleqani smears: balancing the classes by
 augmented copies *before* splitting puts copies of one image into different splits, and the
-leakage check reports them; splitting first and balancing only the training split leaks
-nothing."""
+leakage check's hashes find them as candidates (the pixel confirmation only confirms copies
+aligned by a right angle or a flip, so most small-angle-turned copies stay unconfirmed
+candidates); splitting first and balancing only the training split leaks nothing."""
 
 from __future__ import annotations
 
@@ -116,9 +117,11 @@ def test_balancing_before_splitting_leaks_copies_and_the_check_reports_them(orig
     truth = cross_split_copy_pairs(splits)
     found = found_pairs(prints)
     report = check_leakage(prints)
-    assert report["exact_groups"] == 0 and report["near_pairs"] == len(found)
+    confirmed = {frozenset((pair["a"], pair["b"])) for pair in report["near"]}
+    assert report["exact_groups"] == 0 and report["candidates"] == len(found)
     assert len(truth) >= 20
     assert found <= truth, f"pairs that are not copies of one image: {sorted(map(sorted, found - truth))}"
+    assert confirmed <= found
     assert len(found) / len(truth) >= MIN_SHARE, f"found {len(found)} of {len(truth)} cross-split copy pairs"
 
 
@@ -128,4 +131,4 @@ def test_splitting_first_and_balancing_only_the_training_split_leaks_nothing(ori
     splits["train"] = balance(splits["train"], max(counts) + 5, tmp_path / "copies", seed=0)
     assert len(splits["train"]) > sum(counts)
     report = check_leakage(prints_of(splits))
-    assert (report["exact_groups"], report["near_pairs"]) == (0, 0), report
+    assert (report["exact_groups"], report["candidates"], report["near_pairs"]) == (0, 0, 0), report

@@ -20,11 +20,12 @@ from trainables.datasets.cache import file_digests, fingerprint_of_digests, read
 from trainables.datasets.download import Manifest, cache_dir, compare_with_manifest, locate_or_download
 from trainables.datasets.images import CorruptImageError, crop_with_padding, decode_rgb, resize_square
 from trainables.datasets.leakage import ImagePrint, check_leakage, image_print
+from trainables.datasets.leakage_policy import apply_to_fixed_splits
 from trainables.datasets.voc import MalformedAnnotationError, parse_annotation, read_split_list
 
 CLASS_NAMES = ("RBC", "WBC", "Platelets")
 SPLITS = ("train", "val", "test")
-READER_VERSION = 3
+READER_VERSION = 4
 SPLIT_LIST_FOLDER = "ImageSets/Main"
 SOURCE_FOLDERS = (("Annotations", ".xml"), ("JPEGImages", ".jpg"))     # (folder, file suffix)
 
@@ -34,9 +35,10 @@ def locate_bccd(data_dir: str | None) -> Path:
     return locate_or_download("BCCD_Dataset", data_dir=data_dir, marker="BCCD/ImageSets/Main") / "BCCD"
 
 
-def prepare_bccd(*, data_dir: str | None, image_size: int, padding: int = 10,
+def prepare_bccd(*, data_dir: str | None, image_size: int, padding: int = 10, leakage: str | None = None,
                  use_cache: bool = True) -> tuple[ClassificationData, DataAudit]:
-    """Decoded BCCD patches of every split, and the audit of the whole dataset."""
+    """Decoded BCCD patches of every split, and the audit of the whole dataset; ``leakage`` is
+    the duplicate policy for its fixed splits (warn by default, drop or fail)."""
     root = locate_bccd(data_dir)
     params = {"reader": READER_VERSION, "image_size": image_size, "padding": padding}
     digests = file_digests(bccd_source_files(root))
@@ -45,6 +47,7 @@ def prepare_bccd(*, data_dir: str | None, image_size: int, padding: int = 10,
     splits, audit = read_through_cache(
         cache_path, params, lambda: read_voc_patches(root, image_size=image_size, padding=padding),
         use_cache=use_cache)
+    splits = apply_to_fixed_splits(leakage, splits, audit, column_of=lambda source, label: CLASS_NAMES[label])
     audit.manifest = bccd_manifest_check(root, digests)
     data = ClassificationData(name="bccd", class_names=CLASS_NAMES, splits=splits, fingerprint=key)
     return data, audit

@@ -27,6 +27,7 @@ from trainables.datasets.base import ClassificationData, DatasetError, SplitArra
 from trainables.datasets.cache import read_through_cache
 from trainables.datasets.download import DATA_DIR_ENV, DataNotFoundError, cache_dir
 from trainables.datasets.leakage import ImagePrint, check_leakage, difference_hash, ring_hash
+from trainables.datasets.leakage_policy import apply_to_fixed_splits
 
 DATASET = "chestmnist"
 CLASS_NAMES = ("Cardiomegaly", "Pneumothorax")
@@ -39,7 +40,7 @@ SPLITS = ("train", "val", "test")
 SUBFOLDERS = ("medmnist", "chestmnist")
 MEAN = (0.485,)
 STD = (0.229,)
-READER_VERSION = 3
+READER_VERSION = 4
 HOMEPAGE = "https://medmnist.com"
 
 
@@ -116,7 +117,8 @@ def read_chestmnist(path: Path, *, image_size: int) -> tuple[dict[str, SplitArra
     """The kept images (N x S x S x 1 uint8) and classes of every split, and the audit.
 
     Sources are ``<split>/<row in the npz split>``. The leakage check compares the kept images
-    across splits by the SHA-256 of their pixels and their difference hash.
+    across splits by the SHA-256 of their pixels and their hashes, confirming hash matches on
+    the kept images themselves.
     """
     path = Path(path)
     audit = DataAudit(dataset=DATASET, root=str(path), class_names=CLASS_NAMES)
@@ -125,8 +127,14 @@ def read_chestmnist(path: Path, *, image_size: int) -> tuple[dict[str, SplitArra
         for split in SPLITS:
             images, labels = _split_arrays(npz, path, split, image_size)
             splits[split] = _kept_rows(split, images, labels, audit, prints)
-    audit.leakage = check_leakage(prints)
+    audit.leakage = check_leakage(prints, pixels=lambda item: _kept_image(splits, item))
     return splits, audit
+
+
+def _kept_image(splits: dict[str, SplitArrays], item: ImagePrint) -> np.ndarray:
+    """The kept image a print was made from (its source is the row in its npz split)."""
+    arrays = splits[item.split]
+    return arrays.images[np.flatnonzero(arrays.sources == item.name)[0], ..., 0]
 
 
 def _open_npz(path: Path):
@@ -216,8 +224,11 @@ def _file_sha256(path: Path) -> str:
 
 
 def prepare_chestmnist(*, data_dir: str | None, image_size: int = 28, padding: int = 10,
-                       use_cache: bool = True) -> tuple[ClassificationData, DataAudit]:
+                       leakage: str | None = None, use_cache: bool = True) -> tuple[ClassificationData, DataAudit]:
     """Cardiomegaly vs Pneumothorax images of every split, and the audit of the whole file.
+
+    The splits are MedMNIST's, so the ``leakage`` policy is ``warn`` (the default), ``drop``
+    or ``fail`` (see ``leakage_policy``); ``group`` is an error.
 
     ``padding`` is accepted because every dataset's prepare function takes the same keywords;
     ChestMNIST images are used whole, so it is ignored. Images keep their single channel and
@@ -229,6 +240,8 @@ def prepare_chestmnist(*, data_dir: str | None, image_size: int = 28, padding: i
     cache_path = cache_dir() / "filtered" / f"chestmnist-{key[:20]}.npz"
     splits, audit = read_through_cache(
         cache_path, params, lambda: read_chestmnist(path, image_size=image_size), use_cache=use_cache)
+    splits = apply_to_fixed_splits(leakage, splits, audit, column_of=lambda source, label: CLASS_NAMES[label],
+                                   name_of=lambda split, source: source)
     data = ClassificationData(name=DATASET, class_names=CLASS_NAMES, splits=splits, mean=MEAN,
                               std=STD, fingerprint=key)
     return data, audit

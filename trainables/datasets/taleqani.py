@@ -37,7 +37,10 @@ from trainables.datasets.base import ClassificationData, DatasetError, SplitArra
 from trainables.datasets.cache import fingerprint, load_splits, read_through_cache, save_splits
 from trainables.datasets.download import DATA_DIR_ENV, DataNotFoundError, cache_dir
 from trainables.datasets.images import CorruptImageError, decode_rgb, resize_square
-from trainables.datasets.leakage import ImagePrint, check_leakage, image_print
+from trainables.datasets.leakage import (MIN_SIMILARITY, NEAR_DISTANCE, ImagePrint, check_leakage, confirm_pairs,
+                                         decode_print, image_print, near_duplicate_pairs)
+from trainables.datasets.leakage_policy import (drop_leaked, duplicate_groups, fail_on_leakage, record_policy,
+                                                resolve_policy)
 
 DATASET = "taleqani_segmentation"
 CLASS_NAMES = ("background", "cell")
@@ -47,14 +50,14 @@ SPLIT_SEED = 42
 MASK_THRESHOLD = 30
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 UNPAIRED = "unpaired"
-READER_VERSION = 3
+READER_VERSION = 4
 KAGGLE_URL = "https://www.kaggle.com/datasets/mehradaria/leukemia"
 SEGMENTATION_FOLDERS = ("Original", "Segmented")
 
 CLASSIFICATION_DATASET = "taleqani"
 CLASSIFICATION_CLASSES = ("Benign", "Early", "Pre", "Pro")
 CLASSIFICATION_FOLDERS = ("Original",)
-CLASSIFICATION_READER_VERSION = 1
+CLASSIFICATION_READER_VERSION = 2
 LOADING_OPTIONS = (1, 2)
 # The folder names each class is recognised by, compared after ``folder_key`` normalisation;
 # the first is the canonical short name, the others the Kaggle and paper names.
@@ -446,15 +449,19 @@ def decoded_through_cache(path: Path, listing: list[LabelledImage], image_size: 
 
 def read_taleqani_classification(root: Path, *, image_size: int, loading_option: int = 2,
                                  seed: int = SPLIT_SEED, fractions: tuple[float, ...] = SPLIT_FRACTIONS,
+                                 leakage: str | None = None,
                                  use_cache: bool = True) -> tuple[ClassificationData, DataAudit]:
     """The four-class data of ``root/Original`` split by ``loading_option``, and its audit.
 
     Folder names are checked first; then every image is decoded and resized (or taken from the
     cache), the split assigned, and undecodable images dropped from their split with the
-    reason. No balancing or augmentation happens here: that is the trainable's job, on the
-    training split only.
+    reason. The ``leakage`` policy (default ``group``, see ``leakage_policy``) decides what
+    happens to duplicates: ``group`` assigns each group of duplicates to one split as a unit.
+    No balancing or augmentation happens here: that is the trainable's job, on the training
+    split only.
     """
     check_loading_option(loading_option)
+    policy = resolve_policy(leakage, dataset=CLASSIFICATION_DATASET, splits_made_here=True)
     root = Path(root)
     listing, folders = list_labelled_images(root)
     params = {"reader": CLASSIFICATION_READER_VERSION, "image_size": image_size}
@@ -464,16 +471,60 @@ def read_taleqani_classification(root: Path, *, image_size: int, loading_option:
     labels = np.asarray([item.label for item in listing], dtype=np.int64)
     audit = DataAudit(dataset=f"{CLASSIFICATION_DATASET} (loading option {loading_option})", root=str(root),
                       class_names=CLASSIFICATION_CLASSES, notes=[folder_mapping(folders, root)])
+    groups = duplicate_listing_groups(listing, decoded) if policy == "group" else []
     row_of, prints, splits = decoded.row_of(), [], {}
-    for split, indices in zip(SPLITS, assign_splits(labels, loading_option, seed=seed, fractions=fractions)):
+    for split, indices in zip(SPLITS, assign_grouped_splits(labels, groups, loading_option, seed=seed,
+                                                             fractions=fractions)):
         chosen = [listing[i] for i in indices]
         splits[split] = _classification_split(split, chosen, decoded, row_of, audit, prints)
     audit.leakage = check_leakage(prints)
-    split_key = {"decoded": key, "loading_option": loading_option, "seed": seed,
+    splits = _apply_leakage_policy(policy, splits, audit, groups, listing)
+    split_key = {"decoded": key, "loading_option": loading_option, "seed": seed, "leakage": policy,
                  "fractions": list(fractions)}
     data = ClassificationData(name=CLASSIFICATION_DATASET, class_names=CLASSIFICATION_CLASSES,
                               splits=splits, fingerprint=_digest(split_key))
     return data, audit
+
+
+def duplicate_listing_groups(listing: list[LabelledImage], decoded: DecodedImages) -> list[list[int]]:
+    """Groups (of two or more, as indices into ``listing``) of images that are exact copies or
+    confirmed near-duplicates of each other, found before any split exists."""
+    candidates = near_duplicate_pairs(decoded.prints, NEAR_DISTANCE, across_splits=False)
+    near = confirm_pairs(decoded.prints, candidates, min_similarity=MIN_SIMILARITY, pixels=decode_print)
+    by_content: dict[str, list[str]] = {}
+    for printed in decoded.prints:
+        by_content.setdefault(printed.sha256, []).append(printed.name)
+    links = [*by_content.values(), *([pair["a"], pair["b"]] for pair in near)]
+    index_of = {f"{UNASSIGNED}/{item.source}": index for index, item in enumerate(listing)}
+    return [[index_of[name] for name in group] for group in duplicate_groups(links) if len(group) > 1]
+
+
+def assign_grouped_splits(labels: np.ndarray, groups: list[list[int]], loading_option: int, *, seed: int,
+                          fractions: tuple[float, ...]) -> list[np.ndarray]:
+    """``assign_splits`` over one representative per group of duplicates (its first image, whose
+    class decides under option 1), each other member following its representative into the same
+    split. Without groups this is exactly ``assign_splits``."""
+    followers = {min(group): sorted(set(group) - {min(group)}) for group in groups}
+    following = {member for members in followers.values() for member in members}
+    representatives = np.asarray([i for i in range(len(labels)) if i not in following], dtype=np.int64)
+    parts = assign_splits(labels[representatives], loading_option, seed=seed, fractions=fractions)
+    return [np.asarray([member for rep in representatives[part] for member in (rep, *followers.get(rep, ()))],
+                       dtype=np.int64) for part in parts]
+
+
+def _apply_leakage_policy(policy: str, splits: dict[str, SplitArrays], audit: DataAudit,
+                          groups: list[list[int]], listing: list[LabelledImage]) -> dict[str, SplitArrays]:
+    """The splits after the leakage policy, which the audit records (``group`` has already
+    acted through the split assignment; this lists the groups it kept together)."""
+    if policy == "fail":
+        fail_on_leakage(audit.leakage, dataset=CLASSIFICATION_DATASET)
+    if policy == "drop":
+        return drop_leaked(splits, audit, column_of=lambda source, label: CLASSIFICATION_CLASSES[label])
+    where = {source: split for split, arrays in splits.items() for source in arrays.sources}
+    record_policy(audit, policy, [
+        f"kept together in {where.get(listing[group[0]].source, 'no split (undecodable)')}: "
+        f"{', '.join(listing[index].source for index in group)}" for group in groups])
+    return splits
 
 
 def _classification_split(split: str, chosen: list[LabelledImage], decoded: DecodedImages,
@@ -510,14 +561,16 @@ def _digest(params: dict) -> str:
 
 def prepare_taleqani_classification(*, data_dir: str | None, image_size: int, padding: int = 10,
                                     loading_option: int = 2, fractions: tuple[float, ...] = SPLIT_FRACTIONS,
+                                    leakage: str | None = None,
                                     use_cache: bool = True) -> tuple[ClassificationData, DataAudit]:
     """Benign / Early / Pre / Pro images of every split (by ``loading_option`` and the
     train/val/test ``fractions``, see ``assign_splits``), and the audit of the whole dataset.
 
+    ``leakage`` is the duplicate policy (``group`` by default; see ``leakage_policy``).
     Only ``Original/`` is needed. ``padding`` is accepted because every dataset's prepare
     function takes the same keywords; classification uses whole images, so it is ignored.
     """
     check_loading_option(loading_option)
     root = locate_taleqani(data_dir, folders=CLASSIFICATION_FOLDERS)
     return read_taleqani_classification(root, image_size=image_size, loading_option=loading_option,
-                                        fractions=tuple(fractions), use_cache=use_cache)
+                                        fractions=tuple(fractions), leakage=leakage, use_cache=use_cache)
