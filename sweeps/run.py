@@ -19,7 +19,8 @@ import yaml
 
 from sweeps.data import SweepData, prepare_sweep_data
 from sweeps.environment import capture_environment, mismatch_warning
-from sweeps.ray_session import alive_nodes, check_trial_resources, ensure_ray
+from sweeps.packing import auto_gpus_per_trial, no_gpu_choice
+from sweeps.ray_session import alive_nodes, check_trial_resources, ensure_ray, node_capacities
 from sweeps.registry import SWEEPS, Resources, SweepSpec, get_sweep
 from sweeps.space import PROFILES, ResolvedSweep, SearchSpaceError, from_saved, grid_size_of, resolve
 from sweeps.storage import ExperimentLocation, check_shared_storage, check_writable_storage, list_experiments
@@ -33,6 +34,8 @@ SWEEP_FILE = "sweep.json"
 # Tune writes this when it starts an experiment; Tuner.restore reads it (it is a pickle, so
 # --resume trusts the experiment directory; the analysis never reads it).
 TUNE_STATE_FILE = "tuner.pkl"
+# --gpus-per-trial's default: packing chosen by measuring a trial (sweeps/packing.py).
+AUTO = "auto"
 # The shell's code for a run ended by SIGINT (128 + 2).
 EXIT_INTERRUPTED = 130
 
@@ -55,7 +58,7 @@ class SweepOptions:
     experiment_name: str | None = None
     resume: bool = False
     address: str | None = None
-    gpus_per_trial: float | None = None
+    gpus_per_trial: float | str | None = AUTO
     cpus_per_trial: float | None = None
     max_failures: int = 3
     seed: int | None = None
@@ -72,7 +75,8 @@ class SweepOptions:
             self._require_whole("--num-samples", self.num_samples, least=1,
                                 meaning="trials, or repeats of the whole grid with --search grid")
         self._require_whole("--max-failures", self.max_failures, least=0, meaning="retries of a failed trial")
-        for flag, value in (("--cpus-per-trial", self.cpus_per_trial), ("--gpus-per-trial", self.gpus_per_trial)):
+        gpus = None if self.gpus_per_trial == AUTO else self.gpus_per_trial
+        for flag, value in (("--cpus-per-trial", self.cpus_per_trial), ("--gpus-per-trial", gpus)):
             # Comparisons with nan are false, so nan fails the range as inf and negatives do.
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not 0 <= value < float("inf")):
@@ -144,12 +148,20 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
     configure_tune_environment()
     started_ray = ensure_ray(options.address)
     try:
+        if options.gpus_per_trial == AUTO and not options.resume and resolved.resources.gpus > 0 \
+                and not any(node.gpus >= 1 for node in node_capacities()):
+            echo(no_gpu_choice().reason)
+            resolved = with_resources(resolved, None, 0.0)
         check_trial_resources(cpus=resolved.resources.cpus, gpus=resolved.resources.gpus,
                               local=options.address is None, warn=echo)
         check_shared_storage(options.storage, nodes=alive_nodes(), declared_shared=options.storage_shared)
         data = audited_data(resolved, options, echo)
         if not options.resume:
             preflight_pretrained(resolved, data)
+            if options.gpus_per_trial == AUTO and resolved.resources.gpus > 0:
+                choice = auto_gpus_per_trial(resolved, data, nodes=node_capacities())
+                echo(choice.reason)
+                resolved = with_resources(resolved, None, choice.gpus_per_trial)
             write_experiment_files(location, resolved, data, data_dir=options.data_dir)
         echo("Trials get: " + data.describe_training_splits())
         rows, elapsed = fit_and_summarise(spec, resolved, data, location, options, echo)
@@ -209,7 +221,8 @@ def resolve_for_run(spec: SweepSpec, options: SweepOptions, echo: Callable[[str]
     profile, why = resolve_profile(options.profile)
     overrides = options.overrides + ((f"seed={options.seed}",) if options.seed is not None else ())
     resolved = resolve(spec, profile=profile, smoke=options.smoke, overrides=overrides)
-    resolved = with_resources(resolved, options.cpus_per_trial, options.gpus_per_trial)
+    resolved = with_resources(resolved, options.cpus_per_trial,
+                              None if options.gpus_per_trial == AUTO else options.gpus_per_trial)
     echo(f"{spec.name}: {why}{' + smoke' if options.smoke else ''}; {resolved.grid_size} grid point(s), "
          f"{num_samples(options, resolved)} trial(s) by {options.search} search")
     return resolved
@@ -376,7 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "Tune restores its state from a pickle in the experiment directory, so resume only "
                              "experiments you trust (yours, or from storage only you can write)")
     parser.add_argument("--address", help="connect to an existing Ray cluster (for example 'auto')")
-    parser.add_argument("--gpus-per-trial", type=float, help="GPUs per trial; fractions pack trials onto a GPU")
+    parser.add_argument("--gpus-per-trial", type=gpus_argument, default=AUTO,
+                        help="GPUs per trial: a number (fractions pack trials onto a GPU, 0 for none) or auto "
+                             "(default): measure one trial's peak GPU memory on the grid's heaviest configs and "
+                             "pack as many trials per GPU as fit with 20%% headroom and the node's CPUs can feed")
     parser.add_argument("--cpus-per-trial", type=float, help="CPUs per trial")
     parser.add_argument("--max-failures", type=int, default=3,
                         help="retries of a trial whose process or node died, each from its latest "
@@ -392,6 +408,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "checksums, instead of training on what is left; for pipelines that must not train "
                              "on silently shrunken data")
     return parser
+
+
+def gpus_argument(text: str) -> float | str:
+    """``--gpus-per-trial``: ``auto`` or a number (its range is checked with the other options)."""
+    if text == AUTO:
+        return AUTO
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of GPUs or 'auto', got {text!r}") from None
 
 
 def options_from_args(args: argparse.Namespace) -> SweepOptions:

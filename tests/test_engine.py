@@ -11,9 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from trainables.engine import (META_FILE, STATE_FILE, STOP_COMPLETED, STOP_DIVERGED, STOP_EARLY, Diverged,
-                               EarlyStopping, LoopSettings, _plain, check_epoch_loss, fit, load_checkpoint_model,
-                               train_one_epoch)
+from trainables import engine
+from trainables.arrays import Normalize
+from trainables.engine import (FP32_CPU, META_FILE, STATE_FILE, STOP_COMPLETED, STOP_DIVERGED, STOP_EARLY,
+                               Acceleration, Diverged, EarlyStopping, LoopSettings, _plain, acceleration_for,
+                               check_epoch_loss, fit, load_checkpoint_model, prepare_model, train_one_epoch)
 
 
 def test_early_stopping_counts_epochs_without_improvement():
@@ -45,7 +47,8 @@ def _work_in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-def _run_fit(lr: float, *, max_epochs=4, patience=10, evaluate=None, epoch_extras=None, optimizer=torch.optim.SGD):
+def _run_fit(lr: float, *, max_epochs=4, patience=10, evaluate=None, epoch_extras=None, optimizer=torch.optim.SGD,
+             channels_last=False):
     torch.manual_seed(0)
     model = nn.Linear(2, 2)
     x = torch.randn(32, 2)
@@ -68,7 +71,7 @@ def _run_fit(lr: float, *, max_epochs=4, patience=10, evaluate=None, epoch_extra
 
     settings = LoopSettings(max_epochs=max_epochs, plateau_factor=0.5, plateau_patience=5,
                             early_stopping_patience=patience, divergence_loss=10 * math.log(2),
-                            monitor="val_accuracy", mode="max")
+                            monitor="val_accuracy", mode="max", channels_last=channels_last)
     fit(model=model, optimizer=optimizer(model.parameters(), lr=lr), train_batches=lambda: [(x, y)],
         batch_loss=batch_loss, evaluate=evaluate or default_evaluate, settings=settings,
         meta={"task": "test"}, report=report, epoch_extras=epoch_extras)
@@ -192,3 +195,161 @@ def test_checkpoint_state_is_saved_as_plain_data_or_not_at_all():
     assert type(plain["best"]) is float and type(plain["count"]) is int and type(plain["betas"]) is tuple
     with pytest.raises(TypeError, match="weights_only"):
         _plain({"when": object()})
+
+
+def _linear_batches(sizes, *, nan_at=None):
+    """Batches of a 2-feature, 2-class problem; the batch at ``nan_at`` has NaN inputs."""
+    generator = torch.Generator().manual_seed(1)
+    batches = []
+    for index, size in enumerate(sizes):
+        x = torch.randn(size, 2, generator=generator)
+        batches.append((x * math.nan if index == nan_at else x, (x[:, 0] > 0).long()))
+    return batches
+
+
+def _cross_entropy(net, batch):
+    logits = net(batch[0])
+    return nn.functional.cross_entropy(logits, batch[1]), (logits.argmax(1) == batch[1]).sum()
+
+
+DEFERRED_CPU = Acceleration(device_type="cpu", autocast_dtype=None, grad_scaling=False, channels_last=False,
+                            check_each_step=False)
+
+
+@pytest.mark.parametrize("acceleration", [FP32_CPU, DEFERRED_CPU], ids=["per-batch", "per-epoch"])
+def test_epoch_loss_is_the_sample_weighted_mean_of_the_batch_losses_exactly(acceleration):
+    """Summed on the device or batch by batch, the epoch's loss is the float sum of
+    ``loss.item() * size`` over the batch sizes, bit for bit as before."""
+    torch.manual_seed(0)
+    model = nn.Linear(2, 2)
+    batches = _linear_batches([5, 3, 7])
+    with torch.no_grad():
+        expected_total = 0.0
+        for batch in batches:
+            expected_total += _cross_entropy(model, batch)[0].item() * len(batch[0])
+    loss, _ = train_one_epoch(model, batches, _cross_entropy, torch.optim.SGD(model.parameters(), lr=0.0),
+                              acceleration)
+    assert loss == expected_total / 15
+
+
+def test_a_nan_batch_with_the_per_epoch_check_trains_on_and_the_epoch_loss_is_nan():
+    torch.manual_seed(0)
+    model = nn.Linear(2, 2)
+    seen = []
+
+    def counting(net, batch):
+        seen.append(len(batch[0]))
+        return _cross_entropy(net, batch)
+
+    loss, _ = train_one_epoch(model, _linear_batches([4, 4, 4], nan_at=1), counting,
+                              torch.optim.SGD(model.parameters(), lr=0.1), DEFERRED_CPU)
+    assert seen == [4, 4, 4] and math.isnan(loss)
+
+
+@pytest.mark.parametrize("acceleration", [FP32_CPU, DEFERRED_CPU], ids=["per-batch", "per-epoch"])
+def test_a_nan_batch_in_the_middle_of_an_epoch_ends_the_trial_as_diverged(monkeypatch, acceleration):
+    monkeypatch.setattr(engine, "acceleration_for", lambda device, channels_last: acceleration)
+    torch.manual_seed(0)
+    model = nn.Linear(2, 2)
+    epochs = iter([_linear_batches([4, 4, 4]), _linear_batches([4, 4, 4], nan_at=1)])
+    reports = []
+    settings = LoopSettings(max_epochs=5, plateau_factor=0.5, plateau_patience=5, early_stopping_patience=10,
+                            divergence_loss=10 * math.log(2), monitor="val_accuracy", mode="max")
+    fit(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), train_batches=lambda: next(epochs),
+        batch_loss=_cross_entropy, evaluate=lambda net: {"loss": 0.5, "accuracy": 0.5}, settings=settings,
+        meta={"task": "test"}, report=lambda metrics, checkpoint=None: reports.append(metrics))
+    assert [m["epoch"] for m in reports] == [1, 2]
+    assert reports[-1]["stop_reason"] == STOP_DIVERGED
+    assert reports[-1]["divergence_reason"] == "non-finite training loss (nan)"
+
+
+def test_grad_scaling_skips_a_step_whose_loss_is_infinite_and_the_epoch_loss_shows_it():
+    """fp16's GradScaler leaves the weights untouched by an inf step (here on the CPU, which
+    torch.amp.GradScaler also serves); the epoch's sum still ends the trial."""
+    torch.manual_seed(0)
+    model = nn.Linear(2, 2)
+    before = copy.deepcopy(model.state_dict())
+    scaling = Acceleration(device_type="cpu", autocast_dtype=None, grad_scaling=True, channels_last=False,
+                           check_each_step=False)
+    batches = _linear_batches([4])
+    loss, _ = train_one_epoch(model, batches, lambda net, b: (_cross_entropy(net, b)[0] * math.inf, None),
+                              torch.optim.SGD(model.parameters(), lr=0.1), scaling, torch.amp.GradScaler("cpu"))
+    assert math.isinf(loss)
+    assert all(torch.equal(model.state_dict()[key], value) for key, value in before.items())
+
+
+def test_autocast_runs_the_forward_pass_in_the_accelerations_dtype():
+    dtypes = []
+    model = nn.Linear(2, 2)
+
+    def recording(net, batch):
+        logits = net(batch[0])
+        dtypes.append(logits.dtype)
+        return nn.functional.cross_entropy(logits.float(), batch[1]), None
+
+    bf16 = Acceleration(device_type="cpu", autocast_dtype=torch.bfloat16, grad_scaling=False,
+                        channels_last=False, check_each_step=False)
+    train_one_epoch(model, _linear_batches([4]), recording, torch.optim.SGD(model.parameters(), lr=0.1), bf16)
+    train_one_epoch(model, _linear_batches([4]), recording, torch.optim.SGD(model.parameters(), lr=0.1))
+    assert dtypes == [torch.bfloat16, torch.float32]
+
+
+def test_the_cpu_keeps_fp32_with_per_batch_checks_whatever_the_trainable_allows():
+    assert acceleration_for(torch.device("cpu"), channels_last=True) == FP32_CPU
+    assert FP32_CPU.autocast_dtype is None and not FP32_CPU.channels_last and FP32_CPU.check_each_step
+
+
+@pytest.mark.parametrize("bf16, dtype, scaling", [(True, torch.bfloat16, False), (False, torch.float16, True)])
+def test_cuda_autocasts_in_bf16_where_supported_else_fp16_with_a_grad_scaler(monkeypatch, bf16, dtype, scaling):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+    chosen = acceleration_for(torch.device("cuda", 0), channels_last=True)
+    assert chosen == Acceleration(device_type="cuda", autocast_dtype=dtype, grad_scaling=scaling,
+                                  channels_last=True, check_each_step=False)
+    assert not acceleration_for(torch.device("cuda"), channels_last=False).channels_last
+
+
+def test_fit_uses_the_model_device_and_the_trainables_channels_last_setting(monkeypatch):
+    asked = []
+
+    def spy(device, *, channels_last):
+        asked.append((device.type, channels_last))
+        return FP32_CPU
+
+    monkeypatch.setattr(engine, "acceleration_for", spy)
+    _run_fit(lr=0.1, max_epochs=1, channels_last=True)
+    _run_fit(lr=0.1, max_epochs=1)
+    assert asked == [("cpu", True), ("cpu", False)]
+
+
+def test_channels_last_converts_the_model_in_place_and_turns_on_cudnn_benchmark(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    model = nn.Sequential(Normalize([0.5] * 3, [0.25] * 3), nn.Conv2d(3, 4, 3))
+    weight = model[1].weight
+    prepare_model(model, Acceleration(device_type="cuda", autocast_dtype=torch.bfloat16, grad_scaling=False,
+                                      channels_last=True, check_each_step=False))
+    assert model[1].weight is weight and weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.backends.cudnn.benchmark
+
+
+def test_the_cpu_leaves_the_models_layout_and_cudnn_alone(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    model = nn.Conv2d(3, 4, 3)
+    prepare_model(model, FP32_CPU)
+    assert model.weight.is_contiguous() and not torch.backends.cudnn.benchmark
+
+
+def test_normalize_hands_the_first_convolution_channels_last_memory_already():
+    """The uint8 NHWC batch permuted to NCHW is NHWC in memory, so only the model's weights need
+    converting; the inputs need no ``channels_last`` copy."""
+    images = torch.randint(0, 255, (2, 5, 6, 3), dtype=torch.uint8)
+    out = Normalize([0.5] * 3, [0.25] * 3)(images)
+    assert out.shape == (2, 3, 5, 6) and out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_loop_settings_carry_the_trainables_channels_last_choice():
+    class Config:
+        max_epochs, plateau_factor, plateau_patience, early_stopping_patience, divergence_factor = 3, 0.5, 1, 2, 10.0
+
+    monitor = engine.Monitor("val_accuracy", "max")
+    assert LoopSettings.of(Config(), num_classes=2, monitor=monitor, channels_last=True).channels_last
+    assert not LoopSettings.of(Config(), num_classes=2, monitor=monitor).channels_last

@@ -3,10 +3,15 @@ best-checkpoint keeping through Tune, resumption and divergence handling.
 
 A task kind supplies two functions — the loss of one training batch, and an evaluation that
 returns ``{"loss": ..., <metric>: ...}`` on the validation split — and ``fit`` does the rest.
+
+On a CUDA device the training steps run under mixed precision (``acceleration_for``) and never
+wait for the GPU: the epoch's loss is summed on the device and read once, at the end of the
+epoch. On the CPU everything stays fp32 and each batch's loss is checked at once, as before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -83,16 +88,72 @@ class LoopSettings:
     divergence_loss: float
     monitor: str
     mode: str
+    # Whether the model may be stored channels_last on a GPU: true for the convolutional
+    # classifiers and segmenters, false where the model does not support it (torchvision's
+    # R-CNNs); never applied on the CPU.
+    channels_last: bool = False
 
     @classmethod
-    def of(cls, config, *, num_classes: int, monitor: Monitor) -> "LoopSettings":
+    def of(cls, config, *, num_classes: int, monitor: Monitor, channels_last: bool = False) -> "LoopSettings":
         """The loop settings a trainable's config carries; divergence at ``divergence_factor``
         times the loss of a uniform guess over ``num_classes``."""
         return cls(max_epochs=config.max_epochs, plateau_factor=config.plateau_factor,
                    plateau_patience=config.plateau_patience,
                    early_stopping_patience=config.early_stopping_patience,
                    divergence_loss=config.divergence_factor * math.log(num_classes),
-                   monitor=monitor.metric, mode=monitor.mode)
+                   monitor=monitor.metric, mode=monitor.mode, channels_last=channels_last)
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """How training steps use the trial's device.
+
+    ``autocast_dtype`` is the dtype ``torch.autocast`` runs the forward pass in (None: fp32);
+    autocast keeps losses such as cross-entropy and BCE-with-logits, and sums, in fp32.
+    ``grad_scaling``: fp16 needs a ``GradScaler``, which also skips any step whose gradients
+    hold inf or NaN. ``channels_last`` stores the model's weights NHWC (the ``Normalize`` layer
+    already hands the first convolution NHWC memory, see ``trainables.arrays``).
+    ``check_each_step`` reads every batch's loss and stops at the first non-finite one, which
+    costs nothing on the CPU; otherwise the loss stays on the device and the epoch's sum is
+    checked once (``train_one_epoch``).
+    """
+
+    device_type: str
+    autocast_dtype: torch.dtype | None
+    grad_scaling: bool
+    channels_last: bool
+    check_each_step: bool
+
+
+FP32_CPU = Acceleration(device_type="cpu", autocast_dtype=None, grad_scaling=False, channels_last=False,
+                        check_each_step=True)
+
+
+def acceleration_for(device: torch.device, *, channels_last: bool) -> Acceleration:
+    """Plain fp32 with per-batch checks off CUDA (CPU results stay as they were). On CUDA:
+    autocast in bf16 where the GPU supports it (fp32's range, so no scaling), else fp16 with
+    a ``GradScaler``; channels_last where the trainable allows it; loss checked per epoch."""
+    if device.type != "cuda":
+        return FP32_CPU
+    bf16 = torch.cuda.is_bf16_supported()
+    return Acceleration(device_type="cuda", autocast_dtype=torch.bfloat16 if bf16 else torch.float16,
+                        grad_scaling=not bf16, channels_last=channels_last, check_each_step=False)
+
+
+def prepare_model(model: nn.Module, acceleration: Acceleration) -> None:
+    """Put the model in the memory format ``acceleration`` asks for (in place: the optimiser's
+    parameters stay the same objects), and let cuDNN pick the fastest kernels for the trial's
+    fixed shapes on CUDA."""
+    if acceleration.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if acceleration.device_type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device the model's parameters are on (the CPU for a model without any)."""
+    parameter = next(model.parameters(), None)
+    return torch.device("cpu") if parameter is None else parameter.device
 
 
 def quiet_checkpoint_logging() -> None:
@@ -177,26 +238,74 @@ def check_epoch_loss(mean_loss: float, bound: float, what: str = "training loss"
         raise Diverged(f"mean {what} {mean_loss:.4g} exceeds the divergence bound {bound:.4g}")
 
 
-def train_one_epoch(model: nn.Module, batches: Iterable, batch_loss: BatchLoss,
-                    optimizer: torch.optim.Optimizer) -> tuple[float, float | None]:
-    """One pass over ``batches``: the sample-weighted mean loss, and the share of samples the
-    model got right while training (None when ``batch_loss`` counts none). Stops at the first
-    non-finite loss."""
-    model.train()
-    total, count, correct = 0.0, 0, None
-    for batch in batches:
-        optimizer.zero_grad(set_to_none=True)
-        loss, right = batch_loss(model, batch)
-        value = loss.item()
-        check_batch_loss(value)
+class EpochTally:
+    """The sample-weighted loss sum and the count of right samples of one epoch, kept where the
+    losses are (on the GPU no step waits for them) and read once by ``means``. The sum is fp64,
+    so it equals the Python float sum of the batches' ``loss.item() * size`` exactly."""
+
+    def __init__(self) -> None:
+        self.loss_sum: torch.Tensor | None = None
+        self.count = 0
+        self.correct: torch.Tensor | int | None = None
+
+    def add(self, loss: torch.Tensor, size: int, right: torch.Tensor | int | None) -> None:
+        weighted = loss.detach().to(torch.float64) * size
+        self.loss_sum = weighted if self.loss_sum is None else self.loss_sum + weighted
+        self.count += size
+        if right is not None:
+            self.correct = right if self.correct is None else self.correct + right
+
+    def means(self) -> tuple[float, float | None]:
+        """The mean loss (non-finite when any batch's was) and the share of samples right
+        (None when no batch counted any)."""
+        count = max(self.count, 1)
+        mean_loss = 0.0 if self.loss_sum is None else self.loss_sum.item() / count
+        return mean_loss, None if self.correct is None else int(self.correct) / count
+
+
+def autocast(acceleration: Acceleration):
+    """The forward pass's mixed-precision context (none in fp32)."""
+    if acceleration.autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=acceleration.device_type, dtype=acceleration.autocast_dtype)
+
+
+def backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                      scaler: torch.amp.GradScaler | None) -> None:
+    """Backpropagate and step; through the scaler, which unscales the gradients before the
+    optimiser's step hooks (gradient clipping) run and skips a step with inf or NaN gradients."""
+    if scaler is None:
         loss.backward()
         optimizer.step()
-        size = len(batch[0])
-        total += value * size
-        count += size
-        if right is not None:
-            correct = (correct or 0) + int(right)
-    return total / max(count, 1), None if correct is None else correct / max(count, 1)
+        return
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+
+
+def train_one_epoch(model: nn.Module, batches: Iterable, batch_loss: BatchLoss, optimizer: torch.optim.Optimizer,
+                    acceleration: Acceleration = FP32_CPU,
+                    scaler: torch.amp.GradScaler | None = None) -> tuple[float, float | None]:
+    """One pass over ``batches``: the sample-weighted mean loss, and the share of samples the
+    model got right while training (None when ``batch_loss`` counts none).
+
+    With ``acceleration.check_each_step`` (the CPU) it stops at the first non-finite loss.
+    Otherwise (CUDA) a non-finite loss is found in the epoch's sum, so the trial still ends as
+    diverged, after this epoch's remaining steps: with a ``GradScaler`` (fp16) those steps are
+    skipped while the gradients are non-finite; in bf16 they go through and may leave NaN
+    weights. Neither changes the outcome: a diverged epoch is never validated, checkpointed or
+    passed to the schedules."""
+    model.train()
+    tally = EpochTally()
+    for batch in batches:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(acceleration):
+            loss, right = batch_loss(model, batch)
+        if acceleration.check_each_step:
+            check_batch_loss(loss.item())
+        backward_and_step(loss, optimizer, scaler)
+        tally.add(loss, len(batch[0]), right)
+    return tally.means()
 
 
 def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, train_batches: Callable[[], Iterable],
@@ -211,8 +320,15 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, train_batches: Ca
     time from ``trial_started`` (the trainable's first line) to the start of training.
     ``epoch_extras``, called after each epoch's validation, adds what the trainable measured
     itself while training (per-component losses, say) to that epoch's result.
+
+    The device is the model's: on CUDA training runs as ``acceleration_for`` says (the
+    ``GradScaler``'s scale is not checkpointed: a resumed fp16 trial starts it afresh). ``evaluate``
+    runs outside autocast, so validation losses and metrics are fp32 as on the CPU.
     """
     quiet_checkpoint_logging()
+    acceleration = acceleration_for(model_device(model), channels_last=settings.channels_last)
+    prepare_model(model, acceleration)
+    scaler = torch.amp.GradScaler(acceleration.device_type) if acceleration.grad_scaling else None
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=settings.plateau_factor, patience=settings.plateau_patience)
     early = EarlyStopping(patience=settings.early_stopping_patience, mode=settings.mode)
@@ -222,7 +338,8 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, train_batches: Ca
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         try:
-            train_loss, train_accuracy = train_one_epoch(model, train_batches(), batch_loss, optimizer)
+            train_loss, train_accuracy = train_one_epoch(model, train_batches(), batch_loss, optimizer,
+                                                         acceleration, scaler)
             check_epoch_loss(train_loss, settings.divergence_loss)
             val = {f"val_{k}": v for k, v in evaluate(model).items()}
             check_epoch_loss(val["val_loss"], settings.divergence_loss, what="validation loss")
