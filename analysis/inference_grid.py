@@ -4,8 +4,10 @@ same step for every detection candidate).
     python -m analysis.inference_grid runs/lymphoblast_maskrcnn_<timestamp> [--trial ID] [--data-dir DIR]
 
 The trial's best checkpoint predicts the validation split once with no score threshold and no
-NMS; every detection confidence × NMS IoU pair is then replayed on those cached candidates on
-the CPU, without retraining. Prints the grid (best first), writes it as CSV and a heat map to
+NMS (every box scoring at least the grid's lowest confidence); every detection confidence × NMS
+IoU pair is then replayed on those cached candidates on the CPU, without retraining. Prints the
+grid (best first) and a warning when images reached the cap on cached candidates, writes it as
+CSV and a heat map to
 ``<experiment>/inference_grid/``. Only the validation split is read: choosing settings on the
 test split would leak it.
 """
@@ -26,7 +28,7 @@ from analysis.results import ExperimentError, load_experiment
 from analysis.winners import pick_winners
 from sweeps.data import prepare_sweep_data
 from trainables.detection import checkpoint_candidates
-from trainables.detection_inference import best_inference, inference_grid
+from trainables.detection_inference import best_inference, cap_warning, inference_grid
 from trainables.errors import MedsweepError
 
 OUT_DIR = "inference_grid"
@@ -76,6 +78,9 @@ def run_inference_grid(experiment_dir: str, *, trial_id: str | None = None, data
                                         f"trial {trial_id}: validation mAP@0.5")
     shown = ["min_confidence", "nms_iou", "map50", "precision", "recall", "f1", "accuracy", "count_mae"]
     echo(grid.sort_values("map50", ascending=False)[shown].head(10).to_string(index=False, float_format="%.4f"))
+    warning = cap_warning(grid)
+    if warning:
+        echo(warning)
     echo(f"Best on validation: detection confidence {best['min_confidence']:g}, NMS IoU {best['nms_iou']:g}. "
          f"Written: {csv}, {heatmap}")
     return GridOutcome(trial_id=trial_id, grid=grid, best=best, csv=csv, heatmap=heatmap)
@@ -85,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m analysis.inference_grid", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", help="experiment directory of a detection sweep")
-    parser.add_argument("--trial", help="trial id (default: the sweep's winner by its validation mAP)")
+    parser.add_argument("--trial", help="trial id (default: the sweep's winner by its metric)")
     parser.add_argument("--data-dir", help="directory holding the dataset (default: $MEDSWEEP_DATA_DIR)")
     return parser
 

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from trainables.datasets.detection import prepare_bccd_detection
-from trainables.detection import (CANDIDATES_PER_IMAGE, DetectionConfig, build_detector, build_optimizer,
+from trainables.detection import (DetectionConfig, build_detector, build_optimizer,
                                   predict_detections, sampling_weights, to_device, training_batches,
                                   validation_metrics)
-from trainables.detection_inference import DEFAULT_CONFIDENCES, DEFAULT_NMS_IOUS, inference_grid
+from trainables.detection_inference import DEFAULT_CONFIDENCES, DEFAULT_NMS_IOUS, candidate_cap, inference_grid
 
 
 def training_step_seconds(model, optimizer, batches, steps: int) -> float:
@@ -72,7 +72,7 @@ def main() -> None:
     retrain = step * args.steps_per_epoch * args.epochs + validation * args.epochs
 
     heads = model.roi_heads
-    heads.score_thresh, heads.nms_thresh, heads.detections_per_img = 0.0, 1.0, CANDIDATES_PER_IMAGE
+    heads.score_thresh, heads.nms_thresh, heads.detections_per_img = 0.0, 1.0, candidate_cap(data.num_classes)
     started = time.perf_counter()
     candidates = predict_detections(model, val.images, batch_size=2, device=device)
     candidate_pass = time.perf_counter() - started

@@ -42,7 +42,8 @@ def test_the_report_shows_val_map_per_trial_and_the_inference_time_grid(bccd_det
         assert not empty_cells(table)
         assert not table.frame["Other settings"].str.contains("detection_min_confidence").any()
     assert {"Performance on the validation split", "Performance on the test split",
-            "Count error per class (test split)"} <= set(captions)
+            "Count error per class (test split)", "COCO AP on the test split"} <= set(captions)
+    assert list(captions["COCO AP on the test split"].frame.columns[-1:]) == ["Box AP@[.50:.95]"]
     trials = captions["Every trial, also in results.csv"].frame
     assert len(trials) == 4 and trials["best_val_map50"].map(float).between(0, 1).all()
     assert list((report.out_dir / "figures").glob("inference_grid_*.png"))

@@ -14,7 +14,9 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchvision.models.detection.roi_heads import RoIHeads
 
-from trainables.detection_inference import best_inference, inference_grid, postprocess
+from trainables.detection_inference import (CANDIDATE_MIN_CONFIDENCE, DEFAULT_CONFIDENCES, DEFAULT_NMS_IOUS,
+                                            best_inference, candidate_cap, candidate_settings, cap_warning,
+                                            images_at_cap, inference_grid, postprocess)
 from trainables.metrics import (average_precision_50, box_iou, count_table, detection_counts, detection_scores,
                                 match_detections)
 
@@ -282,6 +284,52 @@ def test_postprocessed_candidates_equal_torchvision_roi_heads_output():
     for min_confidence, nms_iou, per_image in [(0.4, 0.2, 100), (0.7, 0.5, 100), (0.05, 0.3, 20)]:
         assert np.array_equal(postprocess(candidates, min_confidence=min_confidence, nms_iou=nms_iou,
                                           max_per_image=per_image), output(min_confidence, nms_iou, per_image))
+
+
+def test_candidates_replay_torchvision_exactly_at_every_grid_setting():
+    """Candidates output under ``candidate_settings`` (here 1,500 proposals per image, so over
+    1,000 candidates each: the old fixed cap would have cut them) replayed at each setting of the
+    grid equal torchvision's own post-processing at that setting."""
+    generator = torch.Generator().manual_seed(1)
+    count = 1500
+    proposals = [torch.rand(count, 2, generator=generator) * 150 for _ in range(2)]
+    proposals = [torch.cat([p, p + 10 + torch.rand(count, 2, generator=generator) * 40], dim=1) for p in proposals]
+    logits = torch.randn(2 * count, len(NAMES) + 1, generator=generator) * 2
+    regression = torch.randn(2 * count, 4 * (len(NAMES) + 1), generator=generator) * 0.2
+
+    def output(score_thresh, nms_thresh, detections_per_img):
+        heads = RoIHeads(None, None, None, 0.5, 0.5, 512, 0.25, None, score_thresh, nms_thresh, detections_per_img)
+        return _pack(*heads.postprocess_detections(logits, regression, proposals, [(200, 200), (200, 200)]))
+
+    candidates = output(**candidate_settings(len(NAMES), proposals=count))
+    assert np.bincount(candidates[:, 0].astype(int)).min() > 1000
+    assert candidates[:, 5].min() >= CANDIDATE_MIN_CONFIDENCE
+    assert images_at_cap(candidates, candidate_cap(len(NAMES), proposals=count)) == 0
+    for min_confidence in DEFAULT_CONFIDENCES:
+        for nms_iou in DEFAULT_NMS_IOUS:
+            assert np.array_equal(postprocess(candidates, min_confidence=min_confidence, nms_iou=nms_iou),
+                                  output(min_confidence, nms_iou, 100)), (min_confidence, nms_iou)
+
+
+def test_the_candidate_cap_is_every_box_that_can_reach_the_lowest_confidence():
+    assert candidate_cap(3) == 1000 * 3 and candidate_cap(2) == 1000 * 2
+    assert candidate_cap(5, proposals=10, lowest_confidence=0.3) == 10 * 3
+    assert candidate_cap(5, proposals=10, lowest_confidence=0.5) == 10 * 2
+
+
+def test_the_grid_warns_naming_the_images_that_reached_the_candidate_cap():
+    candidates = _candidates(50, num_images=6)
+    truth_boxes = [candidates[candidates[:, 0] == image][:3, 1:5] for image in range(6)]
+    truth_labels = [candidates[candidates[:, 0] == image][:3, 6].astype(int) for image in range(6)]
+    per_image = np.bincount(candidates[:, 0].astype(int), minlength=6)
+    tiny = int(np.sort(per_image)[-2])  # exactly two images hold this many candidates or more
+    capped = inference_grid(truth_boxes, truth_labels, candidates, NAMES, confidences=(0.4,), nms_ious=(0.5,), cap=tiny)
+    assert capped["capped_images"].tolist() == [2] and capped["candidate_cap"].tolist() == [tiny]
+    assert cap_warning(capped).startswith(f"Warning: 2 validation image(s) reached the cap of {tiny:,} cached")
+    roomy = inference_grid(truth_boxes, truth_labels, candidates, NAMES, confidences=(0.4,), nms_ious=(0.5,))
+    assert roomy["capped_images"].tolist() == [0] and cap_warning(roomy) is None
+    with pytest.raises(ValueError, match="confidences must be at least 0.3"):
+        inference_grid(truth_boxes, truth_labels, candidates, NAMES, confidences=(0.1, 0.4))
 
 
 def test_inference_grid_rows_equal_the_scores_of_directly_postprocessed_candidates():

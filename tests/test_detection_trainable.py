@@ -20,9 +20,11 @@ from torchvision.models.detection import FasterRCNN, MaskRCNN
 from trainables import detection
 from trainables.config import ConfigError, from_config
 from trainables.datasets.detection import DetectionData, DetectionSplit, mask_box
-from trainables.detection import (DetectionConfig, build_detector, checkpoint_candidates, checkpoint_masks,
-                                  predict_detections, sampling_weights, training_batches, uniform_guess_outcomes,
-                                  validation_metrics)
+from trainables.detection import (DetectionConfig, build_detector, checkpoint_candidates, checkpoint_coco_scores,
+                                  checkpoint_masks, predict_detections, sampling_weights, training_batches,
+                                  uniform_guess_outcomes, validation_metrics)
+from trainables.detection_inference import (CANDIDATE_MIN_CONFIDENCE, RPN_PROPOSALS_PER_IMAGE, candidate_cap,
+                                            postprocess)
 from trainables.engine import META_FILE, STOP_COMPLETED, STOP_DIVERGED, LoopSettings, Monitor, fit
 from trainables.models import PretrainedWeightsError
 
@@ -232,6 +234,7 @@ def test_one_epoch_reports_map_losses_and_their_terms_and_a_detection_checkpoint
         assert math.isfinite(result[key])
     terms = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
     assert all(math.isfinite(result[f"train_{term}"]) and math.isfinite(result[f"val_{term}"]) for term in terms)
+    assert all(0.0 <= result[f"val_{key}"] <= 1.0 for key in ("box_map", "mask_map50", "mask_map"))
     assert result["train_loss"] == pytest.approx(sum(result[f"train_{term}"] for term in terms), rel=1e-5)
     meta = json.loads((checkpoint / META_FILE).read_text())
     assert (meta["task"], meta["class_names"], meta["has_masks"], meta["image_side"]) == (
@@ -241,6 +244,7 @@ def test_one_epoch_reports_map_losses_and_their_terms_and_a_detection_checkpoint
 def test_box_only_data_trains_a_faster_rcnn(data, scratch):
     (result, checkpoint), = run_trainable(TINY, box_only(data), scratch)
     assert result["stop_reason"] == STOP_COMPLETED and "train_loss_mask" not in result
+    assert 0.0 <= result["val_box_map"] <= 1.0 and "val_mask_map50" not in result
     assert json.loads((checkpoint / META_FILE).read_text())["has_masks"] is False
     assert checkpoint_masks(checkpoint, data.splits["val"], [0], min_confidence=0.0, nms_iou=0.5)[0][3] is None
 
@@ -258,18 +262,28 @@ def test_the_divergence_bound_is_the_factor_times_an_uninformed_models_loss():
     assert uniform_guess_outcomes(3, False) == 8
 
 
-def test_candidates_hold_every_scored_box_before_threshold_and_nms(trained, data):
+def test_candidates_hold_every_box_from_the_lowest_grid_confidence_and_replay_the_model(trained, data):
     _, checkpoint = trained[-1]
     val = data.splits["val"]
     candidates = checkpoint_candidates(checkpoint, val)
     assert candidates.dtype == np.float32 and candidates.shape[1] == 7
     assert set(np.unique(candidates[:, 0])) <= set(range(len(val)))
-    assert np.all((candidates[:, 5] >= 0) & (candidates[:, 5] <= 1))
+    assert np.all((candidates[:, 5] >= CANDIDATE_MIN_CONFIDENCE) & (candidates[:, 5] <= 1))
     assert set(np.unique(candidates[:, 6])) <= {0.0, 1.0}
     model, _, device = detection.checkpoint_detector(checkpoint)
-    thresholded = predict_detections(model, val.images, batch_size=2, device=device)
-    assert len(candidates) > len(thresholded)
-    assert len(candidates) <= detection.CANDIDATES_PER_IMAGE * len(val)
+    assert model.rpn.post_nms_top_n() == RPN_PROPOSALS_PER_IMAGE
+    assert np.bincount(candidates[:, 0].astype(int)).max(initial=0) < candidate_cap(len(CLASSES))
+    for min_confidence, nms_iou in ((CANDIDATE_MIN_CONFIDENCE, 0.7), (0.5, 0.3)):
+        model.roi_heads.score_thresh, model.roi_heads.nms_thresh = min_confidence, nms_iou
+        own = predict_detections(model, val.images, batch_size=2, device=device)
+        assert np.array_equal(postprocess(candidates, min_confidence=min_confidence, nms_iou=nms_iou), own)
+
+
+def test_checkpoint_coco_scores_include_mask_ap_at_the_inference_settings(trained, data):
+    _, checkpoint = trained[-1]
+    scores = checkpoint_coco_scores(checkpoint, data.splits["val"], min_confidence=0.3, nms_iou=0.5)
+    assert set(scores) == {"box_map", "mask_map50", "mask_map"}
+    assert all(0.0 <= value <= 1.0 for value in scores.values())
 
 
 def test_checkpoint_masks_follow_the_inference_settings(trained, data):

@@ -29,15 +29,13 @@ from trainables.config import ConfigError, from_config, require_choice, require_
 from trainables.datasets.detection import FLIP_MODES, DetectionData, DetectionSplit, flip_sample
 from trainables.engine import (LOOP_POSITIVE, META_FILE, OPTIMIZERS, LoopSettings, Monitor, fit,
                                load_checkpoint_model, seed_everything, trial_device_and_threads)
-from trainables.metrics import detection_scores
+from trainables.detection_inference import candidate_settings
+from trainables.metrics import coco_average_precision, detection_scores, encode_masks
 from trainables.models import PretrainedWeightsError
 
 BACKBONES = ("resnet50", "resnet101")
 OPTIMIZER_NAMES = ("sgd", *OPTIMIZERS)
 SGD_MOMENTUM = 0.9  # Matterport's LEARNING_MOMENTUM
-# How many detections per image the analysis's candidates keep: torchvision's eval-mode RPN
-# proposes 1,000 boxes per image, each scored for every class; the best 1,000 by score.
-CANDIDATES_PER_IMAGE = 1000
 # Mask probabilities above this are the instance (Matterport's and torchvision's 0.5).
 MASK_THRESHOLD = 0.5
 # The heads replaced for the data's classes when starting from COCO weights (torchvision's
@@ -335,17 +333,22 @@ def boxes_only(model: GeneralizedRCNN):
         model.roi_heads.mask_roi_pool = pool
 
 
+def image_outputs(model: GeneralizedRCNN, images: Sequence[np.ndarray], *, batch_size: int,
+                  device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
+    """torchvision's eval-mode outputs (boxes, labels 1..C, scores, masks where predicted) image
+    by image, on the CPU, predicted a batch at a time."""
+    model.eval()
+    for start in range(0, len(images), batch_size):
+        batch = [image_tensor(image).to(device) for image in images[start:start + batch_size]]
+        with torch.no_grad():
+            outputs = model(batch)
+        yield from ({key: value.cpu() for key, value in output.items()} for output in outputs)
+
+
 def predict_outputs(model: GeneralizedRCNN, images: Sequence[np.ndarray], *, batch_size: int,
                     device: torch.device) -> list[dict[str, torch.Tensor]]:
-    """torchvision's eval-mode outputs (boxes, labels 1..C, scores, masks where predicted) per
-    image, on the CPU."""
-    model.eval()
-    outputs = []
-    with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            batch = [image_tensor(image).to(device) for image in images[start:start + batch_size]]
-            outputs.extend({key: value.cpu() for key, value in output.items()} for output in model(batch))
-    return outputs
+    """``image_outputs`` as a list."""
+    return list(image_outputs(model, images, batch_size=batch_size, device=device))
 
 
 def pack_detections(outputs: Sequence[dict[str, torch.Tensor]]) -> np.ndarray:
@@ -362,6 +365,34 @@ def predict_detections(model: GeneralizedRCNN, images: Sequence[np.ndarray], *, 
     """The model's detections (D x 7) of ``images`` under its current score/NMS settings."""
     with boxes_only(model):
         return pack_detections(predict_outputs(model, images, batch_size=batch_size, device=device))
+
+
+def predict_instances(model: GeneralizedRCNN, images: Sequence[np.ndarray], *, batch_size: int,
+                      device: torch.device) -> tuple[np.ndarray, list[list[dict]]]:
+    """A Mask R-CNN's detections (D x 7) of ``images`` under its current settings and, per image,
+    their masks (probability above ``MASK_THRESHOLD``) as ``encode_masks`` RLEs in the order of
+    the image's rows: encoded as each batch arrives, so no full-size masks pile up."""
+    outputs, masks = [], []
+    for output in image_outputs(model, images, batch_size=batch_size, device=device):
+        masks.append(encode_masks((output.pop("masks")[:, 0] > MASK_THRESHOLD).numpy()))
+        outputs.append(output)
+    return pack_detections(outputs), masks
+
+
+def predict_coco_scores(model: GeneralizedRCNN, split: DetectionSplit, class_names: tuple[str, ...], *,
+                        batch_size: int, device: torch.device) -> tuple[np.ndarray, dict[str, float]]:
+    """The model's detections (D x 7) of ``split`` under its current settings, and their
+    ``coco_average_precision``: box AP@[.50:.95], and mask AP@0.5 and AP@[.50:.95] when the model
+    predicts masks."""
+    sizes = [image.shape[:2] for image in split.images]
+    if not model.roi_heads.has_mask():
+        detections = predict_detections(model, split.images, batch_size=batch_size, device=device)
+        return detections, coco_average_precision(split.boxes, split.labels, detections, class_names,
+                                                  image_sizes=sizes)
+    detections, masks = predict_instances(model, split.images, batch_size=batch_size, device=device)
+    return detections, coco_average_precision(split.boxes, split.labels, detections, class_names, image_sizes=sizes,
+                                              truth_masks=[encode_masks(m) for m in split.masks],
+                                              detection_masks=masks)
 
 
 @contextmanager
@@ -404,12 +435,14 @@ def validation_metrics(model: GeneralizedRCNN, split: DetectionSplit, config: De
                        class_names: tuple[str, ...], device: torch.device) -> dict[str, float]:
     """Every validation number of one epoch: ``detection_scores`` of the model's detections at
     the config's confidence (map50, precision, recall, f1, accuracy, count_mae and per class),
+    their COCO APs (box_map; mask_map50 and mask_map for Mask R-CNN: ``predict_coco_scores``)
     and the loss terms."""
-    detections = predict_detections(model, split.images, batch_size=config.eval_batch_size, device=device)
+    detections, coco = predict_coco_scores(model, split, class_names, batch_size=config.eval_batch_size,
+                                           device=device)
     scores = detection_scores(split.boxes, split.labels, detections, class_names,
                               min_confidence=config.detection_min_confidence)
     losses = validation_losses(model, split, batch_size=config.eval_batch_size, device=device, seed=config.seed)
-    return {**{key: float(value) for key, value in scores.items()}, **losses}
+    return {**{key: float(value) for key, value in scores.items()}, **coco, **losses}
 
 
 def uniform_guess_outcomes(num_classes: int, masks: bool) -> int:
@@ -425,7 +458,8 @@ def uniform_guess_outcomes(num_classes: int, masks: bool) -> int:
 
 def detection_trainable(config: dict, *, data: DetectionData, monitor: Monitor) -> None:
     """Ray Tune function trainable for detection / instance segmentation (train and val splits
-    only); ``val_map50`` is the sweep's metric."""
+    only). The sweep selects on the spec's metric, ``val_map50`` (box AP@0.5); Mask R-CNN trials
+    also report ``val_mask_map50`` and ``val_mask_map``."""
     cfg = from_config(DetectionConfig, config)
     trial_started = time.perf_counter()
     seed_everything(cfg.seed)
@@ -447,7 +481,7 @@ def detection_trainable(config: dict, *, data: DetectionData, monitor: Monitor) 
         return validation_metrics(net, val, cfg, data.class_names, device)
 
     settings = LoopSettings.of(cfg, num_classes=uniform_guess_outcomes(data.num_classes, data.has_masks),
-                               monitor=monitor)
+                               monitor=monitor, channels_last=False)
     meta = {"task": "detection", "dataset": data.name, "class_names": list(data.class_names),
             "has_masks": data.has_masks, "image_side": side, "config": asdict(cfg)}
     fit(model=model, optimizer=build_optimizer(cfg, model),
@@ -471,15 +505,27 @@ def checkpoint_detector(checkpoint_dir: Path) -> tuple[GeneralizedRCNN, dict, to
 
 
 def checkpoint_candidates(checkpoint_dir: Path, split: DetectionSplit, *, batch_size: int = 2) -> np.ndarray:
-    """The candidate detections (D x 7) of a split from a checkpoint this trainable wrote, before
-    any score threshold or detection NMS: score threshold 0, NMS IoU 1 (suppresses nothing) and
-    up to ``CANDIDATES_PER_IMAGE`` per image. The analysis tunes the minimum confidence and NMS
-    IoU on the validation candidates and applies them on the CPU
-    (``detection_inference.postprocess``), so one prediction pass serves the whole grid."""
-    model, _, device = checkpoint_detector(checkpoint_dir)
-    heads = model.roi_heads
-    heads.score_thresh, heads.nms_thresh, heads.detections_per_img = 0.0, 1.0, CANDIDATES_PER_IMAGE
+    """The candidate detections (D x 7) of a split from a checkpoint this trainable wrote: every
+    box scoring at least the inference grid's lowest confidence, before detection NMS
+    (``detection_inference.candidate_settings``, sized so that no such box is dropped). The
+    analysis tunes the minimum confidence and NMS IoU on the validation candidates and applies
+    them on the CPU (``detection_inference.postprocess``), so one prediction pass serves the
+    whole grid, exactly."""
+    model, meta, device = checkpoint_detector(checkpoint_dir)
+    settings = candidate_settings(len(meta["class_names"]), proposals=model.rpn.post_nms_top_n())
+    for name, value in settings.items():
+        setattr(model.roi_heads, name, value)
     return predict_detections(model, split.images, batch_size=batch_size, device=device)
+
+
+def checkpoint_coco_scores(checkpoint_dir: Path, split: DetectionSplit, *, min_confidence: float,
+                           nms_iou: float) -> dict[str, float]:
+    """``predict_coco_scores`` of a checkpoint on ``split`` under the tuned inference settings
+    (score > ``min_confidence``, per-class NMS at ``nms_iou``, the config's ``max_detections``):
+    the report's test-split COCO APs, masks included for a Mask R-CNN."""
+    model, meta, device = checkpoint_detector(checkpoint_dir)
+    model.roi_heads.score_thresh, model.roi_heads.nms_thresh = min_confidence, nms_iou
+    return predict_coco_scores(model, split, tuple(meta["class_names"]), batch_size=1, device=device)[1]
 
 
 def checkpoint_masks(checkpoint_dir: Path, split: DetectionSplit, indices: Sequence[int], *,

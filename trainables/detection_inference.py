@@ -1,15 +1,17 @@
 """Detection post-processing replayed on cached candidates, and the inference-time sweep.
 
 Study 4 tunes two inference settings without retraining: the detection minimum confidence and
-the detection NMS IoU threshold. The analysis runs each trained model once with no score
-threshold (``box_score_thresh=0``), no suppression (``box_nms_thresh=1.0``) and a large
-``box_detections_per_img``, and caches the candidates as one packed D x 7 array (image index,
-x1, y1, x2, y2, score, class index; see ``trainables.metrics``). ``postprocess`` turns them into
-what the model outputs with any other setting, and ``inference_grid`` scores a grid of settings.
+the detection NMS IoU threshold. The analysis runs each trained model once with the grid's lowest
+confidence as score threshold, no suppression (``box_nms_thresh=1.0``) and room for every box
+that can pass that threshold (``candidate_settings``), and caches the candidates as one packed
+D x 7 array (image index, x1, y1, x2, y2, score, class index; see ``trainables.metrics``).
+``postprocess`` turns them into what the model outputs with any setting of the grid, and
+``inference_grid`` scores the grid.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,6 +25,49 @@ from trainables.metrics import DETECTION_COLUMNS, detection_scores
 # at inference, and torchvision's default is 0.5.
 DEFAULT_CONFIDENCES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
 DEFAULT_NMS_IOUS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+# The cached candidates hold every box scoring at least this: a grid confidence below it would
+# replay on boxes the cache dropped.
+CANDIDATE_MIN_CONFIDENCE = min(DEFAULT_CONFIDENCES)
+# torchvision's eval-mode RPN keeps this many proposals per image (``rpn_post_nms_top_n_test``,
+# which ``build_detector`` leaves at its default).
+RPN_PROPOSALS_PER_IMAGE = 1000
+
+
+def candidate_cap(num_classes: int, *, proposals: int = RPN_PROPOSALS_PER_IMAGE,
+                  lowest_confidence: float = CANDIDATE_MIN_CONFIDENCE) -> int:
+    """How many candidates per image scoring at least ``lowest_confidence`` a model can output
+    at most: torchvision's RoIHeads scores each of the ``proposals`` for every class by one
+    softmax over the classes and background, so at most floor(1 / lowest_confidence) of one
+    proposal's classes reach the confidence (their scores sum to at most 1), and NMS at IoU 1
+    suppresses nothing. A cache this large never drops a box that some grid setting could keep."""
+    return proposals * min(num_classes, math.floor(1.0 / lowest_confidence))
+
+
+def candidate_settings(num_classes: int, *, proposals: int = RPN_PROPOSALS_PER_IMAGE) -> dict[str, float]:
+    """The RoIHeads attributes (``score_thresh``, ``nms_thresh``, ``detections_per_img``) under
+    which a model outputs the cached candidates: every box scoring at least
+    ``CANDIDATE_MIN_CONFIDENCE`` (torchvision keeps scores above ``score_thresh``; the float32
+    just below the confidence keeps a score equal to it, as ``postprocess`` does), nothing
+    suppressed, and ``candidate_cap`` per image."""
+    floor = float(np.nextafter(np.float32(CANDIDATE_MIN_CONFIDENCE), np.float32(0.0)))
+    return {"score_thresh": floor, "nms_thresh": 1.0,
+            "detections_per_img": candidate_cap(num_classes, proposals=proposals)}
+
+
+def images_at_cap(candidates: np.ndarray, cap: int) -> int:
+    """How many images' candidates reached ``cap``: for those the cache may have dropped boxes."""
+    images = np.asarray(candidates)[:, 0].astype(np.int64) if len(candidates) else np.zeros(0, np.int64)
+    return int(np.sum(np.bincount(images) >= cap))
+
+
+def cap_warning(grid: pd.DataFrame) -> str | None:
+    """The warning to print and report when validation images reached the candidate cap (a grid
+    from ``inference_grid``), or None when none did."""
+    if "capped_images" not in grid.columns or grid.empty or grid["capped_images"].max() == 0:
+        return None
+    return (f"Warning: {int(grid['capped_images'].max())} validation image(s) reached the cap of "
+            f"{int(grid['candidate_cap'].max()):,} cached candidates per image; boxes beyond it were dropped, so "
+            f"at some settings the grid may differ from what the model itself would output.")
 
 
 def _check_settings(min_confidence: float, nms_iou: float, max_per_image: int) -> None:
@@ -74,10 +119,20 @@ def postprocess(candidates: np.ndarray, *, min_confidence: float, nms_iou: float
 
 def inference_grid(truth_boxes: Sequence[np.ndarray], truth_labels: Sequence[np.ndarray], candidates: np.ndarray,
                    class_names: tuple[str, ...], *, confidences: Sequence[float] = DEFAULT_CONFIDENCES,
-                   nms_ious: Sequence[float] = DEFAULT_NMS_IOUS, max_per_image: int = 100) -> pd.DataFrame:
+                   nms_ious: Sequence[float] = DEFAULT_NMS_IOUS, max_per_image: int = 100,
+                   cap: int | None = None) -> pd.DataFrame:
     """One row per (``min_confidence``, ``nms_iou``) setting with every ``detection_scores``
     value (``map50``, ``precision``, ``recall``, ``f1``, ``accuracy``, ``count_mae`` and their
-    per-class values) of the candidates post-processed with that setting."""
+    per-class values) of the candidates post-processed with that setting, and in every row
+    ``candidate_cap`` (``cap``; default ``candidate_cap`` of these classes, the cap
+    ``candidate_settings`` gives the model) and ``capped_images``, the images whose candidates
+    reached it (see ``cap_warning``). Confidences below ``CANDIDATE_MIN_CONFIDENCE`` are refused:
+    the cache holds no box scoring less."""
+    if min(confidences) < CANDIDATE_MIN_CONFIDENCE:
+        raise ValueError(f"confidences must be at least {CANDIDATE_MIN_CONFIDENCE} (the cached candidates' "
+                         f"score threshold), got {min(confidences)!r}")
+    cap = candidate_cap(len(class_names)) if cap is None else cap
+    capped = images_at_cap(candidates, cap)
     rows = []
     for min_confidence in confidences:
         for nms_iou in nms_ious:
@@ -86,7 +141,8 @@ def inference_grid(truth_boxes: Sequence[np.ndarray], truth_labels: Sequence[np.
             scores = detection_scores(truth_boxes, truth_labels, detections, class_names,
                                       min_confidence=min_confidence)
             rows.append({"min_confidence": float(min_confidence), "nms_iou": float(nms_iou),
-                         **{name: float(value) for name, value in scores.items()}})
+                         **{name: float(value) for name, value in scores.items()},
+                         "candidate_cap": cap, "capped_images": capped})
     return pd.DataFrame(rows)
 
 
@@ -121,12 +177,14 @@ def candidate_scores(truth: tuple, candidates: np.ndarray, class_names: tuple[st
     return detection_scores(boxes, labels, detections, class_names, weights, min_confidence=min_confidence)
 
 
-GRID_COLUMNS = ("min_confidence", "nms_iou", "map50", "precision", "recall", "f1", "accuracy", "count_mae")
+GRID_COLUMNS = ("min_confidence", "nms_iou", "map50", "precision", "recall", "f1", "accuracy", "count_mae",
+                "candidate_cap", "capped_images")
 
 
 def tune_detection_inference(truth: tuple, candidates: np.ndarray,
                              class_names: tuple[str, ...]) -> tuple[dict[str, float], list[dict]]:
-    """The inference setting with the best mAP@0.5 on validation candidates, and the grid it was
-    chosen from (one row per setting, the scores the report plots)."""
+    """The inference setting with the best box mAP@0.5 on validation candidates, and the grid it
+    was chosen from (one row per setting, the scores the report plots, and the candidate cap's
+    count of ``cap_warning``)."""
     grid = inference_grid(*truth, candidates, class_names)
     return best_inference(grid), grid[list(GRID_COLUMNS)].to_dict("records")

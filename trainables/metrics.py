@@ -10,9 +10,15 @@ bootstrap computes the same metrics on a thousand resamples at once with these f
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Sequence
+from fnmatch import fnmatchcase
 
 import numpy as np
+from pycocotools import mask as coco_mask
+
+from trainables.errors import UnknownNameError
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
@@ -527,3 +533,167 @@ def count_table(truth_labels: Sequence[np.ndarray], detections: np.ndarray, clas
             row |= {f"actual_{name}": int(actual[index]), f"automatic_{name}": int(automatic[image, index])}
         rows.append(row)
     return rows
+
+
+# ---- COCO average precision (boxes and masks) -------------------------------------------------
+#
+# pycocotools' own COCOeval, called on ground truth and detections built in memory: box AP over
+# IoU 0.50:0.95 and, for instance segmentation, mask AP at 0.5 and over 0.50:0.95, area "all", at
+# most 100 detections per image and class (COCO's standard numbers). Box AP at 0.5 is
+# ``average_precision_50`` (the same definition, weighted for the bootstrap), not repeated here.
+
+COCO_SCORES = {"bbox": {"box_map": 0}, "segm": {"mask_map": 0, "mask_map50": 1}}
+
+
+def encode_masks(masks: np.ndarray) -> list[dict]:
+    """n x H x W binary masks (nonzero: the instance) as pycocotools' compressed RLEs, the form
+    ``coco_average_precision`` takes: a few bytes per instance instead of H x W."""
+    masks = np.asarray(masks)
+    if len(masks) == 0:
+        return []
+    return coco_mask.encode(np.asfortranarray(np.moveaxis(masks != 0, 0, -1).astype(np.uint8)))
+
+
+def _xywh(boxes: np.ndarray) -> np.ndarray:
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.c_[boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]
+
+
+def _coco_truth(truth_boxes: Sequence[np.ndarray], truth_labels: Sequence[np.ndarray],
+                truth_masks: Sequence[list[dict]] | None, num_classes: int, image_sizes: Sequence[tuple[int, int]]):
+    """The ground truth as a pycocotools ``COCO`` (images 1..n, categories 1..C, annotations
+    numbered from 1: COCOeval reads id 0 as "unmatched")."""
+    from pycocotools.coco import COCO  # pycocotools.coco imports matplotlib: only when evaluating
+
+    annotations = []
+    for image, (boxes, labels) in enumerate(zip(truth_boxes, truth_labels)):
+        for index, (box, label) in enumerate(zip(_xywh(boxes), np.asarray(labels).reshape(-1))):
+            annotation = {"id": len(annotations) + 1, "image_id": image + 1, "category_id": int(label) + 1,
+                          "bbox": box.tolist(), "area": float(box[2] * box[3]), "iscrowd": 0}
+            if truth_masks is not None:
+                rle = truth_masks[image][index]
+                annotation |= {"segmentation": rle, "area": float(coco_mask.area(rle))}
+            annotations.append(annotation)
+    truth = COCO()
+    truth.dataset = {"images": [{"id": image + 1, "height": int(h), "width": int(w)}
+                                for image, (h, w) in enumerate(image_sizes)],
+                     "annotations": annotations,
+                     "categories": [{"id": label + 1, "name": str(label)} for label in range(num_classes)]}
+    truth.createIndex()
+    return truth
+
+
+def _coco_results(truth, detections: np.ndarray, detection_masks: Sequence[list[dict]] | None) -> object:
+    """The detections as pycocotools results (``COCO.loadRes``: boxes, or masks with their box
+    and area derived as loadRes derives them); an empty ``COCO`` when there are none, which
+    loadRes refuses."""
+    from pycocotools.coco import COCO
+
+    results = []
+    for image in range(len(truth.imgs)):
+        rows = detections[detections[:, 0] == image]
+        for index, row in enumerate(rows):
+            result = {"image_id": image + 1, "category_id": int(row[6]) + 1, "score": float(row[5])}
+            if detection_masks is None:
+                result["bbox"] = _xywh(row[1:5])[0].tolist()
+            else:
+                result["segmentation"] = detection_masks[image][index]
+            results.append(result)
+    if results:
+        return truth.loadRes(results)
+    empty = COCO()
+    empty.dataset = {"images": list(truth.dataset["images"]), "annotations": [],
+                     "categories": list(truth.dataset["categories"])}
+    empty.createIndex()
+    return empty
+
+
+def _coco_eval_stats(truth, results, iou_type: str) -> np.ndarray:
+    """COCOeval's 12 summary numbers (-1, "no truth to score against", as nan)."""
+    from pycocotools.cocoeval import COCOeval
+
+    evaluation = COCOeval(truth, results, iou_type)
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    return np.where(evaluation.stats < 0, np.nan, evaluation.stats)
+
+
+def coco_average_precision(truth_boxes: Sequence[np.ndarray], truth_labels: Sequence[np.ndarray],
+                           detections: np.ndarray, class_names: tuple[str, ...], *,
+                           image_sizes: Sequence[tuple[int, int]],
+                           truth_masks: Sequence[list[dict]] | None = None,
+                           detection_masks: Sequence[list[dict]] | None = None) -> dict[str, float]:
+    """COCO's AP by pycocotools' ``COCOeval``: ``box_map`` (boxes, AP averaged over IoU
+    0.50:0.95) and, given masks, ``mask_map50`` and ``mask_map`` (masks, AP at IoU 0.5 and over
+    0.50:0.95); each the mean over the classes with truth instances, nan when there are none.
+
+    ``detections`` is the packed D x 7 array; ``truth_masks`` and ``detection_masks`` hold per
+    image the ``encode_masks`` RLEs of its truth instances (in ``truth_boxes`` order) and of its
+    detections (in the order of its rows in ``detections``); ``image_sizes`` is each image's
+    (height, width).
+    """
+    if (truth_masks is None) != (detection_masks is None):
+        raise ValueError("mask AP needs both truth_masks and detection_masks")
+    num_images = len(truth_boxes)
+    if len(image_sizes) != num_images:
+        raise ValueError(f"image_sizes has {len(image_sizes)} entries for {num_images} images")
+    detections = _detection_array(detections, num_images, len(class_names))
+    scores: dict[str, float] = {}
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress and tables
+        truth = _coco_truth(truth_boxes, truth_labels, truth_masks, len(class_names), image_sizes)
+        for iou_type, wanted in COCO_SCORES.items():
+            if iou_type == "segm" and truth_masks is None:
+                continue
+            results = _coco_results(truth, detections, detection_masks if iou_type == "segm" else None)
+            stats = _coco_eval_stats(truth, results, iou_type)
+            scores |= {name: float(stats[index]) for name, index in wanted.items()}
+    return scores
+
+
+# ---- how each metric improves -----------------------------------------------------------------
+#
+# The direction in which every metric above gets better, declared once: the analysis picks each
+# trial's best epoch, ranks groups and compares models with it. The names are those the
+# functions above return, which the trainables report with a split prefix (``val_map50``,
+# ``train_loss``) and the analysis uses bare on the test split. A name may be a pattern with ``*``
+# for the per-class and per-variant families (``f1_<class>``, ``dice_pooled``, the R-CNN's
+# ``loss_<term>``). A metric not declared here is an error, never a guess.
+
+MAXIMISED = "max"
+MINIMISED = "min"
+SPLIT_PREFIXES = ("train_", "val_")
+METRIC_DIRECTIONS: dict[str, str] = {
+    # classification: metrics_from_confusion, binary_scores, roc_auc_ovr
+    "accuracy": MAXIMISED, "balanced_accuracy": MAXIMISED,
+    "macro_f1": MAXIMISED, "macro_precision": MAXIMISED, "macro_recall": MAXIMISED,
+    "weighted_f1": MAXIMISED, "weighted_precision": MAXIMISED, "weighted_recall": MAXIMISED,
+    "f1": MAXIMISED, "precision": MAXIMISED, "recall": MAXIMISED,
+    "sensitivity": MAXIMISED, "specificity": MAXIMISED,
+    "auc": MAXIMISED, "macro_auc": MAXIMISED, "auc_*": MAXIMISED,
+    # per class (classification and detection) and pooled / per image (segmentation)
+    "f1_*": MAXIMISED, "precision_*": MAXIMISED, "recall_*": MAXIMISED, "accuracy_*": MAXIMISED,
+    "iou_*": MAXIMISED, "dice_*": MAXIMISED,
+    # detection: detection_scores, average_precision_50
+    "map50": MAXIMISED, "ap50_*": MAXIMISED,
+    # detection: coco_average_precision
+    "box_map": MAXIMISED, "mask_map": MAXIMISED, "mask_map50": MAXIMISED,
+    "count_mae": MINIMISED, "count_mae_*": MINIMISED,
+    # losses: log_loss, segmentation BCE, the training criterion, and the R-CNN's loss terms
+    "loss": MINIMISED, "loss_*": MINIMISED,
+}
+
+
+def metric_direction(name: str) -> str:
+    """``"max"`` or ``"min"``: how the metric ``name`` (with or without a ``train_``/``val_``
+    prefix) improves, from ``METRIC_DIRECTIONS``; an undeclared metric is an
+    ``UnknownNameError`` saying where to declare it."""
+    bare = next((name.removeprefix(prefix) for prefix in SPLIT_PREFIXES if name.startswith(prefix)), name)
+    if bare in METRIC_DIRECTIONS:
+        return METRIC_DIRECTIONS[bare]
+    for pattern, direction in METRIC_DIRECTIONS.items():
+        if "*" in pattern and fnmatchcase(bare, pattern):
+            return direction
+    raise UnknownNameError(f"metric {name!r} has no declared direction: declare whether it is maximised or "
+                           f"minimised in METRIC_DIRECTIONS in trainables/metrics.py (declared: "
+                           f"{', '.join(METRIC_DIRECTIONS)})")

@@ -1,6 +1,6 @@
 """Sections of detection studies (study 4, seed 003): validation mAP per detection confidence,
-detection performance and automatic counting at the inference setting tuned on validation,
-the inference-time grid, and images with the winner's detections."""
+detection performance (with COCO's box and mask AP) and automatic counting at the inference
+setting tuned on validation, the inference-time grid, and images with the winner's detections."""
 
 from __future__ import annotations
 
@@ -18,6 +18,16 @@ from .base import ReportContext, estimate_text, number, other_axes, section
 
 DETECTION_SCORES = (("Precision", "precision"), ("Recall", "recall"), ("Accuracy", "accuracy"), ("F1-Score", "f1"),
                     ("mAP@0.5", "map50"))
+# COCO's other APs (``coco_average_precision``), the mask ones for a Mask R-CNN only.
+COCO_SCORES = (("Box AP@[.50:.95]", "box_map"), ("Mask AP@0.5", "mask_map50"), ("Mask AP@[.50:.95]", "mask_map"))
+# What each selection metric a detection sweep may have is: (table label, description).
+SELECTION_METRICS = {"val_map50": ("mAP@0.5", "box AP@0.5"), "val_mask_map50": ("mask mAP@0.5", "mask AP@0.5")}
+
+
+def selection_metric(context: ReportContext) -> tuple[str, str]:
+    """The sweep's metric as (table label, description), e.g. ("mask mAP@0.5", "mask AP@0.5")."""
+    metric = context.experiment.metric
+    return SELECTION_METRICS.get(metric, (metric, metric))
 
 
 def group_winners_with_checkpoints(context: ReportContext) -> list[tuple[tuple, str]]:
@@ -31,10 +41,13 @@ def confidence_tables(context: ReportContext) -> list[Block]:
     """Seed 003 Tables III and IV: validation mAP per detection minimum confidence (the training
     setting), for each preprocessing variant; each row is the best trial with that confidence."""
     trials, metric = context.experiment.trials, f"best_{context.experiment.metric}"
+    label, description = selection_metric(context)
     blocks: list[Block] = [Heading("Validation mAP per detection minimum confidence"),
-                           Paragraph("The document trained one model per confidence with the other settings fixed; "
-                                     "here every confidence is crossed with the other axes, so each row shows the "
-                                     "best trial at that confidence and the settings it had.")]
+                           Paragraph(f"The sweep selected trials by validation {description} "
+                                     f"({context.experiment.metric}). The document trained one model per confidence "
+                                     f"with the other settings fixed; here every confidence is crossed with the other "
+                                     f"axes, so each row shows the best trial at that confidence and the settings it "
+                                     f"had.")]
     for variant in sorted(trials["config/preprocessing"].dropna().unique()):
         rows = []
         for confidence in sorted(trials["config/detection_min_confidence"].dropna().unique()):
@@ -43,15 +56,15 @@ def confidence_tables(context: ReportContext) -> list[Block]:
             finite = subset[np.isfinite(subset[metric].astype(float))]
             if finite.empty:
                 reasons = ", ".join(f"{n} {r}" for r, n in subset["stop_reason"].value_counts().items())
-                rows.append({"Detection minimum confidence": confidence, "Val mAP@0.5": f"— ({reasons})",
+                rows.append({"Detection minimum confidence": confidence, f"Val {label}": f"— ({reasons})",
                              "Trial": "—", "Other settings": "—"})
                 continue
             best = finite.loc[finite[metric].astype(float).idxmax()]
             others = other_axes(context, best["trial_id"], besides=("detection_min_confidence",))
-            rows.append({"Detection minimum confidence": confidence, "Val mAP@0.5": number(float(best[metric]), 4),
+            rows.append({"Detection minimum confidence": confidence, f"Val {label}": number(float(best[metric]), 4),
                          "Trial": best["trial_id"], "Other settings": others})
         name = context.group_name((variant,))
-        blocks.append(Table(pd.DataFrame(rows), caption=f"{name}: val mAP@0.5 per detection minimum confidence",
+        blocks.append(Table(pd.DataFrame(rows), caption=f"{name}: val {label} per detection minimum confidence",
                             source=context.cite("confidence_tables")))
     return blocks
 
@@ -60,7 +73,9 @@ def confidence_tables(context: ReportContext) -> list[Block]:
 def detection_performance(context: ReportContext) -> list[Block]:
     """Seed 003 Tables VII and VIII: each preprocessing variant's best model on the validation
     and the test split, at the inference setting tuned on validation."""
-    validation, test = [], []
+    from trainables.detection import checkpoint_coco_scores
+
+    validation, test, coco = [], [], []
     for key, trial_id in group_winners_with_checkpoints(context):
         model = context.confirmation.predictions[(trial_id, CHECKPOINT)][0]
         chosen = model.inference
@@ -72,17 +87,26 @@ def detection_performance(context: ReportContext) -> list[Block]:
         validation.append({**name, **{label: number(float(at[metric]), 4) for label, metric in DETECTION_SCORES}})
         test.append({**name, **{label: estimate_text(context.estimate(trial_id, metric, CHECKPOINT), digits=4)
                                 for label, metric in DETECTION_SCORES}})
+        scores = checkpoint_coco_scores(Path(context.trial(trial_id)["best_checkpoint"]),
+                                        context.confirmation.test_of(trial_id), **chosen)
+        coco.append({**name, **{label: number(scores[metric], 4) for label, metric in COCO_SCORES if metric in scores}})
     if not validation:
         return []
+    _, description = selection_metric(context)
     return [Heading("Detection performance"),
-            Paragraph("Each preprocessing variant's best trial (by validation mAP@0.5 during training), its best "
-                      "checkpoint evaluated at the detection confidence and NMS IoU chosen on the validation split "
-                      "(inference-time grid below, no retraining). Matches need IoU ≥ 0.5 and the same class; "
-                      "accuracy is TP / (TP + FP + FN) as the document defines it. Test intervals resample test "
-                      "images."),
+            Paragraph(f"Each preprocessing variant's best trial (by validation {description} during training, "
+                      f"{context.experiment.metric}), its best checkpoint evaluated at the detection confidence and NMS "
+                      f"IoU chosen on the validation split by box mAP@0.5 (inference-time grid below, no retraining). "
+                      f"Matches need IoU ≥ 0.5 and the same class; accuracy is TP / (TP + FP + FN) as the document "
+                      f"defines it. Test intervals resample test images."),
             Table(pd.DataFrame(validation), caption="Performance on the validation split",
                   source=context.cite("validation_performance")),
-            Table(pd.DataFrame(test), caption="Performance on the test split", source=context.cite("test_performance"))]
+            Table(pd.DataFrame(test), caption="Performance on the test split", source=context.cite("test_performance")),
+            Paragraph("COCO's average precision of the same models on the test split, by pycocotools' COCOeval: "
+                      "boxes averaged over IoU 0.50:0.95 and, for Mask R-CNN, masks (probability above 0.5) at IoU "
+                      "0.5 and averaged over 0.50:0.95; area all, at most 100 detections per image and class; "
+                      "point values, without resampling."),
+            Table(pd.DataFrame(coco), caption="COCO AP on the test split", source=context.cite("test_performance"))]
 
 
 @section("count_mae", needs="confirmation")
@@ -121,6 +145,8 @@ def count_mae(context: ReportContext) -> list[Block]:
 def inference_grid_section(context: ReportContext) -> list[Block]:
     """The inference-time sweep of each variant's best model: validation mAP@0.5 over detection
     confidence × NMS IoU, computed on cached candidates without retraining."""
+    from trainables.detection_inference import cap_warning
+
     blocks: list[Block] = []
     for key, trial_id in group_winners_with_checkpoints(context):
         model = context.confirmation.predictions[(trial_id, CHECKPOINT)][0]
@@ -132,6 +158,9 @@ def inference_grid_section(context: ReportContext) -> list[Block]:
                                          context.figures_dir / f"inference_grid_{'_'.join(map(str, key))}.png",
                                          f"{name}, trial {trial_id}: validation mAP@0.5")
         blocks.append(Figure(path, f"{name}: inference-time grid on the validation split (chosen setting framed)"))
+        warning = cap_warning(grid)
+        if warning:
+            blocks.append(Paragraph(f"{name}, trial {trial_id}: {warning}"))
     if not blocks:
         return []
     return [Heading("Inference-time grid"),
