@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from ray import tune
 
-from analysis.results import Experiment, ExperimentError, best_checkpoint, direction, read_history
+from analysis.results import Experiment, ExperimentError, best_checkpoint, read_history
 from analysis.stats import Estimate, estimate, paired_comparison, resample_weights
 from analysis.winners import Candidate, Winners
 from sweeps.data import SweepData, prepare_sweep_data
@@ -31,6 +31,7 @@ from sweeps.tuner import (RunSettings, configure_tune_environment, remove_checkp
                           wrapped_trainable)
 from trainables.datasets.base import ClassificationData, SplitArrays
 from trainables.engine import STATE_FILE, UnsafeCheckpointError
+from trainables.metrics import metric_direction
 from trainables.registry import get_trainable
 
 CACHE_DIR = "analysis_cache"
@@ -383,7 +384,7 @@ class RetrainRecorder(tune.Callback):
         for column in dict.fromkeys((self.experiment.metric, "val_accuracy")):
             if column in history:
                 training[f"best_{column}"] = best_of(history[column], self.experiment.mode
-                                                     if column == self.experiment.metric else direction(column))
+                                                     if column == self.experiment.metric else metric_direction(column))
         found = self.evaluators[key].run(checkpoint, {"kind": RETRAINED, "config": self.configs[key]}, training)
         if isinstance(found, str):
             self._fail(key, found)

@@ -19,8 +19,10 @@ import pandas as pd
 from sweeps.registry import SweepSpec, get_sweep
 from sweeps.space import ResolvedSweep, from_saved
 from sweeps.summary import ERRORED, STOPPED_BY_ASHA, best_of
+from trainables.datasets.download import cache_dir
 from trainables.engine import META_FILE, STOP_DIVERGED
 from trainables.errors import MedsweepError
+from trainables.metrics import metric_direction
 
 SWEEP_FILE = "sweep.json"
 INTERRUPTED = "interrupted"
@@ -34,6 +36,8 @@ TUNE_COLUMNS = {"timestamp", "checkpoint_dir_name", "should_checkpoint", "done",
                 "trial_id", "date", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip",
                 "time_since_restore", "iterations_since_restore", "node_id", "stop_reason",
                 "divergence_reason", "config"}
+# What ``trainables.engine.fit`` reports beside the metrics: the epoch, its learning rate and timings.
+ENGINE_COLUMNS = {"epoch", "lr", "epoch_seconds", "setup_seconds"}
 
 
 class ExperimentError(MedsweepError, ValueError):
@@ -69,9 +73,38 @@ class Experiment:
         return list(self.resolved.grid)
 
 
+def local_experiment_dir(location: str | Path) -> Path:
+    """The experiment as a local directory. A path or ``file://`` URI is used where it is; an
+    experiment on other storage pyarrow reads (``s3://``, ``gs://``) is copied once into the user
+    cache, because the analysis writes its cache, retrained models and report beside it."""
+    text = str(location)
+    if "://" not in text:
+        return Path(text)
+    import pyarrow.fs as pafs
+    filesystem, path = filesystem_of(text)
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        return Path(path)
+    mirror = cache_dir() / "experiments" / text.split("://", 1)[0] / path.strip("/")
+    if not (mirror / SWEEP_FILE).exists():
+        mirror.mkdir(parents=True, exist_ok=True)
+        pafs.copy_files(path, str(mirror), source_filesystem=filesystem, destination_filesystem=pafs.LocalFileSystem())
+    return mirror
+
+
+def filesystem_of(uri: str):
+    """pyarrow's filesystem for ``uri`` and the path within it."""
+    import pyarrow
+    import pyarrow.fs as pafs
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except (pyarrow.ArrowException, ValueError) as exc:
+        raise ExperimentError(f"{uri}: not a storage location this machine can read ({exc})") from exc
+
+
 def load_experiment(directory: str | Path) -> Experiment:
-    """Read ``directory``; a missing or unreadable one is an ``ExperimentError`` saying why."""
-    directory = Path(directory)
+    """Read the experiment at ``directory`` (a path or a storage URI, see ``local_experiment_dir``);
+    a missing or unreadable one is an ``ExperimentError`` saying why."""
+    directory = local_experiment_dir(directory)
     if not directory.is_dir():
         raise ExperimentError(f"{directory}: no such experiment directory (give the path "
                               f"`python -m sweeps.run` printed as 'Experiment directory')")
@@ -116,7 +149,8 @@ def _read_json(path: Path, what: str) -> dict:
 
 def tune_states(directory: Path) -> dict[str, dict]:
     """Trial id → {status, config} from Tune's newest experiment state (empty when Tune never
-    wrote one)."""
+    wrote one). Read as plain JSON: Tune's own reader (``ExperimentAnalysis``) unpickles parts of
+    the file, and the analysis runs no code from an experiment directory."""
     files = sorted(directory.glob("experiment_state-*.json"))
     if not files:
         return {}
@@ -168,14 +202,10 @@ def read_history(trial_dir: Path) -> pd.DataFrame:
 
 
 def metric_columns(history: pd.DataFrame) -> list[str]:
-    """Numeric columns a trial reported itself (not Tune's bookkeeping)."""
-    return [c for c in history.columns if c not in TUNE_COLUMNS and c != "epoch" and not c.startswith("best_")
+    """Numeric columns holding the metrics a trial reported (not Tune's or the engine's
+    bookkeeping, nor the engine's running ``best_<monitor>``)."""
+    return [c for c in history.columns if c not in TUNE_COLUMNS | ENGINE_COLUMNS and not c.startswith("best_")
             and pd.api.types.is_numeric_dtype(history[c])]
-
-
-def direction(metric: str) -> str:
-    """How a reported metric improves: losses and times down, scores up."""
-    return "min" if "loss" in metric or metric.endswith("seconds") else "max"
 
 
 def trial_row(trial_dir: Path, history: pd.DataFrame, config: dict, state: dict, summary: dict, *,
@@ -191,7 +221,7 @@ def trial_row(trial_dir: Path, history: pd.DataFrame, config: dict, state: dict,
            "best_epoch": math.nan, "best_checkpoint": str(checkpoint) if checkpoint else "",
            "path": str(trial_dir) if trial_dir.is_dir() else ""}
     for column in metric_columns(history):
-        row[f"best_{column}"] = best_of(history[column], mode if column == metric else direction(column))
+        row[f"best_{column}"] = best_of(history[column], mode if column == metric else metric_direction(column))
         row[f"last_{column}"] = float(history[column].iloc[-1])
     if metric in history and not math.isnan(row.get(f"best_{metric}", math.nan)):
         scores = pd.to_numeric(history[metric], errors="coerce")

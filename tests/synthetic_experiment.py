@@ -17,15 +17,16 @@ FIXED = resolve(get_sweep("bccd_imbalance"), profile="cpu", smoke=True)
 
 def trial(trial_id: str, values: list[float], *, weighted_loss=False, oversampling=False, lr=1e-3,
           status="TERMINATED", stop_reason="completed", error: str | None = None,
-          checkpoints: tuple[int, ...] | None = None, synced: int | None = None, params_synced: bool = True) -> dict:
-    """One trial: its per-epoch val_macro_f1 ``values`` (nan for a diverged epoch), how Tune
-    last saw it and how its last report ended. A killed driver can leave storage behind its
-    trials: only the first ``synced`` results (default all) reach ``result.json``, and
-    ``params_synced`` false leaves out ``params.json``; checkpoints, which workers write
-    themselves, are all there."""
+          checkpoints: tuple[int, ...] | None = None, synced: int | None = None, params_synced: bool = True,
+          extra: dict[str, list[float]] | None = None) -> dict:
+    """One trial: its per-epoch val_macro_f1 ``values`` (nan for a diverged epoch), any
+    ``extra`` metrics per epoch (name → one value per epoch), how Tune last saw it and how its
+    last report ended. A killed driver can leave storage behind its trials: only the first
+    ``synced`` results (default all) reach ``result.json``, and ``params_synced`` false leaves
+    out ``params.json``; checkpoints, which workers write themselves, are all there."""
     return {"trial_id": trial_id, "values": values, "status": status, "stop_reason": stop_reason,
             "error": error, "checkpoints": checkpoints, "synced": len(values) if synced is None else synced,
-            "params_synced": params_synced,
+            "params_synced": params_synced, "extra": extra or {},
             "config": {**FIXED.fixed, "weighted_loss": weighted_loss, "oversampling": oversampling, "lr": lr}}
 
 
@@ -50,7 +51,9 @@ def make_experiment(directory: Path, trials: list[dict], *, summary: bool = True
             last = epoch == len(spec["values"])
             lines.append(json.dumps({
                 "epoch": epoch, "val_macro_f1": value, "val_accuracy": 0.5 + value / 2, "val_loss": 1.0 / epoch,
-                "train_loss": 1.2 / epoch, "time_this_iter_s": 2.0, "trial_id": spec["trial_id"],
+                "train_loss": 1.2 / epoch, **{name: values[epoch - 1] for name, values in spec["extra"].items()},
+                "lr": 1e-3, "epoch_seconds": 2.0, "setup_seconds": 0.5, "node_id": "node-0",
+                "time_this_iter_s": 2.0, "trial_id": spec["trial_id"],
                 "stop_reason": spec["stop_reason"] if last and spec["stop_reason"] else "",
                 **({"divergence_reason": "non-finite training loss (nan)"}
                    if last and spec["stop_reason"] == "diverged" else {})}))

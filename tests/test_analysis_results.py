@@ -10,6 +10,7 @@ from analysis.report import ReportOptions, write_report
 from analysis.results import ExperimentError, load_experiment
 from analysis.winners import pick_winners, rank_trials
 from tests.synthetic_experiment import make_experiment, trial
+from trainables.errors import UnknownNameError
 
 NAN = math.nan
 
@@ -140,3 +141,46 @@ def test_report_of_an_experiment_with_no_finished_trial_says_so(tmp_path):
     assert "t_diverged" in text and "bad input" in text
     assert outcome.confirmation is None
     assert (outcome.out_dir / "results.csv").is_file() and outcome.html.is_file()
+
+
+def test_count_mae_keeps_its_lowest_epoch_as_best_and_bookkeeping_is_no_metric(tmp_path):
+    """results.csv is the trials table: a count error's best is its minimum, a score's its
+    maximum, and the engine's learning rate and timings get no best/last columns."""
+    experiment = load_experiment(make_experiment(tmp_path / "exp", [
+        trial("t_a", [0.2, 0.5, 0.4], extra={"val_count_mae": [3.0, 1.5, 2.0], "val_map50": [0.1, 0.3, 0.2]}),
+    ]))
+    row = experiment.trials.iloc[0]
+    assert row["best_val_count_mae"] == 1.5 and row["last_val_count_mae"] == 2.0
+    assert row["best_val_map50"] == 0.3 and row["best_val_loss"] == pytest.approx(1 / 3)
+    assert not {"best_lr", "best_epoch_seconds", "best_setup_seconds", "last_lr"} & set(experiment.trials.columns)
+
+
+def test_an_undeclared_metric_in_an_experiment_is_an_error_saying_where_to_declare_it(tmp_path):
+    directory = make_experiment(tmp_path / "exp", [trial("t_a", [0.2, 0.5], extra={"val_hausdorff": [4.0, 3.0]})])
+    with pytest.raises(UnknownNameError, match=r"'val_hausdorff'.*trainables/metrics\.py"):
+        load_experiment(directory)
+
+
+def test_an_experiment_given_as_a_file_uri_loads_like_its_path(tmp_path):
+    directory = every_ending(tmp_path / "exp")
+    by_uri = load_experiment(directory.resolve().as_uri())
+    by_path = load_experiment(directory)
+    assert by_uri.directory == by_path.directory
+    assert by_uri.trials.equals(by_path.trials)
+
+
+def test_an_experiment_on_remote_storage_is_mirrored_once_into_the_cache(tmp_path, monkeypatch):
+    import pyarrow.fs as pafs
+    directory = every_ending(tmp_path / "exp")
+    bucket = pafs._MockFileSystem()
+    pafs.copy_files(str(directory), "runs/exp", destination_filesystem=bucket)
+    import analysis.results
+    monkeypatch.setattr(analysis.results, "filesystem_of", lambda uri: (bucket, "runs/exp"))
+    monkeypatch.setenv("MEDSWEEP_CACHE_DIR", str(tmp_path / "cache"))
+    experiment = load_experiment("s3://bucket/runs/exp")
+    mirror = tmp_path / "cache" / "experiments" / "s3" / "runs" / "exp"
+    assert experiment.directory == mirror
+    original = load_experiment(directory).trials
+    located = ["best_checkpoint", "path"]
+    assert experiment.trials.drop(columns=located).equals(original.drop(columns=located))
+    assert experiment.trials["best_checkpoint"].dropna().str.startswith(str(mirror)).all()

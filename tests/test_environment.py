@@ -41,7 +41,7 @@ def test_a_different_package_or_commit_is_named_in_the_warning():
     assert "torch: 0.0.1 then" in mismatch_warning(old_torch, doing="resuming")
 
 
-def test_the_report_reads_the_sweeps_data_dir_shows_the_record_and_warns_on_a_mismatch(
+def test_the_report_of_a_file_uri_reads_the_sweeps_data_dir_shows_the_record_and_warns_on_a_mismatch(
         smoke_sweep, shared_data_dir, tmp_path, monkeypatch):
     import analysis.report
     from analysis.report import ReportOptions, write_report
@@ -59,7 +59,7 @@ def test_the_report_reads_the_sweeps_data_dir_shows_the_record_and_warns_on_a_mi
 
     monkeypatch.setattr(analysis.report, "confirm_on_test", confirm_nothing)
     lines: list[str] = []
-    outcome = write_report(ReportOptions(experiment_dir=str(experiment), seeds=0, top_k=1), echo=lines.append)
+    outcome = write_report(ReportOptions(experiment_dir=experiment.as_uri(), seeds=0, top_k=1), echo=lines.append)
     assert seen["data_dir"] == str(shared_data_dir)
     assert any("torch: 0.0.1 then" in line for line in lines)
     text = outcome.markdown.read_text()

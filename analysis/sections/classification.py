@@ -12,10 +12,11 @@ import pandas as pd
 from analysis import figures
 from analysis.document import Block, Bullets, Figure, Heading, Paragraph, Table
 from analysis.rerun import CHECKPOINT, RETRAINED, metric_on_test
+from sweeps.summary import STOPPED_BY_ASHA
 from trainables.metrics import confusion_matrix, row_normalised
 
-from .base import (ReportContext, estimate_mean, estimate_text, not_evaluated, number, other_axes,
-                   per_group_trial_tables, percent, section, trials_of_group, verdict_of)
+from .base import (ReportContext, epochs_with_reason, estimate_mean, estimate_text, not_evaluated, number,
+                   other_axes, per_group_trial_tables, percent, section, trials_of_group, verdict_of)
 
 
 def winner_confusion(context: ReportContext) -> np.ndarray:
@@ -169,12 +170,70 @@ def ablation(context: ReportContext) -> list[Block]:
         path = figures.estimates_by_label(pd.DataFrame(estimates), f"test {metric_on_test(experiment.metric)}",
                                           context.figures_dir / "ablation.png")
         blocks.append(Figure(path, f"Test {metric_on_test(experiment.metric)} per arm with its confidence interval"))
+    blocks += arm_budget_blocks(context, keys)
     findings = factorial_findings(context, keys)
     if findings is not None:
         blocks += [Heading("Ablation findings", 3),
                    Table(findings, caption=f"Changes in test {metric_on_test(experiment.metric)} between arms (read "
                                            f"against the intervals above: overlapping arms are not distinguishable)",
                          source=context.cite("factorial"))]
+    return blocks
+
+
+def first_rung(context: ReportContext) -> int:
+    """The epoch of ASHA's first rung, where it first stops the trials doing worse."""
+    return min(context.experiment.resolved.asha.grace_period, context.experiment.resolved.max_epochs)
+
+
+def rungs(context: ReportContext) -> list[int]:
+    """The epochs at which ASHA compares trials: the first rung times each power of the
+    reduction factor, below the sweep's last epoch."""
+    resolved, epoch, found = context.experiment.resolved, first_rung(context), []
+    while epoch < resolved.max_epochs:
+        found.append(epoch)
+        epoch *= resolved.asha.reduction_factor
+    return found or [resolved.max_epochs]
+
+
+def pruned_at_first_rung(trials: pd.DataFrame, rung: int) -> bool:
+    """Whether ASHA stopped every one of ``trials`` (an arm's) at or before its first rung."""
+    return bool(len(trials)) and bool(((trials["stop_reason"] == STOPPED_BY_ASHA) & (trials["epochs"] <= rung)).all())
+
+
+def arm_budget_blocks(context: ReportContext, keys: list[tuple]) -> list[Block]:
+    """How much training the sweep gave each arm, what the test-split confirmation gave its best
+    config, and a warning for every arm ASHA pruned at its first rung: ASHA's budgets differ
+    between arms, so validation values compare arms trained for different lengths."""
+    resolved, rung = context.experiment.resolved, first_rung(context)
+    rows, pruned = [], []
+    for key in keys:
+        trials, label = trials_of_group(context, key), context.group_name(key)
+        trial_id = context.winners.per_group.get(key)
+        rows.append({"Experiment": label, "Trials": len(trials), "Sweep trial-epochs": int(trials["epochs"].sum()),
+                     "Stopped by ASHA": int((trials["stop_reason"] == STOPPED_BY_ASHA).sum()),
+                     "Most epochs of a trial": int(trials["epochs"].max()) if len(trials) else 0,
+                     **({"Retrained epochs per seed": ", ".join(epochs_with_reason(m.training)
+                                                               for m in context.retrained(trial_id)) or "—"}
+                        if context.retraining else {})})
+        if pruned_at_first_rung(trials, rung):
+            pruned.append(label)
+    confirmation = (f"The test columns do not share that handicap: the confirmation retrained each arm's best config "
+                    f"from scratch with {context.settings.seeds} seed(s) for up to {resolved.max_epochs} epochs, "
+                    f"without ASHA (the trainable's own early stopping still applies; epochs per seed below)."
+                    if context.retraining else
+                    "No config was retrained (0 seeds), so the test columns are sweep checkpoints at the budgets ASHA "
+                    "gave them.")
+    blocks: list[Block] = [
+        Paragraph(f"ASHA gave the arms unequal budgets: at each rung (epoch {', '.join(map(str, rungs(context)))}) "
+                  f"it stops a trial that other trials of the sweep beat there, so an arm's validation values also "
+                  f"reflect how long its trials were allowed to train. {confirmation}"),
+        Table(pd.DataFrame(rows), caption="Training each arm received"),
+    ]
+    blocks += [Paragraph(f"ASHA stopped every trial of {label} at its first rung (epoch {rung}): the sweep never "
+                         f"trained this arm further, so its validation values are those of epoch {rung} — pruning, "
+                         f"not a verdict on {label}." + (" Its retrained test values above are the comparison to read."
+                                                        if context.retraining else ""))
+               for label in pruned]
     return blocks
 
 

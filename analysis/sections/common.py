@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,9 @@ import pandas as pd
 from analysis import figures
 from analysis.document import Block, Bullets, Figure, Heading, Paragraph, Table
 from analysis.rerun import CHECKPOINT, RETRAINED, metric_on_test
-from analysis.results import direction
 from sweeps.environment import code_and_packages, environment_differences, recorded_environment
+from sweeps.report_spec import Check
+from trainables.metrics import metric_direction
 
 from .base import (CHECK_QUANTITIES, ReportContext, axis_values, duration, epochs_with_reason,
                    estimate_text, mean_text, number, percent, section, verdict_of)
@@ -157,7 +159,7 @@ def checks(context: ReportContext) -> list[Block]:
     rows = []
     for check in context.spec.checks:
         measured, shown = measure(context, check.quantity)
-        holds = "n/a" if measured is None else ("yes" if check.holds(measured) else "no")
+        holds = holds_text(check, measured)
         rows.append({"Source": check.source, "Kind": check.kind, "Statement": check.statement,
                      "Document": f"{check.op} {check.value}" + (f" (± {check.tolerance})" if check.tolerance else ""),
                      "Measured": shown, "Holds": holds})
@@ -167,6 +169,24 @@ def checks(context: ReportContext) -> list[Block]:
             Paragraph("Each target or claim of the document beside what was measured here (test values: the mean "
                       "over the retrained seeds, or the sweep checkpoint where none were retrained)."),
             Table(pd.DataFrame(rows), caption="Targets and claims", source=context.cite("checks"))]
+
+
+@dataclass(frozen=True)
+class Tie:
+    """Groups that share the best test value of a ``best_group`` check: no one of them is the
+    best, so a claim naming one of them neither holds nor fails."""
+
+    groups: tuple[str, ...]
+
+
+def holds_text(check: Check, measured: float | str | Tie | None) -> str:
+    """"yes" or "no"; "tied" when the group a claim names shares the best value with another;
+    "n/a" when nothing was measured."""
+    if measured is None:
+        return "n/a"
+    if isinstance(measured, Tie):
+        return "tied" if check.value in measured.groups else "no"
+    return "yes" if check.holds(measured) else "no"
 
 
 def parse_axis_values(text: str) -> dict[str, str]:
@@ -197,7 +217,7 @@ def trial_with(context: ReportContext, values: dict[str, str]) -> str | None:
     return str(found["trial_id"].iloc[0]) if len(found) else None
 
 
-def measure(context: ReportContext, quantity: str) -> tuple[float | str | None, str]:
+def measure(context: ReportContext, quantity: str) -> tuple[float | str | Tie | None, str]:
     """The measured value of a ``Check`` quantity, and how to show it."""
     kind, _, rest = quantity.partition(":")
     if kind == "test":
@@ -226,13 +246,35 @@ def measure(context: ReportContext, quantity: str) -> tuple[float | str | None, 
             ", ".join(f"{n} {r}" for r, n in chosen.loc[chosen["stop_reason"] != "diverged", "stop_reason"]
                       .value_counts().items()) or "—")
     if kind == "best_group":
-        metric = rest
-        sign = 1 if direction(metric) == "max" else -1
-        scored = [(sign * context.estimate(t, metric).mean, context.group_name(k))
-                  for k, t in context.winners.per_group.items() if context.estimate(t, metric)]
-        best = max(scored)[1] if scored else None
-        return best, best or "n/a"
+        best = best_groups(context, rest)
+        if len(best) > 1:
+            return Tie(tuple(best)), f"tied: {', '.join(best)}"
+        return (best[0], best[0]) if best else (None, "n/a")
     raise ValueError(f"unknown check quantity {quantity!r}; valid kinds: {', '.join(CHECK_QUANTITIES)}")
+
+
+def best_groups(context: ReportContext, metric: str) -> list[str]:
+    """The groups whose winners have the best test value of ``metric``, with every group tied
+    with it: the same value, or a difference whose paired bootstrap interval holds 0."""
+    scored = {t: e.mean for t in context.winners.per_group.values()
+              if (e := context.estimate(t, metric)) is not None and math.isfinite(e.mean)}
+    if not scored:
+        return []
+    pick = max if metric_direction(metric) == "max" else min
+    best = pick(scored, key=scored.get)
+    return [context.group_name(key) for key, trial_id in context.winners.per_group.items() if trial_id in scored
+            and (scored[trial_id] == scored[best] or paired_tie(context, best, trial_id, metric))]
+
+
+def paired_tie(context: ReportContext, first: str, second: str, metric: str) -> bool:
+    """Whether the paired bootstrap comparison on the test split found ``first`` and ``second``
+    tied on ``metric``. Candidates are compared with the overall winner only, so this knows
+    of a pair that includes it, on the metrics compared."""
+    reference = context.confirmation.reference
+    other = second if first == reference else first if second == reference else None
+    comparisons = context.confirmation.comparisons
+    found = comparisons[(comparisons["trial_id"] == other) & (comparisons["metric"] == metric)]
+    return bool(len(found)) and found["verdict"].iloc[0] == "tied"
 
 
 def group_trial(context: ReportContext, label: str) -> str | None:
