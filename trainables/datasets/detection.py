@@ -39,7 +39,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 import cv2
@@ -52,13 +52,15 @@ from trainables.datasets.cache import file_digests, fingerprint_of_digests, read
 from trainables.datasets.download import DATA_DIR_ENV, DataNotFoundError, cache_dir
 from trainables.datasets.images import CorruptImageError, decode_rgb
 from trainables.datasets.leakage import ImagePrint, check_leakage, image_print
-from trainables.datasets.taleqani import split_sizes
+from trainables.datasets.leakage_policy import (apply_after_split, duplicate_index_groups, resolve_policy,
+                                                split_keeping_groups, unassigned_prints)
+from trainables.datasets.taleqani import shuffled_split
 from trainables.datasets.voc import MalformedAnnotationError, VocBox, parse_annotation, read_split_list
 from trainables.errors import MedsweepError
 
 SPLITS = ("train", "val", "test")
 LISTING = "listing"     # the audit's split for drops that belong to no image (a duplicate entry)
-READER_VERSION = 1
+READER_VERSION = 2
 
 LYMPHOBLAST = "lymphoblast"
 LYMPHOBLAST_CLASSES = ("lymphoblast", "non-lymphoblast")
@@ -823,12 +825,25 @@ def _region_mask(split: str, region: Region, original: tuple[int, int], scaled: 
 class DetectionPlan:
     """What a dataset read will cover: its annotation files, the images of each split, and
     notes on how the layout was read. Cheap to make (no image is decoded), so the cache key
-    can be computed from it."""
+    can be computed from it. ``shuffle`` is the (seed, fractions) of the split medsweep made of
+    the one annotation file's images, None where the data's own folders fix the splits."""
 
     root: Path
     annotation_sets: tuple[AnnotationSet, ...]
     splits: dict[str, tuple[AnnotatedImage, ...]]
     notes: tuple[str, ...]
+    shuffle: tuple[int, tuple[float, float, float]] | None = None
+
+    @property
+    def splits_made_here(self) -> bool:
+        return self.shuffle is not None
+
+    def keeping_together(self, groups: list[list[int]]) -> "DetectionPlan":
+        """The plan with the same seeded split, except that each group (indices into the
+        annotation file's images) lands in one split (see ``assign_splits``)."""
+        seed, fractions = self.shuffle
+        return replace(self, splits=assign_splits(self.annotation_sets[0].images, seed=seed, fractions=fractions,
+                                                  groups=groups))
 
     def source_files(self) -> list[Path]:
         images = {entry.path for entries in self.splits.values() for entry in entries} - {None}
@@ -937,11 +952,13 @@ def plan_lymphoblast(root: Path, *, annotations: str | None = None, class_attrib
     one annotation file to read. Otherwise, with ``train/``, ``val/``, ``test/`` folders each
     holding an annotation file, those are the splits; else the root's one file (see
     ``find_annotation_file``) is read. One file's images, sorted by name, are shuffled once with
-    ``seed`` and split by ``fractions`` (the document's 70/20/10)."""
+    ``seed`` and split by ``fractions`` (the document's 70/20/10); reading may then keep
+    duplicates together (``DetectionPlan.keeping_together``)."""
     root = Path(root)
     class_map = ClassMap(LYMPHOBLAST_CLASSES, LABEL_SPELLINGS)
     per_split = {} if annotations else {split: find_annotation_file(root / split) for split in SPLITS}
-    if per_split and all(per_split.values()):
+    folders_split = bool(per_split) and all(per_split.values())
+    if folders_split:
         sets = tuple(read_annotation_file(per_split[s], class_map, class_attribute=class_attribute) for s in SPLITS)
         splits = {split: annotation_set.images for split, annotation_set in zip(SPLITS, sets)}
         how = "splits from the train/, val/ and test/ folders' own annotation files"
@@ -959,16 +976,26 @@ def plan_lymphoblast(root: Path, *, annotations: str | None = None, class_attrib
         how = (f"split {'/'.join(f'{round(f * 100)}' for f in fractions)} by one shuffle with seed {seed}")
     if not any(splits.values()):
         raise DataNotFoundError(f"{', '.join(str(s.path) for s in sets)} list(s) no images")
-    return DetectionPlan(root, sets, splits, (_layout_note(sets, root, how), _label_note(class_map)))
+    return DetectionPlan(root, sets, splits, (_layout_note(sets, root, how), _label_note(class_map)),
+                         shuffle=None if folders_split else (seed, fractions))
 
 
 def assign_splits(images: Sequence[AnnotatedImage], *, seed: int = SPLIT_SEED,
-                  fractions: tuple[float, float, float] = LYMPHOBLAST_FRACTIONS) -> dict[str, tuple]:
-    """``images`` shuffled once by ``seed`` and cut by ``fractions`` into train, val, test."""
-    order = np.random.default_rng(seed).permutation(len(images))
-    bounds = np.cumsum([0, *split_sizes(len(images), fractions)])
-    return {split: tuple(images[i] for i in order[start:stop])
-            for split, start, stop in zip(SPLITS, bounds[:-1], bounds[1:])}
+                  fractions: tuple[float, float, float] = LYMPHOBLAST_FRACTIONS,
+                  groups: list[list[int]] = ()) -> dict[str, tuple]:
+    """``images`` shuffled once by ``seed`` and cut by ``fractions`` into train, val, test; each
+    of the ``groups`` of duplicates (indices into ``images``) is shuffled and cut as one image
+    (see ``split_keeping_groups``), so without groups the split is the plain one."""
+    parts = split_keeping_groups(len(images), list(groups), lambda representatives: shuffled_split(
+        np.arange(len(representatives)), np.random.default_rng(seed), fractions))
+    return {split: tuple(images[i] for i in part) for split, part in zip(SPLITS, parts)}
+
+
+def duplicate_image_groups(images: Sequence[AnnotatedImage]) -> list[list[int]]:
+    """Groups (indices into ``images``) of images that are copies or confirmed near-duplicates
+    of each other, found before splitting (an image whose file is missing belongs to none)."""
+    prints = unassigned_prints((entry.source, entry.path) for entry in images if entry.path is not None)
+    return duplicate_index_groups([entry.source for entry in images], prints)
 
 
 def _layout_note(sets: tuple[AnnotationSet, ...], root: Path, how: str) -> str:
@@ -1002,39 +1029,64 @@ def read_planned(plan: DetectionPlan, class_names: tuple[str, ...], settings: Re
     return splits, state.finish()
 
 
+def read_lymphoblast_plan(plan: DetectionPlan, settings: ReadSettings,
+                          policy: str) -> tuple[dict[str, DetectionSplit], DataAudit]:
+    """The planned lymphoblast splits under the resolved leakage ``policy`` (see
+    ``leakage_policy``): ``group`` first moves each group of duplicate images into one split,
+    the other policies act on the plain split; the audit says what the policy did."""
+    images = plan.annotation_sets[0].images
+    groups = duplicate_image_groups(images) if policy == "group" else []
+    splits, audit = read_planned(plan.keeping_together(groups) if groups else plan, LYMPHOBLAST_CLASSES,
+                                 settings, LYMPHOBLAST)
+    splits = apply_after_split(policy, splits, audit, [[images[i].source for i in group] for group in groups],
+                               columns_of=lambda source, labels: [LYMPHOBLAST_CLASSES[label] for label in labels])
+    return splits, audit
+
+
+def lymphoblast_policy(plan: DetectionPlan, leakage: str | None) -> str:
+    """The leakage policy to run: ``leakage``, or ``group`` where medsweep splits the data and
+    ``warn`` where its train/val/test folders do (where ``group`` is an error)."""
+    return resolve_policy(leakage, dataset=LYMPHOBLAST, splits_made_here=plan.splits_made_here)
+
+
 def read_lymphoblast(root: Path, *, image_size: int, preprocessing: str = "raw", bilateral: bool = False,
-                     annotations: str | None = None,
-                     class_attribute: str | None = None) -> tuple[dict[str, DetectionSplit], DataAudit]:
+                     annotations: str | None = None, class_attribute: str | None = None,
+                     seed: int = SPLIT_SEED, leakage: str | None = None,
+                     ) -> tuple[dict[str, DetectionSplit], DataAudit]:
     """The lymphoblast splits (images, boxes, labels, masks) and their audit, uncached."""
     settings = ReadSettings(image_size, preprocessing, bilateral)
-    plan = plan_lymphoblast(root, annotations=annotations, class_attribute=class_attribute)
-    return read_planned(plan, LYMPHOBLAST_CLASSES, settings, LYMPHOBLAST)
+    plan = plan_lymphoblast(root, annotations=annotations, class_attribute=class_attribute, seed=seed)
+    return read_lymphoblast_plan(plan, settings, lymphoblast_policy(plan, leakage))
 
 
 def prepare_lymphoblast(*, data_dir: str | None, image_size: int, padding: int = 10,
                         preprocessing: str = "raw", bilateral: bool = False, annotations: str | None = None,
-                        use_cache: bool = True) -> tuple[DetectionData, DataAudit]:
+                        leakage: str | None = None, use_cache: bool = True) -> tuple[DetectionData, DataAudit]:
     """Lymphoblast / non-lymphoblast instances of every split, and the audit of the dataset.
 
     ``preprocessing`` is ``raw`` or ``segmented`` (see ``preprocess``); ``bilateral`` adds the
     bilateral filter first. ``annotations`` names the annotation file (relative to the data
     folder) when the folder's own cannot be found unambiguously (see ``find_annotation_file``).
+    ``leakage`` is the duplicate policy (``group`` by default where medsweep makes the split,
+    ``warn`` where train/val/test folders fix it; see ``leakage_policy``).
     ``padding`` is accepted because every dataset's prepare function takes the same keywords;
     whole images are used, so it is ignored. The result is cached by the data's checksum, the
-    image size and the preprocessing.
+    image size, the preprocessing and the leakage policy.
     """
     settings = ReadSettings(image_size, preprocessing, bilateral)
     plan = plan_lymphoblast(locate_lymphoblast(data_dir, annotations=annotations), annotations=annotations)
-    return _prepared(LYMPHOBLAST, LYMPHOBLAST_CLASSES, plan.root, file_digests(plan.source_files()), settings,
-                     lambda: read_planned(plan, LYMPHOBLAST_CLASSES, settings, LYMPHOBLAST), use_cache)
+    policy = lymphoblast_policy(plan, leakage)
+    return _prepared(LYMPHOBLAST, LYMPHOBLAST_CLASSES, plan.root, file_digests(plan.source_files()),
+                     {**settings.params(), "leakage": policy},
+                     lambda: read_lymphoblast_plan(plan, settings, policy), use_cache)
 
 
 def _prepared(dataset: str, class_names: tuple[str, ...], root: Path, digests: dict[Path, str],
-              settings: ReadSettings, read: Callable[[], tuple[dict[str, DetectionSplit], DataAudit]],
+              params: dict, read: Callable[[], tuple[dict[str, DetectionSplit], DataAudit]],
               use_cache: bool) -> tuple[DetectionData, DataAudit]:
     """The cached (or freshly ``read``) splits and audit of data whose files' SHA-256 digests
-    are ``digests``."""
-    params = {**settings.params(), "dataset": dataset}
+    are ``digests``, read with ``params`` (part of the cache key)."""
+    params = {**params, "dataset": dataset}
     key = fingerprint_of_digests(digests, root, params)
     path = cache_dir() / "detection" / f"{dataset}-{key[:20]}.npz"
     splits, audit = read_through_cache(path, params, read, use_cache=use_cache, load=load_detection_splits,
@@ -1123,7 +1175,7 @@ def prepare_bccd_detection(*, data_dir: str | None, image_size: int, padding: in
     settings = ReadSettings(image_size, preprocessing, bilateral)
     root = locate_bccd(data_dir)
     digests = file_digests(bccd_source_files(root))
-    data, audit = _prepared(BCCD_DETECTION, BCCD_CLASSES, root, digests, settings,
+    data, audit = _prepared(BCCD_DETECTION, BCCD_CLASSES, root, digests, settings.params(),
                             lambda: read_bccd_detection(root, image_size=image_size, preprocessing=preprocessing,
                                                         bilateral=bilateral), use_cache)
     audit.manifest = bccd_manifest_check(root, digests)

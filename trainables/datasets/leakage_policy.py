@@ -13,14 +13,19 @@ The audit's leakage section says which policy ran and what it moved or dropped.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 
 from trainables.datasets.audit import DataAudit
 from trainables.datasets.base import DatasetError, SplitArrays
+from trainables.datasets.images import CorruptImageError, decode_rgb
+from trainables.datasets.leakage import (MIN_SIMILARITY, NEAR_DISTANCE, ImagePrint, confirm_pairs, decode_print,
+                                         image_print, near_duplicate_pairs)
 
 LEAKAGE_POLICIES = ("warn", "group", "drop", "fail")
 SPLIT_ORDER = ("train", "val", "test")
+UNASSIGNED = "unassigned"   # the split of an image print taken before splits are assigned
 
 
 def resolve_policy(policy: str | None, *, dataset: str, splits_made_here: bool) -> str:
@@ -60,6 +65,65 @@ def duplicate_groups(links: Iterable[Iterable[str]]) -> list[list[str]]:
     return sorted(sorted(group) for group in groups.values())
 
 
+def unassigned_prints(images: Iterable[tuple[str, Path]]) -> list[ImagePrint]:
+    """The prints (split ``UNASSIGNED``) of the ``(source, path)`` image files that decode,
+    taken before any split exists so that duplicates can be grouped. A file that does not
+    decode gets none: its reader drops it later, with the reason."""
+    prints = []
+    for source, path in images:
+        try:
+            prints.append(image_print(UNASSIGNED, source, path, decode_rgb(path)))
+        except CorruptImageError:
+            continue
+    return prints
+
+
+def duplicate_index_groups(sources: list[str], prints: list[ImagePrint]) -> list[list[int]]:
+    """Groups (of two or more, as indices into the listing ``sources``) of images that are exact
+    copies or confirmed near-duplicates of each other, found among the listing's ``UNASSIGNED``
+    ``prints`` before it is split."""
+    candidates = near_duplicate_pairs(prints, NEAR_DISTANCE, across_splits=False)
+    near = confirm_pairs(prints, candidates, min_similarity=MIN_SIMILARITY, pixels=decode_print)
+    source_of = {printed.name: printed.source for printed in prints}
+    by_content: dict[str, list[str]] = {}
+    for printed in prints:
+        by_content.setdefault(printed.sha256, []).append(printed.source)
+    links = [*by_content.values(), *([source_of[pair["a"]], source_of[pair["b"]]] for pair in near)]
+    index_of = {source: index for index, source in enumerate(sources)}
+    return [[index_of[source] for source in group] for group in duplicate_groups(links) if len(group) > 1]
+
+
+def split_keeping_groups(count: int, groups: list[list[int]],
+                         split_representatives: Callable[[np.ndarray], list[np.ndarray]]) -> list[np.ndarray]:
+    """Indices (among ``count`` listed items) of each split, every group of duplicates (indices)
+    landing in one split: ``split_representatives`` is given the items that stand for
+    themselves or for their group (its lowest index) and returns each split's positions among
+    them; every other member follows its representative. Without groups this is exactly
+    ``split_representatives(np.arange(count))``, so the seeded split is unchanged."""
+    followers = {min(group): sorted(set(group) - {min(group)}) for group in groups}
+    following = {member for members in followers.values() for member in members}
+    representatives = np.asarray([i for i in range(count) if i not in following], dtype=np.int64)
+    return [np.asarray([member for rep in representatives[part] for member in (rep, *followers.get(rep, ()))],
+                       dtype=np.int64) for part in split_representatives(representatives)]
+
+
+def apply_after_split(policy: str, splits: dict, audit: DataAudit, groups: list[list[str]], *,
+                      columns_of: Callable[[str, object], Iterable[str]]) -> dict:
+    """The splits after the leakage ``policy`` (resolved: see ``resolve_policy``), and the policy
+    recorded in the audit: ``fail`` raises, ``drop`` removes the later-split duplicates (see
+    ``drop_leaked``), ``warn`` leaves them, and ``group``, which acted through the split
+    assignment already, lists the ``groups`` of sources it kept together."""
+    if policy == "fail":
+        fail_on_leakage(audit.leakage, dataset=audit.dataset)
+    if policy == "drop":
+        return drop_leaked(splits, audit, columns_of=columns_of)
+    where = {source: split for split, arrays in splits.items() for source in arrays.sources}
+    record_policy(audit, policy, [
+        f"kept together in {next((where[s] for s in group if s in where), 'no split (dropped while reading)')}: "
+        f"{', '.join(group)}" for group in groups])
+    return splits
+
+
 def leakage_links(leakage: dict) -> list[list[str]]:
     """The audit's exact groups and confirmed near pairs as lists of ``split/source`` names."""
     return [*leakage.get("exact", []), *([pair["a"], pair["b"]] for pair in leakage.get("near", []))]
@@ -80,13 +144,13 @@ def fail_on_leakage(leakage: dict, *, dataset: str) -> None:
                            f"leakage to warn or drop")
 
 
-def drop_leaked(splits: dict[str, SplitArrays], audit: DataAudit, *, column_of: Callable[[str, object], str],
-                name_of: Callable[[str, str], str] = lambda split, source: f"{split}/{source}",
-                ) -> dict[str, SplitArrays]:
-    """``splits`` without the later-split members of each duplicate group of the audit's
-    leakage check (``name_of`` turns a split and a sample's source into the check's name for
-    it). The audit's kept counts lose each removed sample (under ``column_of(source, label)``)
-    and its leakage section lists what was dropped."""
+def drop_leaked(splits: dict, audit: DataAudit, *, columns_of: Callable[[str, object], Iterable[str]],
+                name_of: Callable[[str, str], str] = lambda split, source: f"{split}/{source}") -> dict:
+    """``splits`` (each with ``sources``, ``labels`` and ``take``) without the later-split
+    members of each duplicate group of the audit's leakage check (``name_of`` turns a split and
+    a sample's source into the check's name for it). The audit's kept counts lose each removed
+    sample's ``columns_of(source, label)`` (one per counted instance: a detection image counts
+    each of its objects), and its leakage section lists what was dropped."""
     dropped: dict[str, str] = {}
     for group in duplicate_groups(leakage_links(audit.leakage)):
         keep_split = min((name.split("/", 1)[0] for name in group), key=SPLIT_ORDER.index)
@@ -97,7 +161,8 @@ def drop_leaked(splits: dict[str, SplitArrays], audit: DataAudit, *, column_of: 
         names = [name_of(split, source) for source in arrays.sources]
         removed = np.asarray([name in dropped for name in names], dtype=bool)
         for row in np.flatnonzero(removed):
-            audit.kept[split][column_of(arrays.sources[row], arrays.labels[row])] -= 1
+            for column in columns_of(arrays.sources[row], arrays.labels[row]):
+                audit.kept[split][column] -= 1
         result[split] = arrays.take(np.flatnonzero(~removed))
     record_policy(audit, "drop", [f"dropped {name} (duplicate of {kept})" for name, kept in sorted(dropped.items())])
     return result
@@ -119,6 +184,7 @@ def apply_to_fixed_splits(policy: str | None, splits: dict[str, SplitArrays], au
     if resolved == "fail":
         fail_on_leakage(audit.leakage, dataset=audit.dataset)
     elif resolved == "drop":
-        return drop_leaked(splits, audit, column_of=column_of, name_of=name_of)
+        return drop_leaked(splits, audit, columns_of=lambda source, label: [column_of(source, label)],
+                           name_of=name_of)
     record_policy(audit, resolved, [])
     return splits

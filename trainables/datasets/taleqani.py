@@ -14,8 +14,9 @@ each class 70/15/15 on its own, option 2 shuffles one global list and splits it 
 Segmentation (study 6) matches Original/Segmented pairs by class folder and file stem; the mask
 of a pair is the pixels of its Segmented image that differ from that image's background. Like
 the study, the pairs are shuffled globally with one seed and split 70/15/15, so the class
-folders only matter for the audit. Decoded, resized pairs are cached by the data's checksum and
-the reading parameters.
+folders only matter for the audit; under the ``leakage`` policy ``group`` (the default) the
+pairs whose Original images are duplicates go into one split together, each mask with its
+image. Decoded, resized pairs are cached by the data's checksum and the reading parameters.
 
 Both leakage checks compare the Original images across splits.
 """
@@ -37,10 +38,9 @@ from trainables.datasets.base import ClassificationData, DatasetError, SplitArra
 from trainables.datasets.cache import fingerprint, load_splits, read_through_cache, save_splits
 from trainables.datasets.download import DATA_DIR_ENV, DataNotFoundError, cache_dir
 from trainables.datasets.images import CorruptImageError, decode_rgb, resize_square
-from trainables.datasets.leakage import (MIN_SIMILARITY, NEAR_DISTANCE, ImagePrint, check_leakage, confirm_pairs,
-                                         decode_print, image_print, near_duplicate_pairs)
-from trainables.datasets.leakage_policy import (drop_leaked, duplicate_groups, fail_on_leakage, record_policy,
-                                                resolve_policy)
+from trainables.datasets.leakage import ImagePrint, check_leakage, image_print
+from trainables.datasets.leakage_policy import (UNASSIGNED, apply_after_split, duplicate_index_groups,
+                                                resolve_policy, split_keeping_groups, unassigned_prints)
 
 DATASET = "taleqani_segmentation"
 CLASS_NAMES = ("background", "cell")
@@ -50,7 +50,7 @@ SPLIT_SEED = 42
 MASK_THRESHOLD = 30
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 UNPAIRED = "unpaired"
-READER_VERSION = 4
+READER_VERSION = 5
 KAGGLE_URL = "https://www.kaggle.com/datasets/mehradaria/leukemia"
 SEGMENTATION_FOLDERS = ("Original", "Segmented")
 
@@ -64,7 +64,6 @@ LOADING_OPTIONS = (1, 2)
 FOLDER_NAMES = {"Benign": ("Benign", "Hematogones"), "Early": ("Early", "Early Pre-B"),
                 "Pre": ("Pre", "Pre-B"), "Pro": ("Pro", "Pro-B")}
 IGNORED_FOLDER_WORDS = ("malignant", "cell", "cells")
-UNASSIGNED = "unassigned"   # the split of an image print taken before splits are assigned
 
 
 @dataclass(frozen=True)
@@ -169,28 +168,41 @@ def split_sizes(count: int, fractions: tuple[float, ...] = SPLIT_FRACTIONS) -> l
 
 
 def read_segmentation_pairs(root: Path, *, image_size: int, seed: int = SPLIT_SEED,
-                            fractions: tuple[float, ...] = SPLIT_FRACTIONS,
+                            fractions: tuple[float, ...] = SPLIT_FRACTIONS, leakage: str | None = None,
                             ) -> tuple[dict[str, SplitArrays], DataAudit]:
     """Images and binary masks of every split, and the audit of the whole tree.
 
-    Matched pairs are shuffled once with ``seed`` and split by ``fractions``; then each pair is
-    decoded, its mask computed at full resolution, and both resized to ``image_size`` (image
-    bilinear, mask nearest). Unmatched files, undecodable images and pairs whose two images
-    differ in size are dropped with a reason. The audit counts pairs: listed per split, read
-    per split, and kept per split and class folder.
+    Matched pairs are shuffled once with ``seed`` and split by ``fractions``; under the
+    ``leakage`` policy ``group`` (the default; see ``leakage_policy``) each group of pairs whose
+    Original images are duplicates is shuffled and split as one. Then each pair is decoded, its
+    mask computed at full resolution, and both resized to ``image_size`` (image bilinear, mask
+    nearest). Unmatched files, undecodable images and pairs whose two images differ in size are
+    dropped with a reason. The audit counts pairs: listed per split, read per split, and kept
+    per split and class folder; its leakage section says what the policy did.
     """
+    policy = resolve_policy(leakage, dataset=DATASET, splits_made_here=True)
     root = Path(root)
     audit = DataAudit(dataset=DATASET, root=str(root), class_names=CLASS_NAMES)
     pairs = match_pairs(root, audit)
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    bounds = np.cumsum([0, *split_sizes(len(pairs), fractions)])
+    groups = duplicate_pair_groups(pairs) if policy == "group" else []
+    parts = split_keeping_groups(len(pairs), groups, lambda representatives: shuffled_split(
+        np.arange(len(representatives)), np.random.default_rng(seed), fractions))
     result, prints = {}, []
-    for split, start, stop in zip(SPLITS, bounds[:-1], bounds[1:]):
-        chosen = [pairs[i] for i in order[start:stop]]
+    for split, indices in zip(SPLITS, parts):
+        chosen = [pairs[i] for i in indices]
         audit.images_listed[split] = len(chosen)
         result[split] = _read_split(split, chosen, image_size, audit, prints)
     audit.leakage = check_leakage(prints)
+    result = apply_after_split(policy, result, audit, [[pairs[i].source for i in group] for group in groups],
+                               columns_of=lambda source, mask: [source.split("/", 1)[0]])
     return result, audit
+
+
+def duplicate_pair_groups(pairs: list[Pair]) -> list[list[int]]:
+    """Groups (indices into ``pairs``) of pairs whose Original images are copies or confirmed
+    near-duplicates of each other, found before splitting; a pair's mask follows its image."""
+    prints = unassigned_prints((pair.source, pair.original) for pair in pairs)
+    return duplicate_index_groups([pair.source for pair in pairs], prints)
 
 
 def match_pairs(root: Path, audit: DataAudit) -> list[Pair]:
@@ -268,19 +280,23 @@ def _size(image: np.ndarray) -> str:
 
 
 def prepare_taleqani_segmentation(*, data_dir: str | None, image_size: int, padding: int = 10,
+                                  leakage: str | None = None,
                                   use_cache: bool = True) -> tuple[ClassificationData, DataAudit]:
     """Images and masks of every split, and the audit of the whole dataset.
 
+    ``leakage`` is the duplicate policy (``group`` by default; see ``leakage_policy``).
     ``padding`` is accepted because every dataset's prepare function takes the same keywords;
     segmentation uses whole images, so it is ignored.
     """
+    policy = resolve_policy(leakage, dataset=DATASET, splits_made_here=True)
     root = locate_taleqani(data_dir, folders=SEGMENTATION_FOLDERS)
     params = {"reader": READER_VERSION, "image_size": image_size, "seed": SPLIT_SEED,
-              "fractions": list(SPLIT_FRACTIONS), "threshold": MASK_THRESHOLD}
+              "fractions": list(SPLIT_FRACTIONS), "threshold": MASK_THRESHOLD, "leakage": policy}
     key = fingerprint(_source_files(root), root, params)
     cache_path = cache_dir() / "masks" / f"taleqani-{key[:20]}.npz"
     splits, audit = read_through_cache(
-        cache_path, params, lambda: read_segmentation_pairs(root, image_size=image_size), use_cache=use_cache)
+        cache_path, params, lambda: read_segmentation_pairs(root, image_size=image_size, leakage=policy),
+        use_cache=use_cache)
     data = ClassificationData(name=DATASET, class_names=CLASS_NAMES, splits=splits, fingerprint=key)
     return data, audit
 
@@ -397,14 +413,16 @@ def assign_splits(labels: np.ndarray, loading_option: int, *, seed: int = SPLIT_
     """
     check_loading_option(loading_option)
     if loading_option == 2:
-        return _shuffled_split(np.arange(len(labels)), np.random.default_rng(seed), fractions)
-    per_class = [_shuffled_split(np.flatnonzero(labels == label), np.random.default_rng((seed, label)),
-                                 fractions) for label in range(len(CLASSIFICATION_CLASSES))]
+        return shuffled_split(np.arange(len(labels)), np.random.default_rng(seed), fractions)
+    per_class = [shuffled_split(np.flatnonzero(labels == label), np.random.default_rng((seed, label)),
+                                fractions) for label in range(len(CLASSIFICATION_CLASSES))]
     return [np.concatenate([parts[index] for parts in per_class]) for index in range(len(SPLITS))]
 
 
-def _shuffled_split(indices: np.ndarray, rng: np.random.Generator,
-                    fractions: tuple[float, ...]) -> list[np.ndarray]:
+def shuffled_split(indices: np.ndarray, rng: np.random.Generator,
+                   fractions: tuple[float, ...]) -> list[np.ndarray]:
+    """``indices`` shuffled once by ``rng`` and cut by ``fractions`` (see ``split_sizes``) into
+    the train, val and test parts."""
     order = indices[rng.permutation(len(indices))]
     bounds = np.cumsum([0, *split_sizes(len(indices), fractions)])
     return [order[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
@@ -471,14 +489,15 @@ def read_taleqani_classification(root: Path, *, image_size: int, loading_option:
     labels = np.asarray([item.label for item in listing], dtype=np.int64)
     audit = DataAudit(dataset=f"{CLASSIFICATION_DATASET} (loading option {loading_option})", root=str(root),
                       class_names=CLASSIFICATION_CLASSES, notes=[folder_mapping(folders, root)])
-    groups = duplicate_listing_groups(listing, decoded) if policy == "group" else []
+    groups = duplicate_index_groups([item.source for item in listing], decoded.prints) if policy == "group" else []
     row_of, prints, splits = decoded.row_of(), [], {}
     for split, indices in zip(SPLITS, assign_grouped_splits(labels, groups, loading_option, seed=seed,
                                                              fractions=fractions)):
         chosen = [listing[i] for i in indices]
         splits[split] = _classification_split(split, chosen, decoded, row_of, audit, prints)
     audit.leakage = check_leakage(prints)
-    splits = _apply_leakage_policy(policy, splits, audit, groups, listing)
+    splits = apply_after_split(policy, splits, audit, [[listing[i].source for i in group] for group in groups],
+                               columns_of=lambda source, label: [CLASSIFICATION_CLASSES[label]])
     split_key = {"decoded": key, "loading_option": loading_option, "seed": seed, "leakage": policy,
                  "fractions": list(fractions)}
     data = ClassificationData(name=CLASSIFICATION_DATASET, class_names=CLASSIFICATION_CLASSES,
@@ -486,45 +505,13 @@ def read_taleqani_classification(root: Path, *, image_size: int, loading_option:
     return data, audit
 
 
-def duplicate_listing_groups(listing: list[LabelledImage], decoded: DecodedImages) -> list[list[int]]:
-    """Groups (of two or more, as indices into ``listing``) of images that are exact copies or
-    confirmed near-duplicates of each other, found before any split exists."""
-    candidates = near_duplicate_pairs(decoded.prints, NEAR_DISTANCE, across_splits=False)
-    near = confirm_pairs(decoded.prints, candidates, min_similarity=MIN_SIMILARITY, pixels=decode_print)
-    by_content: dict[str, list[str]] = {}
-    for printed in decoded.prints:
-        by_content.setdefault(printed.sha256, []).append(printed.name)
-    links = [*by_content.values(), *([pair["a"], pair["b"]] for pair in near)]
-    index_of = {f"{UNASSIGNED}/{item.source}": index for index, item in enumerate(listing)}
-    return [[index_of[name] for name in group] for group in duplicate_groups(links) if len(group) > 1]
-
-
 def assign_grouped_splits(labels: np.ndarray, groups: list[list[int]], loading_option: int, *, seed: int,
                           fractions: tuple[float, ...]) -> list[np.ndarray]:
     """``assign_splits`` over one representative per group of duplicates (its first image, whose
     class decides under option 1), each other member following its representative into the same
     split. Without groups this is exactly ``assign_splits``."""
-    followers = {min(group): sorted(set(group) - {min(group)}) for group in groups}
-    following = {member for members in followers.values() for member in members}
-    representatives = np.asarray([i for i in range(len(labels)) if i not in following], dtype=np.int64)
-    parts = assign_splits(labels[representatives], loading_option, seed=seed, fractions=fractions)
-    return [np.asarray([member for rep in representatives[part] for member in (rep, *followers.get(rep, ()))],
-                       dtype=np.int64) for part in parts]
-
-
-def _apply_leakage_policy(policy: str, splits: dict[str, SplitArrays], audit: DataAudit,
-                          groups: list[list[int]], listing: list[LabelledImage]) -> dict[str, SplitArrays]:
-    """The splits after the leakage policy, which the audit records (``group`` has already
-    acted through the split assignment; this lists the groups it kept together)."""
-    if policy == "fail":
-        fail_on_leakage(audit.leakage, dataset=CLASSIFICATION_DATASET)
-    if policy == "drop":
-        return drop_leaked(splits, audit, column_of=lambda source, label: CLASSIFICATION_CLASSES[label])
-    where = {source: split for split, arrays in splits.items() for source in arrays.sources}
-    record_policy(audit, policy, [
-        f"kept together in {where.get(listing[group[0]].source, 'no split (undecodable)')}: "
-        f"{', '.join(listing[index].source for index in group)}" for group in groups])
-    return splits
+    return split_keeping_groups(len(labels), groups, lambda representatives: assign_splits(
+        labels[representatives], loading_option, seed=seed, fractions=fractions))
 
 
 def _classification_split(split: str, chosen: list[LabelledImage], decoded: DecodedImages,
