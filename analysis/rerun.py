@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,9 +36,13 @@ from trainables.registry import get_trainable
 
 CACHE_DIR = "analysis_cache"
 # Part of every cache key: bump it when what is cached for a model changes.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
+# The stored name of each array of an output made of named arrays.
+OUTPUT_PREFIX = "outputs."
 RERUN_STORAGE = "reruns"
 CHECKPOINT = "sweep checkpoint"
+# What a model predicts on a split: one array, or named arrays (a Mask R-CNN's boxes and masks).
+Outputs = np.ndarray | Mapping[str, np.ndarray]
 RETRAINED = "retrained"
 
 
@@ -67,7 +71,7 @@ class ModelPredictions:
 
     trial_id: str
     seed: int | None
-    outputs: np.ndarray
+    outputs: Outputs
     training: dict
 
     @property
@@ -115,7 +119,9 @@ def metric_on_test(sweep_metric: str) -> str:
 
 
 class PredictionCache:
-    """Test-split outputs on disk, one ``.npz`` per model, keyed by what determines them."""
+    """Test-split outputs on disk, one ``.npz`` per model, keyed by what determines them. An
+    output that is a mapping of named arrays (a Mask R-CNN's candidates with their masks) is
+    stored as one ``outputs.<name>`` array each; nothing stored needs pickle to load."""
 
     def __init__(self, directory: Path, data_key: str) -> None:
         self.directory = directory
@@ -126,21 +132,25 @@ class PredictionCache:
                                            default=str).encode()).hexdigest()[:24]
         return self.directory / f"{digest}.npz"
 
-    def load(self, parts: dict) -> tuple[np.ndarray, dict] | None:
+    def load(self, parts: dict) -> tuple[Outputs, dict] | None:
         path = self._path(parts)
         if not path.exists():
             return None
         try:
             with np.load(path, allow_pickle=False) as stored:
-                return stored["outputs"], json.loads(str(stored["training"]))
+                named = {key.removeprefix(OUTPUT_PREFIX): stored[key] for key in stored.files
+                         if key.startswith(OUTPUT_PREFIX)}
+                return (named or stored["outputs"]), json.loads(str(stored["training"]))
         except (OSError, ValueError, KeyError):
             return None
 
-    def save(self, parts: dict, outputs: np.ndarray, training: dict) -> None:
+    def save(self, parts: dict, outputs: Outputs, training: dict) -> None:
         path = self._path(parts)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial.npz")
-        np.savez_compressed(partial, outputs=outputs, training=json.dumps(training, default=str))
+        arrays = ({f"{OUTPUT_PREFIX}{name}": np.asarray(array) for name, array in outputs.items()}
+                  if isinstance(outputs, Mapping) else {"outputs": outputs})
+        np.savez_compressed(partial, **arrays, training=json.dumps(training, default=str))
         os.replace(partial, path)
 
 
@@ -149,7 +159,7 @@ class Evaluator:
     """Runs a checkpoint on the test split, after tuning its inference settings (where the
     task has any) on the validation split, and caches what it found."""
 
-    predict: Callable[..., np.ndarray]
+    predict: Callable[..., Outputs]
     tune_inference: Callable[..., tuple[dict, list[dict]]] | None
     truth: Callable[..., object]
     class_names: tuple[str, ...]
@@ -157,7 +167,7 @@ class Evaluator:
     val: SplitArrays
     cache: PredictionCache
 
-    def run(self, checkpoint: Path, parts: dict, training: dict) -> tuple[np.ndarray, dict] | str:
+    def run(self, checkpoint: Path, parts: dict, training: dict) -> tuple[Outputs, dict] | str:
         """Test outputs and training record (with any tuned inference settings) of the model in
         ``checkpoint`` (``parts`` keys the cache), or why there are none."""
         cached = self.cache.load(parts)
@@ -349,7 +359,7 @@ class RetrainRecorder(tune.Callback):
         self.experiment = experiment
         self.evaluators = evaluators
         self.echo = echo
-        self.outputs: dict[str, tuple[np.ndarray, dict]] = {}
+        self.outputs: dict[str, tuple[Outputs, dict]] = {}
         self.failures: dict[str, str] = {}
         self.started = time.perf_counter()
 

@@ -10,7 +10,7 @@ def test_list_shows_each_sweep_with_trainable_grid_size_and_metric(capsys):
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
     expected = {"bccd_imbalance": (" 12 ", "val_macro_f1"), "all_transfer": (" 18 ", "val_macro_f1"),
                 "all_inception_nasnet": (" 48 ", "val_macro_f1"), "chestmnist_binary": (" 81 ", "val_auc"),
-                "all_unet": (" 36 ", "val_dice_per_image"), "lymphoblast_maskrcnn": (" 360 ", "val_map50"),
+                "all_unet": (" 36 ", "val_dice_per_image"), "lymphoblast_maskrcnn": (" 360 ", "val_mask_map50"),
                 "bccd_detection": (" 360 ", "val_map50")}
     for name, (size, metric) in expected.items():
         assert size in lines[name] and metric in lines[name], lines[name]

@@ -9,7 +9,7 @@ import json
 import pandas as pd
 import pytest
 
-from analysis.document import empty_cells
+from analysis.document import Paragraph, empty_cells
 from analysis.report import ReportOptions, write_report
 from sweeps.run import SweepOptions, run_sweep
 from trainables.datasets.synthetic import write_lymphoblast
@@ -52,7 +52,7 @@ def test_the_report_shows_val_map_per_trial_and_the_inference_time_grid(bccd_det
     assert {"image", "source", "actual_RBC", "automatic_RBC"} <= set(counts.columns)
 
 
-def test_lymphoblast_smoke_runs_mask_rcnn_on_raw_and_segmented_images(ray_session, tmp_path):
+def test_lymphoblast_smoke_selects_on_mask_ap_and_reports_it_on_the_test_split(ray_session, tmp_path):
     data_dir = write_lymphoblast(tmp_path / "lymphoblast", images=18, size=160)
     outcome = run_sweep(SweepOptions(name="lymphoblast_maskrcnn", smoke=True, storage=str(tmp_path / "runs"),
                                      data_dir=str(data_dir), overrides=("lr=[0.001]",)), echo=lambda _: None)
@@ -60,8 +60,19 @@ def test_lymphoblast_smoke_runs_mask_rcnn_on_raw_and_segmented_images(ray_sessio
     assert outcome.exit_code == 0 and set(rows["preprocessing"]) == {"raw", "segmented"}
     metas = [json.loads(p.read_text()) for p in outcome.experiment_dir.glob("*/checkpoint_*/meta.json")]
     assert metas and all(m["has_masks"] for m in metas)
-    assert {"train_loss_mask", "val_map50"} <= set(json.loads(
+    assert {"train_loss_mask", "val_map50", "val_mask_map50"} <= set(json.loads(
         next(outcome.experiment_dir.glob("*/result.json")).read_text().splitlines()[-1]))
+    assert outcome.summary["best_val_mask_map50"].between(0, 1).all()
+
+    report = write_report(ReportOptions(str(outcome.experiment_dir), seeds=0, data_dir=str(data_dir)),
+                          echo=lambda _: None)
+    captions = {t.caption: t for t in report.document.tables}
+    test = captions["Performance on the test split"].frame
+    assert "Mask AP@0.5" in test.columns and not test["Mask AP@0.5"].str.contains("n/a").any()
+    assert "Raw images: val mask mAP@0.5 per detection minimum confidence" in captions
+    paragraphs = " ".join(b.text for b in report.document.blocks if isinstance(b, Paragraph))
+    assert "by validation mask AP@0.5 (val_mask_map50)" in paragraphs
+    assert "chosen on the validation split by box mAP@0.5" in paragraphs
 
 
 def test_the_inference_grid_command_scores_every_setting_on_validation_candidates(bccd_detection, shared_data_dir):

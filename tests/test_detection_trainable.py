@@ -21,10 +21,10 @@ from trainables import detection
 from trainables.config import ConfigError, from_config
 from trainables.datasets.detection import DetectionData, DetectionSplit, mask_box
 from trainables.detection import (DetectionConfig, build_detector, checkpoint_candidates, checkpoint_coco_scores,
-                                  checkpoint_masks, predict_detections, sampling_weights, training_batches,
-                                  uniform_guess_outcomes, validation_metrics)
+                                  checkpoint_instance_candidates, checkpoint_masks, predict_detections,
+                                  sampling_weights, training_batches, uniform_guess_outcomes, validation_metrics)
 from trainables.detection_inference import (CANDIDATE_MIN_CONFIDENCE, RPN_PROPOSALS_PER_IMAGE, candidate_cap,
-                                            postprocess)
+                                            candidate_scores, detection_truth, postprocess)
 from trainables.engine import META_FILE, STOP_COMPLETED, STOP_DIVERGED, LoopSettings, Monitor, fit
 from trainables.models import PretrainedWeightsError
 
@@ -277,6 +277,17 @@ def test_candidates_hold_every_box_from_the_lowest_grid_confidence_and_replay_th
         model.roi_heads.score_thresh, model.roi_heads.nms_thresh = min_confidence, nms_iou
         own = predict_detections(model, val.images, batch_size=2, device=device)
         assert np.array_equal(postprocess(candidates, min_confidence=min_confidence, nms_iou=nms_iou), own)
+
+
+def test_the_analysis_caches_a_mask_rcnns_candidates_with_a_mask_per_box(trained, data):
+    _, checkpoint = trained[-1]
+    val = data.splits["val"]
+    cached = checkpoint_instance_candidates(checkpoint, val)
+    assert np.array_equal(cached["boxes"], checkpoint_candidates(checkpoint, val))
+    assert cached["mask_counts"].shape == (len(cached["boxes"]),) and cached["mask_counts"].dtype.kind == "U"
+    assert cached["image_sizes"].tolist() == [[SIZE, SIZE]] * len(val)
+    scores = candidate_scores(detection_truth(val), cached, CLASSES, min_confidence=0.3, nms_iou=0.5)
+    assert 0.0 <= scores["mask_map50"] <= 1.0
 
 
 def test_checkpoint_coco_scores_include_mask_ap_at_the_inference_settings(trained, data):

@@ -17,7 +17,8 @@ from pycocotools.cocoeval import COCOeval
 
 from trainables.datasets.detection import mask_box
 from trainables.datasets.synthetic import _lymphoblast_smear
-from trainables.metrics import average_precision_50, coco_average_precision, encode_masks, metric_direction
+from trainables.metrics import (average_precision_50, coco_average_precision, encode_masks, mask_average_precision_50,
+                                metric_direction)
 
 NAMES = ("lymphoblast", "non-lymphoblast")
 WIDTH, HEIGHT = 160, 120
@@ -118,6 +119,48 @@ def test_box_and_mask_ap_equal_pycocotools_on_generated_lymphoblast_smears(seed,
     assert 0 < ours["mask_map"] < ours["mask_map50"] < 1
 
 
+def _mask_ap50(truth, found, weights=None) -> np.ndarray:
+    """``mask_average_precision_50``, the bootstrap path, of a scene."""
+    return mask_average_precision_50([t[1] for t in truth], [encode_masks(t[2]) for t in truth],
+                                     np.concatenate([rows for rows, _ in found]), [encode_masks(m) for _, m in found],
+                                     NAMES, weights)["mask_map50"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bootstrap_mask_ap50_equals_pycocotools_segm_ap50(seed, tmp_path):
+    truth, found = _scene(seed)
+    reference = _pycocotools_stats(tmp_path, truth, found, "segm")[1]
+    assert float(_mask_ap50(truth, found)) == pytest.approx(reference, abs=5e-4)
+    assert _mask_ap50(truth, found, np.ones((3, len(truth)))) == pytest.approx([reference] * 3, abs=5e-4)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_resampling_weights_give_pycocotools_mask_ap50_of_the_images_repeated(seed, tmp_path):
+    truth, found = _scene(seed + 10, num_images=6)
+    weights = np.array([[2, 0, 1, 3, 0, 1], [0, 1, 1, 0, 2, 2]])
+    for row, counts in zip(_mask_ap50(truth, found, weights), weights):
+        repeated = [index for index, count in enumerate(counts) for _ in range(count)]
+        rows = [(np.c_[np.full(len(found[i][0]), position), found[i][0][:, 1:]], found[i][1])
+                for position, i in enumerate(repeated)]
+        assert row == pytest.approx(_pycocotools_stats(tmp_path, [truth[i] for i in repeated], rows, "segm")[1],
+                                    abs=5e-4)
+
+
+def test_mask_ap50_pairs_each_detection_row_with_its_own_mask_whatever_the_row_order():
+    truth, found = _scene(5, num_images=5)
+    rows = np.concatenate([r for r, _ in found])
+    masks = [rle for _, m in found for rle in encode_masks(m)]
+    shuffled = np.random.default_rng(0).permutation(len(rows))
+    per_image = [[masks[i] for i in shuffled if rows[i, 0] == image] for image in range(len(found))]
+    ours = mask_average_precision_50([t[1] for t in truth], [encode_masks(t[2]) for t in truth], rows[shuffled],
+                                     per_image, NAMES)
+    assert float(ours["mask_map50"]) == pytest.approx(float(_mask_ap50(truth, found)))
+    assert set(ours) == {"mask_ap50_lymphoblast", "mask_ap50_non-lymphoblast", "mask_map50"}
+    with pytest.raises(ValueError, match="image 0 has"):
+        mask_average_precision_50([t[1] for t in truth], [encode_masks(t[2]) for t in truth], rows[shuffled],
+                                  [[]] + per_image[1:], NAMES)
+
+
 def test_box_only_data_gets_box_ap_alone_and_no_detections_score_zero():
     truth, found = _scene(7, num_images=4)
     assert set(_ours(truth, found, masks=False)) == {"box_map", "map50"}
@@ -137,4 +180,5 @@ def test_mask_ap_needs_masks_on_both_sides_and_a_size_per_image():
 
 
 def test_the_new_aps_are_maximised():
-    assert {metric_direction(name) for name in ("val_mask_map50", "val_mask_map", "val_box_map", "mask_map")} == {"max"}
+    assert {metric_direction(name) for name in ("val_mask_map50", "val_mask_map", "val_box_map", "mask_map",
+                                                "mask_ap50_lymphoblast")} == {"max"}

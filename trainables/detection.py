@@ -29,7 +29,7 @@ from trainables.config import ConfigError, from_config, require_choice, require_
 from trainables.datasets.detection import FLIP_MODES, DetectionData, DetectionSplit, flip_sample
 from trainables.engine import (LOOP_POSITIVE, META_FILE, OPTIMIZERS, LoopSettings, Monitor, fit,
                                load_checkpoint_model, seed_everything, trial_device_and_threads)
-from trainables.detection_inference import candidate_settings
+from trainables.detection_inference import candidate_settings, instance_candidates
 from trainables.metrics import coco_average_precision, detection_scores, encode_masks
 from trainables.models import PretrainedWeightsError
 
@@ -458,8 +458,9 @@ def uniform_guess_outcomes(num_classes: int, masks: bool) -> int:
 
 def detection_trainable(config: dict, *, data: DetectionData, monitor: Monitor) -> None:
     """Ray Tune function trainable for detection / instance segmentation (train and val splits
-    only). The sweep selects on the spec's metric, ``val_map50`` (box AP@0.5); Mask R-CNN trials
-    also report ``val_mask_map50`` and ``val_mask_map``."""
+    only). The sweep selects on the spec's metric: ``val_map50`` (box AP@0.5) for box-only data,
+    ``val_mask_map50`` (mask AP@0.5, which Mask R-CNN trials report with ``val_mask_map``) for
+    instance masks."""
     cfg = from_config(DetectionConfig, config)
     trial_started = time.perf_counter()
     seed_everything(cfg.seed)
@@ -511,11 +512,31 @@ def checkpoint_candidates(checkpoint_dir: Path, split: DetectionSplit, *, batch_
     analysis tunes the minimum confidence and NMS IoU on the validation candidates and applies
     them on the CPU (``detection_inference.postprocess``), so one prediction pass serves the
     whole grid, exactly."""
+    model, device = candidate_detector(checkpoint_dir)
+    return predict_detections(model, split.images, batch_size=batch_size, device=device)
+
+
+def checkpoint_instance_candidates(checkpoint_dir: Path, split: DetectionSplit, *,
+                                   batch_size: int = 2) -> np.ndarray | dict[str, np.ndarray]:
+    """What the analysis caches of a checkpoint on a split: a Mask R-CNN's candidates with their
+    masks (``detection_inference.instance_candidates``: boxes, RLE counts, image sizes), so its
+    mask AP@0.5 can be bootstrapped at any inference setting; a Faster R-CNN's D x 7 candidates
+    (``checkpoint_candidates``, the same boxes: the same batches). Masks are encoded batch by
+    batch (``predict_instances``), so only one batch's full-size masks are ever held."""
+    model, device = candidate_detector(checkpoint_dir)
+    if not model.roi_heads.has_mask():
+        return predict_detections(model, split.images, batch_size=batch_size, device=device)
+    boxes, masks = predict_instances(model, split.images, batch_size=batch_size, device=device)
+    return instance_candidates(boxes, masks, [image.shape[:2] for image in split.images])
+
+
+def candidate_detector(checkpoint_dir: Path) -> tuple[GeneralizedRCNN, torch.device]:
+    """A checkpoint's detector set to output the cached candidates (``candidate_settings``)."""
     model, meta, device = checkpoint_detector(checkpoint_dir)
     settings = candidate_settings(len(meta["class_names"]), proposals=model.rpn.post_nms_top_n())
     for name, value in settings.items():
         setattr(model.roi_heads, name, value)
-    return predict_detections(model, split.images, batch_size=batch_size, device=device)
+    return model, device
 
 
 def checkpoint_coco_scores(checkpoint_dir: Path, split: DetectionSplit, *, min_confidence: float,

@@ -12,14 +12,15 @@ D x 7 array (image index, x1, y1, x2, y2, score, class index; see ``trainables.m
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 from torchvision.ops import batched_nms
 
-from trainables.metrics import DETECTION_COLUMNS, detection_scores
+from trainables.metrics import DETECTION_COLUMNS, detection_scores, encode_masks, mask_average_precision_50
 
 # Seed 003 reported val mAP at confidence 0.4 and trained with 0.70-0.90; it found NMS 0.20 best
 # at inference, and torchvision's default is 0.5.
@@ -100,10 +101,20 @@ def postprocess(candidates: np.ndarray, *, min_confidence: float, nms_iou: float
     to the threshold, which torchvision drops (``>``) and this keeps (``>=``, the Matterport
     ``DETECTION_MIN_CONFIDENCE`` rule of the seed and of ``detection_scores``).
     """
+    rows = postprocessed_rows(candidates, min_confidence=min_confidence, nms_iou=nms_iou,
+                              max_per_image=max_per_image)
+    candidates = np.asarray(candidates)
+    return candidates.reshape(0, len(DETECTION_COLUMNS)) if candidates.size == 0 else candidates[rows]
+
+
+def postprocessed_rows(candidates: np.ndarray, *, min_confidence: float, nms_iou: float,
+                       max_per_image: int = 100) -> np.ndarray:
+    """The indices of the candidate rows ``postprocess`` keeps, in its order: what selects a
+    Mask R-CNN candidate's mask along with its box."""
     _check_settings(min_confidence, nms_iou, max_per_image)
     candidates = np.asarray(candidates)
     if candidates.size == 0:
-        return candidates.reshape(0, len(DETECTION_COLUMNS))
+        return np.zeros(0, dtype=np.int64)
     if candidates.ndim != 2 or candidates.shape[1] != len(DETECTION_COLUMNS):
         raise ValueError(f"candidates must be D x {len(DETECTION_COLUMNS)} ({', '.join(DETECTION_COLUMNS)}), "
                          f"got shape {candidates.shape}")
@@ -114,7 +125,7 @@ def postprocess(candidates: np.ndarray, *, min_confidence: float, nms_iou: float
     kept = [start + batched_nms(values[start:stop, 1:5], values[start:stop, 5], labels[start:stop],
                                 nms_iou)[:max_per_image].numpy()
             for start, stop in _image_runs(candidates[passing, 0])]
-    return candidates[passing[np.concatenate(kept)] if kept else passing]
+    return passing[np.concatenate(kept)] if kept else passing
 
 
 def inference_grid(truth_boxes: Sequence[np.ndarray], truth_labels: Sequence[np.ndarray], candidates: np.ndarray,
@@ -161,30 +172,95 @@ def best_inference(grid: pd.DataFrame, metric: str = "map50") -> dict[str, float
     return {"min_confidence": float(best["min_confidence"]), "nms_iou": float(best["nms_iou"])}
 
 
-def detection_truth(split) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
-    """What detections are scored against: a split's boxes and labels per image."""
-    return split.boxes, split.labels
+class DetectionTruth(NamedTuple):
+    """What detections are scored against: per image the truth boxes, their class indices and,
+    for data with instance masks, their ``encode_masks`` RLEs (None for box-only data)."""
+
+    boxes: Sequence[np.ndarray]
+    labels: Sequence[np.ndarray]
+    masks: Sequence[list[dict]] | None = None
 
 
-def candidate_scores(truth: tuple, candidates: np.ndarray, class_names: tuple[str, ...],
+def detection_truth(split) -> DetectionTruth:
+    """A split's truth: boxes and labels per image, and its masks as RLEs when it has masks."""
+    masks = None if split.masks is None else tuple(encode_masks(m) for m in split.masks)
+    return DetectionTruth(split.boxes, split.labels, masks)
+
+
+# A Mask R-CNN's cached candidates: named arrays, stored as they are (no pickle). ``boxes`` is the
+# packed D x 7 array, ``mask_counts`` each row's mask as the ASCII ``counts`` of its compressed
+# RLE, ``image_sizes`` each image's (height, width), the size of its masks' RLEs.
+INSTANCE_KEYS = ("boxes", "mask_counts", "image_sizes")
+
+
+def instance_candidates(boxes: np.ndarray, masks: Sequence[list[dict]],
+                        image_sizes: Sequence[tuple[int, int]]) -> dict[str, np.ndarray]:
+    """Candidates with masks as ``INSTANCE_KEYS`` arrays, from the packed rows and per image
+    the RLEs of its rows (in their order, as ``predict_instances`` gives them)."""
+    boxes = np.asarray(boxes)
+    flat = [rle for of_image in masks for rle in of_image]
+    if len(flat) != len(boxes):
+        raise ValueError(f"{len(flat)} masks for {len(boxes)} candidate rows")
+    counts = np.array([rle["counts"].decode("ascii") for rle in flat], dtype=str).reshape(-1)
+    by_row = np.empty_like(counts)
+    by_row[np.argsort(boxes[:, 0], kind="stable") if len(boxes) else []] = counts
+    return {"boxes": boxes, "mask_counts": by_row,
+            "image_sizes": np.asarray(image_sizes, dtype=np.int64).reshape(-1, 2)}
+
+
+def carries_masks(candidates: np.ndarray | Mapping[str, np.ndarray]) -> bool:
+    """Whether cached candidates hold masks (a Mask R-CNN's ``instance_candidates``)."""
+    return isinstance(candidates, Mapping)
+
+
+def candidate_boxes(candidates: np.ndarray | Mapping[str, np.ndarray]) -> np.ndarray:
+    """The packed D x 7 rows of cached candidates, with masks or without."""
+    return np.asarray(candidates["boxes"] if carries_masks(candidates) else candidates)
+
+
+def candidate_masks(candidates: Mapping[str, np.ndarray], rows: np.ndarray) -> list[list[dict]]:
+    """Per image, the RLEs of the candidate ``rows`` on it, in the order of ``rows``: the
+    ``detection_masks`` of ``boxes[rows]`` as ``mask_average_precision_50`` takes them."""
+    sizes = np.asarray(candidates["image_sizes"])
+    masks: list[list[dict]] = [[] for _ in range(len(sizes))]
+    for row in np.asarray(rows, dtype=np.int64).tolist():
+        image = int(candidates["boxes"][row, 0])
+        masks[image].append({"size": [int(v) for v in sizes[image]],
+                             "counts": str(candidates["mask_counts"][row]).encode("ascii")})
+    return masks
+
+
+def candidate_scores(truth: tuple, candidates: np.ndarray | Mapping[str, np.ndarray], class_names: tuple[str, ...],
                      weights: np.ndarray | None = None, *, min_confidence: float = 0.4,
                      nms_iou: float = 0.3) -> dict[str, np.ndarray]:
     """Every detection score of cached candidates post-processed with one inference setting
-    (by default seed 003's evaluation confidence 0.4 and its training NMS 0.3); with ``weights``
-    (B x n images) each value is an array over the B resamples."""
-    boxes, labels = truth
-    detections = postprocess(candidates, min_confidence=min_confidence, nms_iou=nms_iou)
-    return detection_scores(boxes, labels, detections, class_names, weights, min_confidence=min_confidence)
+    (by default seed 003's evaluation confidence 0.4 and its training NMS 0.3) and, for
+    candidates with masks, their mask AP@0.5 (``mask_map50``, ``mask_ap50_<class>``); with
+    ``weights`` (B x n images) each value is an array over the B resamples."""
+    truth = DetectionTruth(*truth)
+    boxes = candidate_boxes(candidates)
+    rows = postprocessed_rows(boxes, min_confidence=min_confidence, nms_iou=nms_iou)
+    detections = boxes.reshape(-1, len(DETECTION_COLUMNS))[rows]
+    scores = detection_scores(truth.boxes, truth.labels, detections, class_names, weights,
+                              min_confidence=min_confidence)
+    if not carries_masks(candidates):
+        return scores
+    if truth.masks is None:
+        raise ValueError("candidates with masks are scored against truth with masks; this truth has none")
+    return scores | mask_average_precision_50(truth.labels, truth.masks, detections, candidate_masks(candidates, rows),
+                                              class_names, weights)
 
 
 GRID_COLUMNS = ("min_confidence", "nms_iou", "map50", "precision", "recall", "f1", "accuracy", "count_mae",
                 "candidate_cap", "capped_images")
 
 
-def tune_detection_inference(truth: tuple, candidates: np.ndarray,
+def tune_detection_inference(truth: tuple, candidates: np.ndarray | Mapping[str, np.ndarray],
                              class_names: tuple[str, ...]) -> tuple[dict[str, float], list[dict]]:
     """The inference setting with the best box mAP@0.5 on validation candidates, and the grid it
     was chosen from (one row per setting, the scores the report plots, and the candidate cap's
-    count of ``cap_warning``)."""
-    grid = inference_grid(*truth, candidates, class_names)
+    count of ``cap_warning``). A Mask R-CNN's setting is chosen on its boxes too: the grid
+    replays boxes only, its masks are scored at the chosen setting (``candidate_scores``)."""
+    truth = DetectionTruth(*truth)
+    grid = inference_grid(truth.boxes, truth.labels, candidate_boxes(candidates), class_names)
     return best_inference(grid), grid[list(GRID_COLUMNS)].to_dict("records")

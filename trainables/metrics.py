@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fnmatch import fnmatchcase
 
 import numpy as np
@@ -339,24 +339,43 @@ def _score_order(detections: np.ndarray) -> np.ndarray:
     return np.lexsort((np.arange(len(detections)), detections[:, 0], -detections[:, 5]))
 
 
-def _candidate_pairs(truth: tuple[np.ndarray, np.ndarray, np.ndarray], detections: np.ndarray,
+def _candidate_pairs(truth_image: np.ndarray, truth_label: np.ndarray, detections: np.ndarray,
+                     overlaps: Callable[[np.ndarray, np.ndarray], np.ndarray],
                      iou_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every (detection, truth box) pair of one image and class with IoU at or above the
-    threshold (capped below 1 as pycocotools caps it), as detection, truth and IoU arrays."""
-    truth_boxes, truth_image, truth_label = truth
+    """Every (detection, truth instance) pair of one image and class with IoU at or above the
+    threshold (capped below 1 as pycocotools caps it), as detection, truth and IoU arrays.
+    ``overlaps(detection indices, truth indices)`` gives the IoU matrix of one image's
+    detections and truth instances (boxes or masks)."""
     threshold = min(iou_threshold, 1 - 1e-10)
     pairs = []
     det_image = detections[:, 0].astype(np.int64)
     for image in np.intersect1d(det_image, truth_image):
         det_index = np.flatnonzero(det_image == image)
         truth_index = np.flatnonzero(truth_image == image)
-        iou = box_iou(detections[det_index, 1:5], truth_boxes[truth_index])
+        iou = np.asarray(overlaps(det_index, truth_index), dtype=np.float64).reshape(len(det_index), len(truth_index))
         same_class = detections[det_index, 6][:, None] == truth_label[truth_index][None, :]
         rows, cols = np.nonzero(same_class & (iou >= threshold))
         pairs.append((det_index[rows], truth_index[cols], iou[rows, cols]))
     if not pairs:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
     return tuple(np.concatenate(parts) for parts in zip(*pairs))
+
+
+def _greedy_matches(detections: np.ndarray, num_truth: int,
+                    pairs: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """COCO's greedy matching of the candidate ``pairs``: by descending score, each detection
+    takes the unmatched truth instance it overlaps most (the later one on equal IoU); whether
+    each detection (in the array's order) was matched."""
+    det, gt, iou = pairs
+    rank = np.empty(len(detections), dtype=np.int64)
+    rank[_score_order(detections)] = np.arange(len(detections))
+    order = np.lexsort((-gt, -iou, rank[det]))
+    matched = np.zeros(len(detections), dtype=bool)
+    taken = np.zeros(num_truth, dtype=bool)
+    for d, g in zip(det[order].tolist(), gt[order].tolist()):
+        if not matched[d] and not taken[g]:
+            matched[d] = taken[g] = True
+    return matched
 
 
 def match_detections(truth_boxes: Sequence[np.ndarray], truth_labels: Sequence[np.ndarray],
@@ -368,17 +387,13 @@ def match_detections(truth_boxes: Sequence[np.ndarray], truth_labels: Sequence[n
     if not 0.0 < iou_threshold <= 1.0:
         raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold!r}")
     detections = _detection_array(detections, len(truth_boxes))
-    truth = _truth_arrays(truth_boxes, truth_labels)
-    det, gt, iou = _candidate_pairs(truth, detections, iou_threshold)
-    rank = np.empty(len(detections), dtype=np.int64)
-    rank[_score_order(detections)] = np.arange(len(detections))
-    order = np.lexsort((-gt, -iou, rank[det]))
-    matched = np.zeros(len(detections), dtype=bool)
-    taken = np.zeros(len(truth[0]), dtype=bool)
-    for d, g in zip(det[order].tolist(), gt[order].tolist()):
-        if not matched[d] and not taken[g]:
-            matched[d] = taken[g] = True
-    return matched
+    boxes, truth_image, truth_label = _truth_arrays(truth_boxes, truth_labels)
+
+    def overlaps(det_index: np.ndarray, truth_index: np.ndarray) -> np.ndarray:
+        return box_iou(detections[det_index, 1:5], boxes[truth_index])
+
+    pairs = _candidate_pairs(truth_image, truth_label, detections, overlaps, iou_threshold)
+    return _greedy_matches(detections, len(boxes), pairs)
 
 
 def _top_per_image_class(detections: np.ndarray, order: np.ndarray, limit: int) -> np.ndarray:
@@ -440,22 +455,78 @@ def average_precision_50(truth_boxes: Sequence[np.ndarray], truth_labels: Sequen
     """
     num_images = len(truth_boxes)
     detections = _detection_array(detections, num_images, len(class_names))
+    _, truth_image, truth_label = _truth_arrays(truth_boxes, truth_labels, len(class_names))
+    true_positive = match_detections(truth_boxes, truth_labels, detections)
+    return _ap50_of_matches(detections, true_positive, (truth_image, truth_label), num_images, class_names, weights,
+                            prefix="")
+
+
+def _ap50_of_matches(detections: np.ndarray, true_positive: np.ndarray, truth: tuple[np.ndarray, np.ndarray],
+                     num_images: int, class_names: tuple[str, ...], weights: np.ndarray | None, *,
+                     prefix: str) -> dict[str, np.ndarray]:
+    """``<prefix>ap50_<class>`` and ``<prefix>map50`` of detections with their true-positive
+    flags, against the truth instances' (image, class) indices: COCO's AP of each class over its
+    (at most 100 per image) detections by descending score, weighted per image. Box and mask
+    AP@0.5 both accumulate here, so they differ only in how detections were matched."""
+    truth_image, truth_label = truth
     weights = _detection_weights(weights, num_images)
     rows = weights.reshape(-1, num_images)
-    _, truth_image, truth_label = _truth_arrays(truth_boxes, truth_labels, len(class_names))
     order = _score_order(detections)
     kept = _top_per_image_class(detections, order, AP_MAX_DETECTIONS)
-    true_positive = match_detections(truth_boxes, truth_labels, detections)
     ranked = order[kept[order]]
     per_class = {}
     for index, name in enumerate(class_names):
         of_class = ranked[detections[ranked, 6] == index]
         truth_counts = np.bincount(truth_image[truth_label == index], minlength=num_images)
-        per_class[f"ap50_{name}"] = _class_ap(true_positive[of_class], detections[of_class, 0].astype(np.int64),
-                                              truth_counts, rows)
+        per_class[f"{prefix}ap50_{name}"] = _class_ap(true_positive[of_class],
+                                                      detections[of_class, 0].astype(np.int64), truth_counts, rows)
     leading = weights.shape[:-1]
     values = np.stack(list(per_class.values()), axis=-1).reshape(*leading, len(class_names))
-    return {**{key: value.reshape(leading) for key, value in per_class.items()}, "map50": nan_mean(values, axis=-1)}
+    return {**{key: value.reshape(leading) for key, value in per_class.items()},
+            f"{prefix}map50": nan_mean(values, axis=-1)}
+
+
+def mask_average_precision_50(truth_labels: Sequence[np.ndarray], truth_masks: Sequence[list[dict]],
+                              detections: np.ndarray, detection_masks: Sequence[list[dict]],
+                              class_names: tuple[str, ...], weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """``mask_ap50_<class>`` and their mean over the classes with truth instances,
+    ``mask_map50``: ``average_precision_50`` with detections matched to truth instances by mask
+    IoU (pycocotools' ``maskUtils.iou``, no crowd regions) instead of box IoU, which is
+    pycocotools' segm AP at IoU 0.5, area "all", 100 detections; ``weights`` (n, or B x n)
+    resample images as for boxes, for the bootstrap.
+
+    ``truth_masks`` and ``detection_masks`` hold per image the ``encode_masks`` RLEs of its truth
+    instances (in ``truth_labels`` order) and of its detections (in the order of its rows in
+    ``detections``), as ``coco_average_precision`` takes them.
+    """
+    num_images = len(truth_labels)
+    detections = _detection_array(detections, num_images, len(class_names))
+    truth_rles = _instance_masks(truth_masks, [len(np.asarray(lab).reshape(-1)) for lab in truth_labels], "truth")
+    row_images = detections[:, 0].astype(np.int64)
+    detection_rles = _instance_masks(detection_masks, np.bincount(row_images, minlength=num_images), "detection")
+    detection_rles = [detection_rles[i] for i in np.argsort(np.argsort(row_images, kind="stable"), kind="stable")]
+    _, truth_image, truth_label = _truth_arrays([np.zeros((len(m), 4)) for m in truth_masks], truth_labels,
+                                                len(class_names))
+
+    def overlaps(det_index: np.ndarray, truth_index: np.ndarray) -> np.ndarray:
+        return coco_mask.iou([detection_rles[i] for i in det_index], [truth_rles[j] for j in truth_index],
+                             [0] * len(truth_index))
+
+    pairs = _candidate_pairs(truth_image, truth_label, detections, overlaps, AP_IOU_THRESHOLD)
+    true_positive = _greedy_matches(detections, len(truth_rles), pairs)
+    return _ap50_of_matches(detections, true_positive, (truth_image, truth_label), num_images, class_names, weights,
+                            prefix="mask_")
+
+
+def _instance_masks(masks: Sequence[list[dict]], counts: Sequence[int], kind: str) -> list[dict]:
+    """Per-image RLE lists flattened image by image, after checking that image i has
+    ``counts[i]`` of them (one per instance of that ``kind``, truth or detection)."""
+    if len(masks) != len(counts):
+        raise ValueError(f"{kind} masks are given for {len(masks)} images, expected {len(counts)}")
+    for image, (of_image, count) in enumerate(zip(masks, counts)):
+        if len(of_image) != count:
+            raise ValueError(f"image {image} has {len(of_image)} {kind} masks for {count} {kind} instances")
+    return [rle for of_image in masks for rle in of_image]
 
 
 def detection_counts(truth_boxes: Sequence[np.ndarray], truth_labels: Sequence[np.ndarray],
@@ -677,7 +748,9 @@ METRIC_DIRECTIONS: dict[str, str] = {
     # detection: detection_scores, average_precision_50
     "map50": MAXIMISED, "ap50_*": MAXIMISED,
     # detection: coco_average_precision
-    "box_map": MAXIMISED, "mask_map": MAXIMISED, "mask_map50": MAXIMISED,
+    "box_map": MAXIMISED, "mask_map": MAXIMISED,
+    # instance segmentation: mask_average_precision_50 (and coco_average_precision's mask_map50)
+    "mask_map50": MAXIMISED, "mask_ap50_*": MAXIMISED,
     "count_mae": MINIMISED, "count_mae_*": MINIMISED,
     # losses: log_loss, segmentation BCE, the training criterion, and the R-CNN's loss terms
     "loss": MINIMISED, "loss_*": MINIMISED,

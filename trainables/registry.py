@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from trainables.classification import ClassificationConfig, checkpoint_probabilities, classification_trainable
-from trainables.detection import DetectionConfig, checkpoint_candidates, detection_trainable, fetch_detector_weights
+from trainables.detection import (DetectionConfig, checkpoint_instance_candidates, detection_trainable,
+                                  fetch_detector_weights)
 from trainables.detection_inference import candidate_scores, detection_truth, tune_detection_inference
 from trainables.metrics import probability_metrics
 from trainables.models import build_model
@@ -52,8 +53,9 @@ TRAINABLES: dict[str, TrainableEntry] = {
     "segmentation": TrainableEntry("segmentation", segmentation_trainable, SegmentationConfig,
                                     predict=checkpoint_mask_probabilities, score=mask_scores,
                                     tune_inference=tune_inference),
-    "detection": TrainableEntry("detection", detection_trainable, DetectionConfig, predict=checkpoint_candidates,
-                                score=candidate_scores, tune_inference=tune_detection_inference,
+    "detection": TrainableEntry("detection", detection_trainable, DetectionConfig,
+                                predict=checkpoint_instance_candidates, score=candidate_scores,
+                                tune_inference=tune_detection_inference,
                                 truth=detection_truth, fetch_weights=fetch_detector_weights),
 }
 
