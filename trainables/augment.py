@@ -21,12 +21,20 @@ def register_augmentation(name: str):
     return decorator
 
 
-def build_augmentation(name: str) -> A.Compose | None:
-    """The pipeline registered as ``name`` (None for ``none``); unknown names list valid ones."""
+def build_augmentation(name: str, *, seed: int | None = None) -> A.Compose | None:
+    """The pipeline registered as ``name`` (None for ``none``); unknown names list valid ones.
+
+    ``seed`` seeds the pipeline's own random generator (albumentations draws from it, not from
+    the global numpy or torch state that ``seed_everything`` sets), so a trial's augmented
+    images repeat run after run.
+    """
     if name not in AUGMENTATIONS:
         raise UnknownNameError(f"unknown augmentation {name!r}; valid augmentations: "
-                       f"{', '.join(sorted(AUGMENTATIONS))}")
-    return AUGMENTATIONS[name]()
+                               f"{', '.join(sorted(AUGMENTATIONS))}")
+    pipeline = AUGMENTATIONS[name]()
+    if pipeline is not None and seed is not None:
+        pipeline.set_random_seed(seed)
+    return pipeline
 
 
 @register_augmentation("none")

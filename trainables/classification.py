@@ -190,7 +190,8 @@ def classification_trainable(config: dict, *, data: ClassificationData, monitor:
     weights = None
     if cfg.weighted_loss:
         weights = torch.tensor(class_weights(data.class_counts("train")), dtype=torch.float32)
-    train_set = ArrayDataset(train, training_indices(cfg, train.labels), build_augmentation(cfg.augment))
+    train_set = ArrayDataset(train, training_indices(cfg, train.labels),
+                             build_augmentation(cfg.augment, seed=cfg.seed))
     sampler = RandomSampler(train_set, num_samples=cfg.epoch_samples,
                             generator=torch.Generator().manual_seed(cfg.seed))
     loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler)

@@ -139,7 +139,7 @@ def segmentation_trainable(config: dict, *, data: ClassificationData, monitor: M
     seed_everything(cfg.seed)
     device = trial_device_and_threads()
     model = build_segmenter(cfg, data.mean, data.std).to(device)
-    train_set = ArrayDataset(data.splits["train"], augment=build_augmentation(cfg.augment))
+    train_set = ArrayDataset(data.splits["train"], augment=build_augmentation(cfg.augment, seed=cfg.seed))
     sampler = RandomSampler(train_set, num_samples=cfg.epoch_samples, generator=torch.Generator().manual_seed(cfg.seed))
     loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler)
     loss_fn = segmentation_loss(cfg.loss)
