@@ -349,6 +349,7 @@ def test_normalize_hands_the_first_convolution_channels_last_memory_already():
 def test_loop_settings_carry_the_trainables_channels_last_choice():
     class Config:
         max_epochs, plateau_factor, plateau_patience, early_stopping_patience, divergence_factor = 3, 0.5, 1, 2, 10.0
+        deterministic = False
 
     monitor = engine.Monitor("val_accuracy", "max")
     assert LoopSettings.of(Config(), num_classes=2, monitor=monitor, channels_last=True).channels_last

@@ -3,6 +3,8 @@ another seed gives others. Augmentation draws from its own seeded generator."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -42,3 +44,28 @@ def test_the_same_trial_twice_gives_identical_epochs_and_another_seed_other_ones
     pd.testing.assert_frame_equal(first, again)
     other = one_trial_history(tmp_path, shared_data_dir, "other_seed", seed=7)
     assert not np.allclose(first[COMPARED].to_numpy(), other[COMPARED].to_numpy())
+
+
+def test_deterministic_restricts_torch_to_deterministic_algorithms_without_autotuning(monkeypatch):
+    import torch
+    from torch import nn
+
+    from sweeps.registry import get_sweep
+    from sweeps.space import resolve
+    from trainables.engine import Acceleration, prepare_model
+
+    resolved = resolve(get_sweep("bccd_imbalance"), profile="cpu", smoke=True, overrides=("deterministic=true",))
+    assert all(config["deterministic"] is True for config in resolved.configs())
+    cuda = Acceleration(device_type="cuda", autocast_dtype=torch.bfloat16, grad_scaling=False, channels_last=False,
+                        check_each_step=False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    try:
+        prepare_model(nn.Linear(2, 2), cuda, deterministic=True)
+        assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+        assert not torch.backends.cudnn.benchmark and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        torch.use_deterministic_algorithms(False)
+    prepare_model(nn.Linear(2, 2), cuda)
+    assert torch.backends.cudnn.benchmark and not torch.are_deterministic_algorithms_enabled()

@@ -54,6 +54,7 @@ class ClassificationConfig:
     early_stopping_patience: int = 10
     divergence_factor: float = 10.0
     seed: int = 42
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         require_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -206,7 +207,7 @@ def classification_trainable(config: dict, *, data: ClassificationData, monitor:
         return evaluate_logits(logits, labels, data.class_names, weights)
 
     optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    settings = LoopSettings.of(cfg, num_classes=data.num_classes, monitor=monitor)
+    settings = LoopSettings.of(cfg, num_classes=data.num_classes, monitor=monitor, channels_last=True)
     meta = {"task": "classification", "dataset": data.name, "class_names": list(data.class_names),
             "image_size": data.image_size, "mean": list(data.mean), "std": list(data.std),
             "config": asdict(cfg)}

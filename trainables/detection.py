@@ -96,6 +96,7 @@ class DetectionConfig:
     early_stopping_patience: int = 10
     divergence_factor: float = 10.0
     seed: int = 42
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         require_choice("backbone", self.backbone, BACKBONES)

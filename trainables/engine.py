@@ -92,6 +92,8 @@ class LoopSettings:
     # classifiers and segmenters, false where the model does not support it (torchvision's
     # R-CNNs); never applied on the CPU.
     channels_last: bool = False
+    # The trial config's ``deterministic``: deterministic algorithms only, no cuDNN autotuning.
+    deterministic: bool = False
 
     @classmethod
     def of(cls, config, *, num_classes: int, monitor: Monitor, channels_last: bool = False) -> "LoopSettings":
@@ -101,7 +103,8 @@ class LoopSettings:
                    plateau_patience=config.plateau_patience,
                    early_stopping_patience=config.early_stopping_patience,
                    divergence_loss=config.divergence_factor * math.log(num_classes),
-                   monitor=monitor.metric, mode=monitor.mode, channels_last=channels_last)
+                   monitor=monitor.metric, mode=monitor.mode, channels_last=channels_last,
+                   deterministic=config.deterministic)
 
 
 @dataclass(frozen=True)
@@ -140,13 +143,21 @@ def acceleration_for(device: torch.device, *, channels_last: bool) -> Accelerati
                         grad_scaling=not bf16, channels_last=channels_last, check_each_step=False)
 
 
-def prepare_model(model: nn.Module, acceleration: Acceleration) -> None:
+def prepare_model(model: nn.Module, acceleration: Acceleration, *, deterministic: bool = False) -> None:
     """Put the model in the memory format ``acceleration`` asks for (in place: the optimiser's
     parameters stay the same objects), and let cuDNN pick the fastest kernels for the trial's
-    fixed shapes on CUDA."""
+    fixed shapes on CUDA. ``deterministic`` (``--set deterministic=true``) instead restricts
+    PyTorch to deterministic algorithms and turns autotuning off, so a CUDA trial repeats
+    exactly, at some cost in speed; an operation with no deterministic version then raises."""
     if acceleration.channels_last:
         model.to(memory_format=torch.channels_last)
-    if acceleration.device_type == "cuda":
+    if deterministic:
+        # cuBLAS needs a fixed workspace to be deterministic (PyTorch's reproducibility notes).
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    elif acceleration.device_type == "cuda":
         torch.backends.cudnn.benchmark = True
 
 
@@ -327,7 +338,7 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, train_batches: Ca
     """
     quiet_checkpoint_logging()
     acceleration = acceleration_for(model_device(model), channels_last=settings.channels_last)
-    prepare_model(model, acceleration)
+    prepare_model(model, acceleration, deterministic=settings.deterministic)
     scaler = torch.amp.GradScaler(acceleration.device_type) if acceleration.grad_scaling else None
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=settings.plateau_factor, patience=settings.plateau_patience)

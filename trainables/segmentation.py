@@ -52,6 +52,7 @@ class SegmentationConfig:
     early_stopping_patience: int = 10
     divergence_factor: float = 10.0
     seed: int = 42
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         require_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -154,7 +155,7 @@ def segmentation_trainable(config: dict, *, data: ClassificationData, monitor: M
         return {k: float(v) for k, v in segmentation_metrics(val.labels, probabilities, threshold=cfg.threshold).items()}
 
     optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    settings = LoopSettings.of(cfg, num_classes=2, monitor=monitor)
+    settings = LoopSettings.of(cfg, num_classes=2, monitor=monitor, channels_last=True)
     meta = {"task": "segmentation", "dataset": data.name, "class_names": list(data.class_names),
             "image_size": data.image_size, "mean": list(data.mean), "std": list(data.std), "config": asdict(cfg)}
     fit(model=model, optimizer=optimizer, train_batches=lambda: loader, batch_loss=batch_loss,
