@@ -45,7 +45,9 @@ def test_summary_csv_and_audit_are_written(smoke_run):
     assert audit["totals"] == {"annotations_read": 4888, "kept": 4886, "dropped": 2}
     # BCCD's own split lists put two shots of one field of view in train and val.
     assert audit["leakage"]["exact_groups"] == 0
-    assert {"a": "train/BloodImage_00038", "b": "val/BloodImage_00037", "bits": 3} in audit["leakage"]["near"]
+    near = [{key: pair[key] for key in ("a", "b", "bits")} for pair in audit["leakage"]["near"]]
+    assert {"a": "train/BloodImage_00038", "b": "val/BloodImage_00037", "bits": 3} in near
+    assert all(pair["similarity"] >= audit["leakage"]["min_similarity"] for pair in audit["leakage"]["near"])
     assert json.loads((directory / "sweep.json").read_text())["smoke"] is True
 
 
