@@ -3,6 +3,9 @@ normalisation layer that lets checkpoints take raw uint8 images."""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 from torch import nn
@@ -38,6 +41,20 @@ class ArrayDataset(Dataset):
                 image = self.augment(image=image)["image"]
         image = torch.from_numpy(np.array(image, copy=True))
         return (image, torch.from_numpy(np.array(target, copy=True))) if self.masks else (image, int(target))
+
+
+def in_order(split: SplitArrays, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """A split's (uint8 N x H x W x C images, int64 labels or uint8 masks), in order,
+    ``batch_size`` at a time, without augmentation: tensors over slices of the split's arrays,
+    with no per-sample copy or collation (arrays from Ray's object store are read-only, and
+    nothing writes to these)."""
+    masks = split.labels.ndim == 3
+    for start in range(0, len(split), batch_size):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            images = torch.from_numpy(np.ascontiguousarray(split.images[start:start + batch_size]))
+            targets = torch.from_numpy(np.ascontiguousarray(split.labels[start:start + batch_size]))
+        yield images, targets if masks else targets.long()
 
 
 class Normalize(nn.Module):

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, RandomSampler
 
-from trainables.arrays import ArrayDataset, Normalize
-from trainables.augment import build_augmentation
+from trainables.arrays import Normalize, in_order
 from trainables.config import ConfigError, from_config, require_choice, require_positive
 from trainables.datasets.base import ClassificationData, SplitArrays
-from trainables.engine import (LOOP_POSITIVE, OPTIMIZERS, LoopSettings, Monitor, fit, load_checkpoint_model,
-                               read_checkpoint_config, seed_everything, trial_device_and_threads)
+from trainables.device_data import DATA_PATHS, training_batches
+from trainables.engine import (LOOP_POSITIVE, OPTIMIZERS, LoopSettings, Monitor, assigned_cpus, fit,
+                               load_checkpoint_model, read_checkpoint_config, seed_everything,
+                               trial_device_and_threads)
 from trainables.metrics import classification_metrics, probability_metrics
 from trainables.models import build_model
 
@@ -32,6 +32,11 @@ class ClassificationConfig:
     (duplicates differ by their on-the-fly augmentation), as studies 2 and 5 balanced their
     data, but after the split; ``oversampling`` instead tops every class up to the majority's
     count.
+
+    ``data_path`` says where training batches come from (``trainables.device_data``): ``auto``
+    (the train split on the trial's device, batches drawn and augmented there, unless it does
+    not fit the device memory budget or the augmentation has no device version), ``device``,
+    or ``loader`` (the per-sample ``DataLoader``). The samples are the same either way.
     """
 
     model: str = "efficientnet_b0"
@@ -49,6 +54,7 @@ class ClassificationConfig:
     oversampling: bool = False
     balance_per_class: int | None = None
     augment: str = "none"
+    data_path: str = "auto"
     plateau_factor: float = 0.5
     plateau_patience: int = 5
     early_stopping_patience: int = 10
@@ -58,6 +64,7 @@ class ClassificationConfig:
 
     def __post_init__(self) -> None:
         require_choice("optimizer", self.optimizer, OPTIMIZERS)
+        require_choice("data_path", self.data_path, DATA_PATHS)
         require_positive(self, LOOP_POSITIVE)
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"config key 'dropout' must be in [0, 1), got {self.dropout!r}")
@@ -157,11 +164,10 @@ def checkpoint_probabilities(checkpoint_dir: Path, split: SplitArrays, *, batch_
 def predict(model: nn.Module, split: SplitArrays, *, batch_size: int,
             device: torch.device) -> tuple[np.ndarray, np.ndarray]:
     """Logits and labels for a whole split, in order, without augmentation."""
-    loader = DataLoader(ArrayDataset(split), batch_size=batch_size, shuffle=False)
     model.eval()
     logits, labels = [], []
     with torch.no_grad():
-        for images, targets in loader:
+        for images, targets in in_order(split, batch_size):
             logits.append(model(images.to(device)).float().cpu())
             labels.append(targets)
     if not logits:
@@ -191,15 +197,13 @@ def classification_trainable(config: dict, *, data: ClassificationData, monitor:
     weights = None
     if cfg.weighted_loss:
         weights = torch.tensor(class_weights(data.class_counts("train")), dtype=torch.float32)
-    train_set = ArrayDataset(train, training_indices(cfg, train.labels),
-                             build_augmentation(cfg.augment, seed=cfg.seed))
-    sampler = RandomSampler(train_set, num_samples=cfg.epoch_samples,
-                            generator=torch.Generator().manual_seed(cfg.seed))
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler)
+    batches = training_batches(train, training_indices(cfg, train.labels), augment=cfg.augment,
+                               batch_size=cfg.batch_size, epoch_samples=cfg.epoch_samples, seed=cfg.seed,
+                               device=device, data_path=cfg.data_path, cpus=assigned_cpus())
 
     def batch_loss(net: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = batch
-        logits, labels = net(images.to(device)), labels.to(device)
+        logits, labels = net(images.to(device, non_blocking=True)), labels.to(device, non_blocking=True)
         return classification_loss(logits, labels, weights), (predicted_classes(logits) == labels).sum()
 
     def evaluate(net: nn.Module) -> dict:
@@ -210,8 +214,8 @@ def classification_trainable(config: dict, *, data: ClassificationData, monitor:
     settings = LoopSettings.of(cfg, num_classes=data.num_classes, monitor=monitor, channels_last=True)
     meta = {"task": "classification", "dataset": data.name, "class_names": list(data.class_names),
             "image_size": data.image_size, "mean": list(data.mean), "std": list(data.std),
-            "config": asdict(cfg)}
-    fit(model=model, optimizer=optimizer, train_batches=lambda: loader, batch_loss=batch_loss,
+            "config": asdict(cfg), "data_path": batches.path}
+    fit(model=model, optimizer=optimizer, train_batches=batches, batch_loss=batch_loss,
         evaluate=evaluate, settings=settings, meta=meta, trial_started=trial_started)
 
 

@@ -181,7 +181,7 @@ def seed_everything(seed: int) -> None:
 
 def trial_device_and_threads() -> torch.device:
     """The trial's device, with torch's CPU threads set to the CPUs Ray assigned it."""
-    cpus = _assigned_cpus()
+    cpus = assigned_cpus()
     torch.set_num_threads(max(1, cpus))
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -195,7 +195,8 @@ def _node_id() -> str:
         return ""
 
 
-def _assigned_cpus() -> int:
+def assigned_cpus() -> int:
+    """The CPUs Ray assigned this trial (all of this machine's outside Ray)."""
     try:
         import ray
         return int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, RandomSampler
 
-from trainables.arrays import ArrayDataset, Normalize
-from trainables.augment import build_augmentation
+from trainables.arrays import Normalize, in_order
 from trainables.config import ConfigError, from_config, require_choice, require_positive
 from trainables.datasets.base import ClassificationData, SplitArrays
-from trainables.engine import (LOOP_POSITIVE, OPTIMIZERS, LoopSettings, Monitor, fit, load_checkpoint_model,
-                               read_checkpoint_config, seed_everything, trial_device_and_threads)
+from trainables.device_data import DATA_PATHS, training_batches
+from trainables.engine import (LOOP_POSITIVE, OPTIMIZERS, LoopSettings, Monitor, assigned_cpus, fit,
+                               load_checkpoint_model, read_checkpoint_config, seed_everything,
+                               trial_device_and_threads)
 from trainables.metrics import binarize, mask_counts, scores_from_counts, segmentation_metrics
 from trainables.models import build_model
 
@@ -30,7 +30,9 @@ class SegmentationConfig:
 
     ``threshold`` turns probabilities into masks for the validation metrics; the analysis
     tunes it again on validation outputs. ``epoch_samples`` caps an epoch at that many random
-    training images (None: one pass).
+    training images (None: one pass). ``data_path`` says where training batches come from, as
+    for classification (``trainables.device_data``); masks follow their images' geometric
+    augmentation on either path.
     """
 
     model: str = "unet"
@@ -46,6 +48,7 @@ class SegmentationConfig:
     epoch_samples: int | None = None
     loss: str = "bce"
     augment: str = "none"
+    data_path: str = "auto"
     threshold: float = 0.5
     plateau_factor: float = 0.5
     plateau_patience: int = 5
@@ -57,6 +60,7 @@ class SegmentationConfig:
     def __post_init__(self) -> None:
         require_choice("optimizer", self.optimizer, OPTIMIZERS)
         require_choice("loss", self.loss, LOSSES)
+        require_choice("data_path", self.data_path, DATA_PATHS)
         if not 0 <= self.dropout < 1 or not 0 < self.threshold < 1:
             raise ConfigError(f"dropout must be in [0, 1) and threshold in (0, 1); got {self.dropout}, {self.threshold}")
         require_positive(self, (*LOOP_POSITIVE, "base_channels"))
@@ -87,11 +91,10 @@ def build_segmenter(config: SegmentationConfig, mean, std) -> nn.Sequential:
 
 def predict_masks(model: nn.Module, split: SplitArrays, *, batch_size: int, device: torch.device) -> np.ndarray:
     """Cell probabilities (n x H x W, float32) of a whole split, in order."""
-    loader = DataLoader(ArrayDataset(split), batch_size=batch_size, shuffle=False)
     model.eval()
     outputs = []
     with torch.no_grad():
-        for images, _ in loader:
+        for images, _ in in_order(split, batch_size):
             outputs.append(torch.sigmoid(model(images.to(device))[:, 0]).float().cpu())
     return torch.cat(outputs).numpy() if outputs else np.zeros((0, *split.images.shape[1:3]), np.float32)
 
@@ -140,14 +143,15 @@ def segmentation_trainable(config: dict, *, data: ClassificationData, monitor: M
     seed_everything(cfg.seed)
     device = trial_device_and_threads()
     model = build_segmenter(cfg, data.mean, data.std).to(device)
-    train_set = ArrayDataset(data.splits["train"], augment=build_augmentation(cfg.augment, seed=cfg.seed))
-    sampler = RandomSampler(train_set, num_samples=cfg.epoch_samples, generator=torch.Generator().manual_seed(cfg.seed))
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler)
+    batches = training_batches(data.splits["train"], None, augment=cfg.augment, batch_size=cfg.batch_size,
+                               epoch_samples=cfg.epoch_samples, seed=cfg.seed, device=device,
+                               data_path=cfg.data_path, cpus=assigned_cpus())
     loss_fn = segmentation_loss(cfg.loss)
 
     def batch_loss(net: nn.Module, batch) -> tuple[torch.Tensor, None]:
         images, masks = batch
-        return loss_fn(net(images.to(device))[:, 0], masks.to(device).float()), None
+        images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+        return loss_fn(net(images)[:, 0], masks.float()), None
 
     def evaluate(net: nn.Module) -> dict:
         val = data.splits["val"]
@@ -157,6 +161,7 @@ def segmentation_trainable(config: dict, *, data: ClassificationData, monitor: M
     optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     settings = LoopSettings.of(cfg, num_classes=2, monitor=monitor, channels_last=True)
     meta = {"task": "segmentation", "dataset": data.name, "class_names": list(data.class_names),
-            "image_size": data.image_size, "mean": list(data.mean), "std": list(data.std), "config": asdict(cfg)}
-    fit(model=model, optimizer=optimizer, train_batches=lambda: loader, batch_loss=batch_loss,
+            "image_size": data.image_size, "mean": list(data.mean), "std": list(data.std), "config": asdict(cfg),
+            "data_path": batches.path}
+    fit(model=model, optimizer=optimizer, train_batches=batches, batch_loss=batch_loss,
         evaluate=evaluate, settings=settings, meta=meta, trial_started=trial_started)
