@@ -11,11 +11,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 
 from trainables.metrics import row_normalised  # noqa: E402
 
 REASON_COLOURS = {"completed": "#2da44e", "early_stopped_patience": "#0969da", "stopped_by_asha": "#9a6700",
                   "diverged": "#cf222e", "errored": "#8250df", "interrupted": "#6e7781", "not_started": "#afb8c1"}
+UNKNOWN_REASON_COLOUR = "#6e7781"
 
 
 def _save(fig, path: Path) -> Path:
@@ -165,19 +168,33 @@ def _numeric_first(text: str):
 
 
 def epochs_per_trial(trials: pd.DataFrame, max_epochs: int, path: Path) -> Path:
-    """Epochs each trial ran, coloured by why it stopped, against the budget without ASHA."""
-    ordered = trials.sort_values("epochs")
+    """Epochs each trial ran, coloured by why it stopped, against the budget without ASHA.
+
+    The bars of each stop reason are drawn together and labelled with it, so the legend's
+    swatch takes its colour from the bars themselves (an empty, labelled bar call gets
+    matplotlib's default blue instead)."""
+    ordered = trials.sort_values("epochs", kind="stable").reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(7, 0.28 * len(ordered) + 1.5))
-    colours = [REASON_COLOURS.get(r, "#6e7781") for r in ordered["stop_reason"]]
-    ax.barh(range(len(ordered)), ordered["epochs"], color=colours)
+    reasons = ordered["stop_reason"].astype(str)
+    for reason in sorted(set(reasons), key=reason_order):
+        chosen = ordered.index[reasons == reason]
+        ax.barh(chosen, ordered.loc[chosen, "epochs"], color=reason_colour(reason), label=reason)
     ax.axvline(max_epochs, ls="--", color="grey")
     ax.set_yticks(range(len(ordered)), ordered["trial_id"], fontsize=7)
     ax.set_xlabel(f"epochs run (dashed: max_epochs = {max_epochs})")
-    for reason, colour in REASON_COLOURS.items():
-        if (ordered["stop_reason"] == reason).any():
-            ax.barh([], [], color=colour, label=reason)
     ax.legend(fontsize=8, loc="lower right")
     return _save(fig, path)
+
+
+def reason_colour(reason: str) -> str:
+    """The colour every figure gives a stop reason (grey for one it does not know)."""
+    return REASON_COLOURS.get(reason, UNKNOWN_REASON_COLOUR)
+
+
+def reason_order(reason: str) -> int:
+    """Stop reasons in ``REASON_COLOURS`` order, unknown ones last, for stable legends."""
+    order = list(REASON_COLOURS)
+    return order.index(reason) if reason in order else len(order)
 
 
 def estimates_by_label(rows: pd.DataFrame, metric_label: str, path: Path) -> Path:
@@ -242,3 +259,87 @@ def detection_grid(images: list[np.ndarray], predictions: list[tuple], truths: l
         ax.set_title(f"{truth['source']}: {len(boxes)} detected, {len(truth['boxes'])} annotated",
                      fontsize=9)
     return _save(fig, path)
+
+
+def param_importance(importances: dict[str, float], metric: str, path: Path, *, trials: int) -> Path:
+    """Each varying axis's share of the metric's variance over the finished trials, largest on
+    top, its value written beside its bar."""
+    names = sorted(importances, key=importances.get)
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(names) + 1.6))
+    ax.barh(range(len(names)), [importances[n] for n in names], color="#0969da")
+    for position, name in enumerate(names):
+        ax.text(importances[name] + 0.01, position, f"{importances[name]:.2f}", va="center", fontsize=9)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlim(0, 1.08)
+    ax.set_xlabel(f"share of the variance of best {metric} (fANOVA, sums to 1)")
+    ax.set_title(f"Parameter importance over {trials} finished trials", fontsize=10)
+    ax.grid(alpha=0.3, axis="x")
+    return _save(fig, path)
+
+
+# How the parallel-coordinates plot draws each stop reason's lines: a trial ASHA stopped stands
+# at the budget it got, dashed, so it is not read as a fully trained one.
+REASON_LINE_STYLES = {"early_stopped_patience": "-.", "stopped_by_asha": "--"}
+
+
+def parallel_coordinates(table: pd.DataFrame, reasons: pd.Series, path: Path, *, categories: dict[str, list],
+                         log_axes: tuple[str, ...], value_ticks: tuple[str, ...], title: str) -> Path:
+    """One line per trial through its value on every column of ``table`` (left to right), on a
+    vertical axis per column: categorical for the columns in ``categories`` (their values in that
+    order), log-scaled for ``log_axes``, linear otherwise; the numeric columns in ``value_ticks``
+    (grid axes) get a tick at each value they took. Lines are coloured and styled by the trial's
+    stop reason (``reasons``, aligned with ``table``)."""
+    names = list(table.columns)
+    fig, host = plt.subplots(figsize=(max(6.5, 1.9 * len(names) + 1.5), 4.8))
+    units = np.column_stack([coordinate_axis(host, index, len(names), table[name], categories.get(name),
+                                             log=name in log_axes, value_ticks=name in value_ticks)
+                             for index, name in enumerate(names)])
+    x = np.arange(len(names), dtype=float)
+    reasons = reasons.astype(str).to_numpy()
+    for reason in sorted(set(reasons), key=reason_order):
+        chosen = reasons == reason
+        host.add_collection(LineCollection([np.column_stack([x, row]) for row in units[chosen]],
+                                           colors=reason_colour(reason),
+                                           linestyles=REASON_LINE_STYLES.get(reason, "-"), linewidths=1.6,
+                                           alpha=0.85, label=f"{reason} ({int(chosen.sum())})"))
+    host.set_xlim(-0.08, len(names) - 1 + 0.08)
+    host.set_ylim(0, 1)
+    host.set_xticks(x, names, fontsize=9)
+    host.set_yticks([])
+    for spine in host.spines.values():
+        spine.set_visible(False)
+    host.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=4, frameon=False)
+    host.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def coordinate_axis(host, index: int, count: int, values: pd.Series, order: list | None, *, log: bool,
+                    value_ticks: bool) -> np.ndarray:
+    """Draw the vertical axis of column ``index`` (of ``count``) over ``host`` and return where
+    each of ``values`` lies on it, from 0 (bottom) to 1 (top), in ``host``'s coordinates."""
+    axis = host.twinx()
+    axis.set_label(str(values.name))
+    axis.spines["right"].set_position(("axes", index / max(count - 1, 1)))
+    for side in ("left", "top", "bottom"):
+        axis.spines[side].set_visible(False)
+    axis.tick_params(axis="y", labelsize=8)
+    if order is not None:
+        position = {str(v): i for i, v in enumerate(order)}
+        axis.set_ylim(-0.5, len(order) - 0.5)
+        axis.set_yticks(range(len(order)), [str(v) for v in order])
+        return (values.map(lambda v: position[str(v)]).to_numpy(dtype=float) + 0.5) / len(order)
+    numbers = values.to_numpy(dtype=float)
+    low, high = float(numbers.min()), float(numbers.max())
+    scale = np.log10 if log else (lambda v: v)
+    span = (scale(high) - scale(low)) or 1.0
+    bottom, top = scale(low) - 0.05 * span, scale(high) + 0.05 * span
+    if log:
+        axis.set_yscale("log")
+        axis.set_ylim(10 ** bottom, 10 ** top)
+    else:
+        axis.set_ylim(bottom, top)
+    if value_ticks:
+        distinct = np.unique(numbers)
+        axis.set_yticks(distinct, [f"{v:g}" for v in distinct])
+        axis.yaxis.set_minor_locator(NullLocator())
+    return (scale(numbers) - bottom) / (top - bottom)

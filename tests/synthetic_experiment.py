@@ -4,6 +4,7 @@ for testing the analysis on every way a trial can end."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -77,3 +78,26 @@ def make_experiment(directory: Path, trials: list[dict], *, summary: bool = True
     if summary:
         pd.DataFrame(rows).to_csv(directory / "summary.csv", index=False)
     return directory
+
+
+def grid_trials(value_of: Callable[[dict], float], *, reasons: dict[int, str] | None = None) -> list[dict]:
+    """One trial per point of the smoke grid, in grid order (ids ``g00``, ``g01``, …), whose best
+    val_macro_f1 is ``value_of(config)``. ``reasons`` (grid index → stop reason) ends chosen
+    trials otherwise: "stopped_by_asha" after one epoch, "diverged" with nan in its second,
+    "errored" with an error file; any other trial runs both epochs, ending with that reason
+    (default "completed")."""
+    specs = []
+    for index, config in enumerate(FIXED.configs()):
+        reason = (reasons or {}).get(index, "completed")
+        value = float(value_of(config))
+        axes = {axis: config[axis] for axis in ("weighted_loss", "oversampling", "lr")}
+        if reason == "stopped_by_asha":
+            specs.append(trial(f"g{index:02d}", [value], stop_reason="", **axes))
+        elif reason == "diverged":
+            specs.append(trial(f"g{index:02d}", [value, float("nan")], stop_reason="diverged", **axes))
+        elif reason == "errored":
+            specs.append(trial(f"g{index:02d}", [value], status="ERROR", stop_reason="",
+                               error="RuntimeError: CUDA out of memory", **axes))
+        else:
+            specs.append(trial(f"g{index:02d}", [value - 0.05, value], stop_reason=reason, **axes))
+    return specs

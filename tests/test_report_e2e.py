@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 DOCUMENT_TABLES = {"seed 000 §5.1", "seed 000 §6.1", "seed 000 §6.2", "seed 000 §6.3", "seed 000 §8.2",
                    "seed 000 §8.4", "seed 000 §7.2, §8.3"}
 FIGURES = {"confusion_matrix.png", "roc_curves.png", "sample_predictions.png", "ablation.png",
-           "training_curves.png", "hyperparameters.png", "epochs_per_trial.png"}
+           "training_curves.png", "hyperparameters.png", "epochs_per_trial.png", "param_importance.png",
+           "parallel_coordinates.png"}
 
 
 @pytest.fixture(scope="module")

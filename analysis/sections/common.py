@@ -1,6 +1,7 @@
 """Sections any study can list: the summary, the winner's model performance, the confirmation
 of the candidates on the test split, training curves, the document's targets and claims
-(``checks``), the sweep and its trials, the model comparison, and the environment."""
+(``checks``), the sweep (with parameter importance and parallel coordinates of its trials) and
+its trials, the model comparison, and the environment."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ import pandas as pd
 
 from analysis import figures
 from analysis.document import Block, Bullets, Figure, Heading, Paragraph, Table
+from analysis.importance import Importance, param_value, parameter_importance, trial_values
 from analysis.rerun import CHECKPOINT, RETRAINED, metric_on_test
 from sweeps.environment import code_and_packages, environment_differences, recorded_environment
 from sweeps.report_spec import Check
+from sweeps.summary import STOPPED_BY_ASHA
 from trainables.metrics import metric_direction
 
 from .base import (CHECK_QUANTITIES, ReportContext, axis_values, duration, epochs_with_reason,
@@ -315,7 +318,103 @@ def sweep_section(context: ReportContext) -> list[Block]:
                              f"Best {experiment.metric} of every trial against each hyperparameter"))
         blocks.append(Figure(figures.epochs_per_trial(trials, max_epochs, context.figures_dir / "epochs_per_trial.png"),
                              "Epochs each trial ran under ASHA and early stopping"))
+        blocks += importance_blocks(context)
     return blocks
+
+
+EPOCHS_RUN = "epochs run"
+
+
+def importance_blocks(context: ReportContext) -> list[Block]:
+    """Parameter importance and parallel coordinates of the finished trials on the sweep's
+    metric, with what they can and cannot show; a sentence instead when there is too little."""
+    experiment = context.experiment
+    found = parameter_importance(experiment)
+    blocks: list[Block] = [Heading("Parameter importance and parallel coordinates", 3)]
+    if not found.drawable:
+        return blocks + [Paragraph(f"Not drawn: {found.skipped}.")]
+    blocks.append(Paragraph(importance_text(context, found)))
+    if found.importances:
+        path = figures.param_importance(found.importances, experiment.metric,
+                                        context.figures_dir / "param_importance.png", trials=len(found.trials))
+        blocks.append(Figure(path, f"Share of the variance of best {experiment.metric} each varying axis explains "
+                                   f"(fANOVA over {len(found.trials)} finished trials)"))
+    table, categories = parallel_table(context, found)
+    path = figures.parallel_coordinates(
+        table, found.trials["stop_reason"].reset_index(drop=True), context.figures_dir / "parallel_coordinates.png",
+        categories=categories, log_axes=tuple(axis.name for axis in found.varying if axis.log),
+        value_ticks=(*(axis.name for axis in found.varying), EPOCHS_RUN),
+        title=f"Finished trials: varying axes, epochs run and best {experiment.metric}")
+    blocks.append(Figure(path, f"Each finished trial through its value on every varying axis, the epochs it ran and "
+                               f"its best {experiment.metric}; colour and line style by stop reason (dashed: stopped "
+                               f"by ASHA, shown at the budget it got)"))
+    return blocks
+
+
+def importance_text(context: ReportContext, found: Importance) -> str:
+    """What the two figures show and what they do not, for this sweep."""
+    experiment, trials = context.experiment, found.trials
+    better = "higher" if experiment.mode == "max" else "lower"
+    sentences = [f"Both figures use the {len(trials)} finished trial(s) (completed, early-stopped or stopped by ASHA) "
+                 f"and each one's best {experiment.metric} ({better} is better) over the epochs it ran"
+                 f"{left_out_text(context, found)}."]
+    asha = int((trials["stop_reason"] == STOPPED_BY_ASHA).sum())
+    if asha:
+        sentences.append(f"ASHA stopped {asha} of them; each enters with its best value at the budget it got, so "
+                         f"an axis whose values learn fast early can look more important than it would at the full "
+                         f"budget.")
+    if found.importances:
+        ranked = ", ".join(f"{name} {share:.2f}" for name, share in found.importances.items())
+        sentences.append(f"Importance is fANOVA (Optuna's FanovaImportanceEvaluator): a random forest fitted to the "
+                         f"trials, its variance split among the varying axes, shares summing to 1 ({ranked}). It "
+                         f"describes this sweep only: over {search_extent(context)} it is coarse, interactions are "
+                         f"shared out among the axes, it says nothing about direction (the parallel coordinates do), "
+                         f"and it is no evidence that an axis matters outside the range searched.")
+    else:
+        sentences.append(f"No importance is given: {found.skipped}.")
+    if len(found.varying) == 1:
+        sentences.append(f"Only {found.varying[0].name} varied among the finished trials, so it carries all the "
+                         f"importance by construction.")
+    categorical = [axis.name for axis in found.varying if axis.categorical]
+    if categorical:
+        sentences.append(f"Boolean and text axes ({', '.join(categorical)}) are categories without an order.")
+    logs = [axis.name for axis in found.varying if axis.log]
+    if logs:
+        sentences.append(f"{', '.join(logs)} {'is' if len(logs) == 1 else 'are'} drawn on a log scale.")
+    if found.constant:
+        sentences.append(f"A constant axis has no importance and is not drawn: {', '.join(found.constant)} took one "
+                         f"value in every finished trial.")
+    return " ".join(sentences)
+
+
+def left_out_text(context: ReportContext, found: Importance) -> str:
+    """'; 2 other(s) … are left out (1 diverged, 1 errored)', or nothing when every trial finished."""
+    trials = context.experiment.trials
+    reasons = trials.loc[~trials["trial_id"].isin(found.trials["trial_id"]), "stop_reason"]
+    if reasons.empty:
+        return ""
+    counts = ", ".join(f"{n} {reason}" for reason, n in reasons.value_counts().items())
+    return f"; {len(reasons)} other(s) have no comparable value and are left out ({counts})"
+
+
+def search_extent(context: ReportContext) -> str:
+    """'a 12-point grid with 2 to 3 values per axis': how finely the sweep searched."""
+    resolved = context.experiment.resolved
+    sizes = [len(values) for values in resolved.grid.values()] or [1]
+    spread = f"{min(sizes)}" if min(sizes) == max(sizes) else f"{min(sizes)} to {max(sizes)}"
+    return f"a {resolved.grid_size}-point grid with {spread} values per axis"
+
+
+def parallel_table(context: ReportContext, found: Importance) -> tuple[pd.DataFrame, dict[str, list]]:
+    """The parallel-coordinates columns (each varying axis, epochs run, best metric), one row per
+    finished trial, and the value order of the categorical ones."""
+    experiment = context.experiment
+    table = pd.DataFrame({axis.name: [param_value(axis, v) for v in
+                                      trial_values(experiment, found.trials, axis.name)]
+                          for axis in found.varying})
+    table[EPOCHS_RUN] = found.trials["epochs"].to_numpy(dtype=int)
+    table[f"best {experiment.metric}"] = pd.to_numeric(found.trials[f"best_{experiment.metric}"]).to_numpy()
+    return table, {axis.name: axis.choices for axis in found.varying if axis.categorical}
 
 
 @section("trials")
