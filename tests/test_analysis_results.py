@@ -157,7 +157,7 @@ def test_count_mae_keeps_its_lowest_epoch_as_best_and_bookkeeping_is_no_metric(t
 
 def test_an_undeclared_metric_in_an_experiment_is_an_error_saying_where_to_declare_it(tmp_path):
     directory = make_experiment(tmp_path / "exp", [trial("t_a", [0.2, 0.5], extra={"val_hausdorff": [4.0, 3.0]})])
-    with pytest.raises(UnknownNameError, match=r"'val_hausdorff'.*trainables/metrics\.py"):
+    with pytest.raises(UnknownNameError, match=r"'val_hausdorff'.*trainables/metrics/directions\.py"):
         load_experiment(directory)
 
 

@@ -17,7 +17,8 @@ from sweeps.data import prepare_sweep_data
 from sweeps.registry import get_sweep
 from sweeps.space import SearchSpaceError, resolve
 from tests.conftest import make_voc
-from trainables.datasets import detection
+from trainables.datasets.detection import bccd_boxes, lymphoblast
+from trainables.datasets.detection import coco as coco_reader
 from trainables.datasets.detection import (FLIP_MODES, LISTING, AnnotationFileChoiceError, DetectionData,
                                            DetectionSplit, MalformedAnnotationFileError, flip_sample,
                                            load_detection_splits, mask_box, polygon_mask, prepare_bccd_detection,
@@ -317,7 +318,7 @@ def test_coco_problems_are_dropped_and_a_bare_bbox_is_a_box(tmp_path, monkeypatc
         {"id": 7, "image_id": 8, "category_id": 1, "bbox": [2, 3, 6, 5]},
     ]
     (tmp_path / "annotations.json").write_text(json.dumps(_coco_with(annotations)))
-    monkeypatch.setattr(detection, "rle_module", lambda: None)
+    monkeypatch.setattr(coco_reader, "rle_module", lambda: None)
     splits, audit = read_lymphoblast(tmp_path, image_size=32)
     reasons = _reasons(audit)
     assert "pycocotools" in reasons["a.jpg annotation 2"]
@@ -488,7 +489,7 @@ def test_a_cache_hit_gives_what_a_fresh_read_gives(via_smears, tmp_path, monkeyp
     monkeypatch.setenv("MEDSWEEP_CACHE_DIR", str(tmp_path))
     fresh, fresh_audit = prepare_lymphoblast(data_dir=str(via_smears), image_size=48, use_cache=False)
     first, _ = prepare_lymphoblast(data_dir=str(via_smears), image_size=48)
-    monkeypatch.setattr(detection, "read_planned", lambda *a, **k: pytest.fail("cache miss: images decoded again"))
+    monkeypatch.setattr(lymphoblast, "read_planned", lambda *a, **k: pytest.fail("cache miss: images decoded again"))
     cached, audit = prepare_lymphoblast(data_dir=str(via_smears), image_size=48)
     assert cached.fingerprint == fresh.fingerprint == first.fingerprint
     _assert_same_splits(cached.splits, fresh.splits)
@@ -567,7 +568,7 @@ def test_real_bccd_boxes_per_class_and_the_two_zero_area_drops(shared_data_dir, 
     xml = parse_annotation(shared_data_dir / "BCCD_Dataset" / "BCCD" / "Annotations" / f"{train.sources[0]}.xml")
     expected = np.array([b.as_tuple() for b in xml.boxes if b.area], np.float32) * 0.1
     assert np.allclose(train.boxes[0], expected)
-    monkeypatch.setattr(detection, "read_bccd_detection", lambda *a, **k: pytest.fail("cache miss"))
+    monkeypatch.setattr(bccd_boxes, "read_bccd_detection", lambda *a, **k: pytest.fail("cache miss"))
     cached, cached_audit = prepare_bccd_detection(data_dir=str(shared_data_dir), image_size=64)
     _assert_same_splits(cached.splits, data.splits)
     assert cached_audit.total_kept() == 4886

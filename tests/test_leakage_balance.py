@@ -18,7 +18,7 @@ from trainables.augment import build_augmentation
 from trainables.datasets.images import decode_rgb
 from trainables.datasets.leakage import NEAR_DISTANCE, check_leakage, image_print, near_duplicate_pairs
 from trainables.datasets.synthetic import TALEQANI_CLASSES, write_taleqani
-from trainables.datasets.taleqani import SPLITS, split_sizes
+from trainables.datasets.taleqani_common import SPLITS, split_sizes
 
 # Images per class, 4% of the real Taleqani classes (504, 985, 963, 804), and the balanced
 # count, above the largest class as the document's 1,000 is.

@@ -19,7 +19,8 @@ from trainables.datasets.chestmnist import KEPT_FINDINGS, prepare_chestmnist, re
 from trainables.datasets.images import decode_rgb
 from trainables.datasets.leakage import MIN_SIMILARITY, aligned_similarity
 from trainables.datasets.synthetic import write_chestmnist, write_taleqani
-from trainables.datasets.taleqani import assign_splits, list_labelled_images, read_taleqani_classification
+from trainables.datasets.taleqani_classification import (assign_splits, list_labelled_images,
+                                                         read_taleqani_classification)
 
 COPIES = ("JPEG 50", "resized up", "resized down", "horizontal flip", "vertical flip",
           "90° turn", "180° turn", "270° turn")

@@ -22,7 +22,8 @@ from trainables.datasets.detection import prepare_lymphoblast, read_lymphoblast
 from trainables.datasets.images import decode_rgb
 from trainables.datasets.leakage_policy import SPLIT_ORDER
 from trainables.datasets.synthetic import write_lymphoblast, write_taleqani
-from trainables.datasets.taleqani import SPLIT_FRACTIONS, read_segmentation_pairs, split_sizes
+from trainables.datasets.taleqani_common import SPLIT_FRACTIONS, split_sizes
+from trainables.datasets.taleqani_segmentation import read_segmentation_pairs
 
 SEGMENTATION_CLASS = "Benign"
 

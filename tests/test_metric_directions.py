@@ -128,7 +128,7 @@ def test_errors_and_losses_are_minimised_and_scores_maximised(name, expected):
 
 
 def test_an_undeclared_metric_is_an_error_naming_it_and_where_to_declare_it():
-    with pytest.raises(UnknownNameError, match=r"'val_hausdorff'.*METRIC_DIRECTIONS in trainables/metrics\.py") as err:
+    with pytest.raises(UnknownNameError, match=r"'val_hausdorff'.*METRIC_DIRECTIONS in trainables/metrics/directions\.py") as err:
         metric_direction("val_hausdorff")
     assert isinstance(err.value, MedsweepError)
     with pytest.raises(UnknownNameError, match="'lr'"):

@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 
 from trainables.datasets.base import DatasetError
-from trainables.datasets import taleqani
+from trainables.datasets import taleqani_classification
 from trainables.datasets.download import DataNotFoundError, cache_dir
 from trainables.datasets.images import decode_rgb
 from trainables.datasets.synthetic import TALEQANI_SHORT_CLASSES, write_taleqani
 from trainables.datasets.synthetic import main as synthetic_main
-from trainables.datasets.taleqani import (CLASSIFICATION_CLASSES, assign_splits, class_folders,
-                                          list_labelled_images, prepare_taleqani_classification,
-                                          prepare_taleqani_segmentation, read_taleqani_classification,
-                                          split_sizes)
+from trainables.datasets.taleqani_classification import (CLASSIFICATION_CLASSES, assign_splits, class_folders,
+                                                         list_labelled_images, prepare_taleqani_classification,
+                                                         read_taleqani_classification)
+from trainables.datasets.taleqani_common import split_sizes
+from trainables.datasets.taleqani_segmentation import prepare_taleqani_segmentation
 
 SPLITS = ("train", "val", "test")
 KAGGLE_FOLDERS = {"Benign": "Benign", "Early": "[Malignant] early Pre-B",
@@ -75,7 +76,7 @@ def test_an_unknown_folder_is_an_error_naming_it_and_the_valid_names_before_deco
     def must_not_decode(path):
         raise AssertionError("decoded before the folder names were checked")
 
-    monkeypatch.setattr(taleqani, "decode_rgb", must_not_decode)
+    monkeypatch.setattr(taleqani_classification, "decode_rgb", must_not_decode)
     with pytest.raises(DatasetError) as error:
         _read(root, 2)
     message = str(error.value)
@@ -196,7 +197,7 @@ def test_both_options_share_one_decode_cache_and_it_returns_identical_arrays(kag
     def must_not_decode(*args, **kwargs):
         raise AssertionError("the cache was not used")
 
-    monkeypatch.setattr(taleqani, "decode_listing", must_not_decode)
+    monkeypatch.setattr(taleqani_classification, "decode_listing", must_not_decode)
     for option in (1, 2):
         cached, audit = prepare_taleqani_classification(data_dir=str(kaggle_tree), image_size=32,
                                                         loading_option=option)
@@ -215,7 +216,7 @@ def test_decoded_images_are_the_resized_originals(kaggle_tree):
     source = split.sources[0]
     class_name, name = source.split("/")
     original = decode_rgb(kaggle_tree / "Original" / KAGGLE_FOLDERS[class_name] / name)
-    assert np.array_equal(split.images[0], taleqani.resize_square(original, 32))
+    assert np.array_equal(split.images[0], taleqani_classification.resize_square(original, 32))
     assert data.name == "taleqani" and data.class_names == ("Benign", "Early", "Pre", "Pro")
 
 

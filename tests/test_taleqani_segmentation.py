@@ -12,14 +12,14 @@ import pytest
 from PIL import Image
 
 from tests.conftest import assert_same_data
-from trainables.datasets import taleqani
+from trainables.datasets import taleqani_segmentation
 from trainables.datasets.download import DataNotFoundError, cache_dir
 from trainables.datasets.images import decode_rgb, resize_square
 from trainables.datasets.synthetic import main as synthetic_main
 from trainables.datasets.synthetic import write_taleqani
-from trainables.datasets.taleqani import (MASK_THRESHOLD, locate_taleqani,
-                                          prepare_taleqani_segmentation, read_segmentation_pairs,
-                                          segmentation_mask)
+from trainables.datasets.taleqani_common import locate_taleqani, split_sizes
+from trainables.datasets.taleqani_segmentation import (MASK_THRESHOLD, prepare_taleqani_segmentation,
+                                                       read_segmentation_pairs, segmentation_mask)
 
 PURPLE = (122, 72, 162)
 
@@ -143,7 +143,7 @@ def test_the_same_seed_gives_the_same_split_and_another_seed_a_different_one(for
 @pytest.mark.parametrize("count, sizes", [(3, [1, 1, 1]), (4, [2, 1, 1]), (20, [14, 3, 3]),
                                           (2, [2, 0, 0])])
 def test_split_sizes_round_and_leave_no_split_empty_from_three_pairs(count, sizes):
-    assert taleqani.split_sizes(count) == sizes
+    assert split_sizes(count) == sizes
 
 
 # --- resizing and alignment ------------------------------------------------------------------
@@ -237,7 +237,7 @@ def test_the_cache_returns_equal_arrays_and_the_same_audit(forty_pairs, monkeypa
     def must_not_read(*args, **kwargs):
         raise AssertionError("the cache was not used")
 
-    monkeypatch.setattr(taleqani, "read_segmentation_pairs", must_not_read)
+    monkeypatch.setattr(taleqani_segmentation, "read_segmentation_pairs", must_not_read)
     cached, cached_audit = prepare_taleqani_segmentation(data_dir=str(forty_pairs), image_size=24)
     assert_same_data(data, cached)
     assert cached_audit.to_dict() == audit.to_dict()

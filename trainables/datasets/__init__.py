@@ -10,7 +10,8 @@ from trainables.datasets.base import ClassificationData
 from trainables.datasets.bccd import prepare_bccd
 from trainables.datasets.chestmnist import prepare_chestmnist
 from trainables.datasets.detection import prepare_bccd_detection, prepare_lymphoblast
-from trainables.datasets.taleqani import prepare_taleqani_classification, prepare_taleqani_segmentation
+from trainables.datasets.taleqani_classification import prepare_taleqani_classification
+from trainables.datasets.taleqani_segmentation import prepare_taleqani_segmentation
 from trainables.errors import UnknownNameError
 
 PrepareFn = Callable[..., tuple[ClassificationData, DataAudit]]

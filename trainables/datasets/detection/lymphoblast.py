@@ -1,0 +1,236 @@
+"""The private lymphoblast smears of study 4 (seed 003): locating the data, planning which
+annotation files and images make each split, reading the plan under a leakage policy, and
+``prepare_lymphoblast``, the dataset's registered prepare function."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from trainables.datasets.audit import DataAudit
+from trainables.datasets.cache import file_digests
+from trainables.datasets.detection.annotation_files import (ANNOTATION_NAMES, annotation_candidates,
+                                                            find_annotation_file, json_files, missing_named_file,
+                                                            named_annotation_file, read_annotation_file)
+from trainables.datasets.detection.cache import cached_detection_data
+from trainables.datasets.detection.reading import ReadSettings, ReadState, SplitBuilder, read_annotated_image
+from trainables.datasets.detection.regions import IMAGE_FOLDER, AnnotatedImage, AnnotationSet, ClassMap
+from trainables.datasets.detection.types import LISTING, SPLITS, DetectionData, DetectionSplit
+from trainables.datasets.download import DATA_DIR_ENV, DataNotFoundError
+from trainables.datasets.leakage_policy import (apply_after_split, duplicate_index_groups, resolve_policy,
+                                                split_keeping_groups, unassigned_prints)
+from trainables.datasets.taleqani_common import shuffled_split
+
+LYMPHOBLAST = "lymphoblast"
+LYMPHOBLAST_CLASSES = ("lymphoblast", "non-lymphoblast")
+# Label spellings accepted for each class, compared after ``label_key`` normalisation: the
+# document is Indonesian, and its annotators labelled cells "limfoblas" / "non-limfoblas".
+LABEL_SPELLINGS = {
+    "lymphoblast": ("lymphoblast", "lymphoblasts", "limfoblas", "limfoblast", "sel limfoblas"),
+    "non-lymphoblast": ("non-lymphoblast", "non-lymphoblasts", "non-limfoblas", "non-limfoblast",
+                        "bukan limfoblas", "sel non-limfoblas"),
+}
+LYMPHOBLAST_FRACTIONS = (0.7, 0.2, 0.1)
+SPLIT_SEED = 42
+
+
+@dataclass(frozen=True)
+class DetectionPlan:
+    """What a dataset read will cover: its annotation files, the images of each split, and
+    notes on how the layout was read. Cheap to make (no image is decoded), so the cache key
+    can be computed from it. ``shuffle`` is the (seed, fractions) of the split medsweep made of
+    the one annotation file's images, None where the data's own folders fix the splits."""
+
+    root: Path
+    annotation_sets: tuple[AnnotationSet, ...]
+    splits: dict[str, tuple[AnnotatedImage, ...]]
+    notes: tuple[str, ...]
+    shuffle: tuple[int, tuple[float, float, float]] | None = None
+
+    @property
+    def splits_made_here(self) -> bool:
+        return self.shuffle is not None
+
+    def keeping_together(self, groups: list[list[int]]) -> "DetectionPlan":
+        """The plan with the same seeded split, except that each group (indices into the
+        annotation file's images) lands in one split (see ``assign_splits``)."""
+        seed, fractions = self.shuffle
+        return replace(self, splits=assign_splits(self.annotation_sets[0].images, seed=seed, fractions=fractions,
+                                                  groups=groups))
+
+    def source_files(self) -> list[Path]:
+        images = {entry.path for entries in self.splits.values() for entry in entries} - {None}
+        return [s.path for s in self.annotation_sets] + sorted(images)
+
+
+def locate_lymphoblast(data_dir: str | None, *, annotations: str | None = None) -> Path:
+    """The lymphoblast dataset folder: ``<dir>/lymphoblast`` or ``<dir>`` itself, where
+    ``<dir>`` is ``data_dir`` or else ``$MEDSWEEP_DATA_DIR``, and the folder holds an annotation
+    file (see ``find_annotation_file``; the file ``annotations`` names, when given) or
+    ``train/``, ``val/``, ``test/`` folders each holding one. The data is private, so it is
+    never downloaded."""
+    base = data_dir or os.environ.get(DATA_DIR_ENV)
+    looked = [Path(base).expanduser() / LYMPHOBLAST, Path(base).expanduser()] if base else []
+    for folder in looked:
+        if (folder / annotations).is_file() if annotations else _holds_annotations(folder):
+            return folder
+    if annotations and looked:
+        raise missing_named_file(annotations, looked)
+    where = ("Looked in:\n" + "\n".join(f"  {p}" for p in looked) if looked
+             else f"Neither --data-dir nor {DATA_DIR_ENV} is set, so there was nowhere to look.")
+    raise DataNotFoundError(
+        f"Lymphoblast data was not found.\n{where}\n"
+        f"It is private (seed 003: 1,461 smears from RSUP Dr. Sardjito Yogyakarta) and cannot be "
+        f"downloaded. With access to it, put the VIA 2.x (or COCO) JSON file (any name; "
+        f"{' or '.join(ANNOTATION_NAMES)} is taken first, --set annotations=FILE picks one of several) "
+        f"in a folder with the images next to it or in {IMAGE_FOLDER}/ (or train/, val/, test/ folders "
+        f"each laid out so), then pass --data-dir DIR or set {DATA_DIR_ENV}=DIR, where DIR is that "
+        f"folder or holds it as {LYMPHOBLAST}/.\n"
+        f"To try medsweep without it: python -m trainables.datasets.synthetic lymphoblast OUT, "
+        f"then --data-dir OUT")
+
+
+def _holds_annotations(folder: Path) -> bool:
+    """Whether ``folder`` has train/, val/ and test/ folders each with an annotation file, or
+    one of its own."""
+    return all(find_annotation_file(folder / s) for s in SPLITS) or find_annotation_file(folder) is not None
+
+
+def plan_lymphoblast(root: Path, *, annotations: str | None = None, class_attribute: str | None = None,
+                     seed: int = SPLIT_SEED,
+                     fractions: tuple[float, float, float] = LYMPHOBLAST_FRACTIONS) -> DetectionPlan:
+    """The lymphoblast images per split. ``annotations`` (a path relative to ``root``) names the
+    one annotation file to read. Otherwise, with ``train/``, ``val/``, ``test/`` folders each
+    holding an annotation file, those are the splits; else the root's one file (see
+    ``find_annotation_file``) is read. One file's images, sorted by name, are shuffled once with
+    ``seed`` and split by ``fractions`` (the document's 70/20/10); reading may then keep
+    duplicates together (``DetectionPlan.keeping_together``)."""
+    root = Path(root)
+    class_map = ClassMap(LYMPHOBLAST_CLASSES, LABEL_SPELLINGS)
+    per_split = {} if annotations else {split: find_annotation_file(root / split) for split in SPLITS}
+    folders_split = bool(per_split) and all(per_split.values())
+    if folders_split:
+        sets = tuple(read_annotation_file(per_split[s], class_map, class_attribute=class_attribute) for s in SPLITS)
+        splits = {split: annotation_set.images for split, annotation_set in zip(SPLITS, sets)}
+        how = "splits from the train/, val/ and test/ folders' own annotation files"
+        unused = annotation_candidates(root)
+        if unused:
+            how += f" ({', '.join(p.name for p in unused)} at the top not used)"
+    else:
+        top = named_annotation_file(root, annotations) if annotations else find_annotation_file(root)
+        if top is None:
+            raise DataNotFoundError(
+                f"{root} has no VIA or COCO annotation file (nor train/, val/, test/ folders each holding "
+                f"one); JSON files there: {', '.join(json_files(root)) or 'none'}")
+        sets = (read_annotation_file(top, class_map, class_attribute=class_attribute),)
+        splits = assign_splits(sets[0].images, seed=seed, fractions=fractions)
+        how = (f"split {'/'.join(f'{round(f * 100)}' for f in fractions)} by one shuffle with seed {seed}")
+    if not any(splits.values()):
+        raise DataNotFoundError(f"{', '.join(str(s.path) for s in sets)} list(s) no images")
+    return DetectionPlan(root, sets, splits, (_layout_note(sets, root, how), _label_note(class_map)),
+                         shuffle=None if folders_split else (seed, fractions))
+
+
+def assign_splits(images: Sequence[AnnotatedImage], *, seed: int = SPLIT_SEED,
+                  fractions: tuple[float, float, float] = LYMPHOBLAST_FRACTIONS,
+                  groups: list[list[int]] = ()) -> dict[str, tuple]:
+    """``images`` shuffled once by ``seed`` and cut by ``fractions`` into train, val, test; each
+    of the ``groups`` of duplicates (indices into ``images``) is shuffled and cut as one image
+    (see ``split_keeping_groups``), so without groups the split is the plain one."""
+    parts = split_keeping_groups(len(images), list(groups), lambda representatives: shuffled_split(
+        np.arange(len(representatives)), np.random.default_rng(seed), fractions))
+    return {split: tuple(images[i] for i in part) for split, part in zip(SPLITS, parts)}
+
+
+def duplicate_image_groups(images: Sequence[AnnotatedImage]) -> list[list[int]]:
+    """Groups (indices into ``images``) of images that are copies or confirmed near-duplicates
+    of each other, found before splitting (an image whose file is missing belongs to none)."""
+    prints = unassigned_prints((entry.source, entry.path) for entry in images if entry.path is not None)
+    return duplicate_index_groups([entry.source for entry in images], prints)
+
+
+def _layout_note(sets: tuple[AnnotationSet, ...], root: Path, how: str) -> str:
+    files = ", ".join(f"{s.path.relative_to(root).as_posix()} ({s.form}"
+                      f"{f', class attribute {s.class_attribute!r}' if s.class_attribute else ''})" for s in sets)
+    return f"Annotations: {files}; {how}."
+
+
+def _label_note(class_map: ClassMap) -> str:
+    mapping = ", ".join(f"{label!r} → {name} ({count})"
+                        for (label, name), count in sorted(class_map.spellings.items()))
+    return f"Labels read as classes: {mapping or 'none'}."
+
+
+def read_planned(plan: DetectionPlan, class_names: tuple[str, ...], settings: ReadSettings,
+                 dataset: str) -> tuple[dict[str, DetectionSplit], DataAudit]:
+    """Every planned image decoded, scaled and preprocessed, with its targets; and the audit."""
+    audit = DataAudit(dataset=dataset, root=str(plan.root), class_names=class_names,
+                      notes=[*plan.notes, settings.note()])
+    state = ReadState(audit)
+    for annotation_set in plan.annotation_sets:
+        for item, reason in annotation_set.listing_drops:
+            audit.drop(LISTING, f"{annotation_set.path.relative_to(plan.root).as_posix()}: {item}", reason)
+    splits = {}
+    for split, entries in plan.splits.items():
+        audit.images_listed[split] = len(entries)
+        builder = SplitBuilder(with_masks=True)
+        for entry in entries:
+            read_annotated_image(split, entry, class_names, settings, state, builder)
+        splits[split] = builder.build()
+    return splits, state.finish()
+
+
+def read_lymphoblast_plan(plan: DetectionPlan, settings: ReadSettings,
+                          policy: str) -> tuple[dict[str, DetectionSplit], DataAudit]:
+    """The planned lymphoblast splits under the resolved leakage ``policy`` (see
+    ``leakage_policy``): ``group`` first moves each group of duplicate images into one split,
+    the other policies act on the plain split; the audit says what the policy did."""
+    images = plan.annotation_sets[0].images
+    groups = duplicate_image_groups(images) if policy == "group" else []
+    splits, audit = read_planned(plan.keeping_together(groups) if groups else plan, LYMPHOBLAST_CLASSES,
+                                 settings, LYMPHOBLAST)
+    splits = apply_after_split(policy, splits, audit, [[images[i].source for i in group] for group in groups],
+                               columns_of=lambda source, labels: [LYMPHOBLAST_CLASSES[label] for label in labels])
+    return splits, audit
+
+
+def lymphoblast_policy(plan: DetectionPlan, leakage: str | None) -> str:
+    """The leakage policy to run: ``leakage``, or ``group`` where medsweep splits the data and
+    ``warn`` where its train/val/test folders do (where ``group`` is an error)."""
+    return resolve_policy(leakage, dataset=LYMPHOBLAST, splits_made_here=plan.splits_made_here)
+
+
+def read_lymphoblast(root: Path, *, image_size: int, preprocessing: str = "raw", bilateral: bool = False,
+                     annotations: str | None = None, class_attribute: str | None = None,
+                     seed: int = SPLIT_SEED, leakage: str | None = None,
+                     ) -> tuple[dict[str, DetectionSplit], DataAudit]:
+    """The lymphoblast splits (images, boxes, labels, masks) and their audit, uncached."""
+    settings = ReadSettings(image_size, preprocessing, bilateral)
+    plan = plan_lymphoblast(root, annotations=annotations, class_attribute=class_attribute, seed=seed)
+    return read_lymphoblast_plan(plan, settings, lymphoblast_policy(plan, leakage))
+
+
+def prepare_lymphoblast(*, data_dir: str | None, image_size: int, padding: int = 10,
+                        preprocessing: str = "raw", bilateral: bool = False, annotations: str | None = None,
+                        leakage: str | None = None, use_cache: bool = True) -> tuple[DetectionData, DataAudit]:
+    """Lymphoblast / non-lymphoblast instances of every split, and the audit of the dataset.
+
+    ``preprocessing`` is ``raw`` or ``segmented`` (see ``preprocess``); ``bilateral`` adds the
+    bilateral filter first. ``annotations`` names the annotation file (relative to the data
+    folder) when the folder's own cannot be found unambiguously (see ``find_annotation_file``).
+    ``leakage`` is the duplicate policy (``group`` by default where medsweep makes the split,
+    ``warn`` where train/val/test folders fix it; see ``leakage_policy``).
+    ``padding`` is accepted because every dataset's prepare function takes the same keywords;
+    whole images are used, so it is ignored. The result is cached by the data's checksum, the
+    image size, the preprocessing and the leakage policy.
+    """
+    settings = ReadSettings(image_size, preprocessing, bilateral)
+    plan = plan_lymphoblast(locate_lymphoblast(data_dir, annotations=annotations), annotations=annotations)
+    policy = lymphoblast_policy(plan, leakage)
+    return cached_detection_data(LYMPHOBLAST, LYMPHOBLAST_CLASSES, plan.root, file_digests(plan.source_files()),
+                     {**settings.params(), "leakage": policy},
+                     lambda: read_lymphoblast_plan(plan, settings, policy), use_cache)
