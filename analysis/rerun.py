@@ -314,12 +314,16 @@ def run_retraining(experiment: Experiment, configs: list[dict], data: SweepData,
     """One Tune run of the sweep's trainable over exactly ``configs``, in ``<experiment>/reruns``."""
     from ray.tune.search import BasicVariantGenerator
 
+    from sweeps.progress import SweepProgress
     from sweeps.ray_session import ensure_ray
 
     resolved = experiment.resolved
     location = ExperimentLocation(str(experiment.directory / RERUN_STORAGE), time.strftime("rerun_%Y%m%d-%H%M%S"))
     configure_tune_environment()
     started_ray = ensure_ray(settings.address)
+    # No scheduler here: every config trains to its last epoch.
+    progress = SweepProgress(metric=resolved.spec.metric, mode=resolved.spec.mode,
+                             budget=sum(int(config.get("max_epochs", resolved.max_epochs)) for config in configs))
     try:
         tune.Tuner(
             wrapped_trainable(resolved, data),
@@ -328,7 +332,7 @@ def run_retraining(experiment: Experiment, configs: list[dict], data: SweepData,
                                         search_alg=BasicVariantGenerator(points_to_evaluate=list(configs)),
                                         num_samples=len(configs),
                                         trial_dirname_creator=lambda trial: trial.trial_id),
-            run_config=run_config(resolved, location, RunSettings(callbacks=(recorder,))),
+            run_config=run_config(resolved, location, RunSettings(callbacks=(recorder, progress), ray_table=False)),
         ).fit()
     finally:
         remove_checkpoint_staging(location.name)

@@ -1,9 +1,11 @@
-"""``--gpus-per-trial auto``: how many trials share one GPU.
+"""Short calibrations of a sweep's trainable: ``--gpus-per-trial auto`` (how many trials share
+one GPU) and the time of a training step (for ``--plan``'s forecast).
 
-A short calibration trains the heaviest configs of the grid for a few steps on a GPU, in a Ray
-task of its own (the driver never holds a CUDA context), and measures one trial's peak GPU
-memory; ``choose_gpus_per_trial`` then packs as many trials onto each GPU as fit with headroom,
-as far as the node's CPUs can feed them.
+A calibration trains the heaviest configs of the grid for a few steps, in a Ray task of its own
+holding a trial's resources (the driver never holds a CUDA context). For packing it measures one
+trial's peak GPU memory; ``choose_gpus_per_trial`` then packs as many trials onto each GPU as fit
+with headroom, as far as the node's CPUs can feed them. For timing it measures how long a worker
+takes to start, a trial to set up, and a training step to run.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import dataclasses
 import math
 import os
 import tempfile
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +32,8 @@ RAY_RESOURCE_UNIT = 10_000
 # whether its early layers train (pretrained detectors freeze them), the optimiser's moments.
 MEMORY_AXES = ("model", "backbone", "base_channels", "pretrained", "optimizer")
 CALIBRATION_STEPS = 3
+# Timing runs this many steps and twice as many: their difference is the steps' own time.
+TIMING_STEPS = 4
 
 
 class PackingError(MedsweepError, ValueError):
@@ -92,8 +97,7 @@ def calibration_configs(resolved: ResolvedSweep) -> list[dict[str, Any]]:
                if key in configs[0]}
     heaviest: dict[tuple, dict[str, Any]] = {}
     for config in configs:
-        shape = tuple(config.get(key) for key in MEMORY_AXES)
-        heaviest.setdefault(shape, {**config, **largest})
+        heaviest.setdefault(memory_shape(config), {**config, **largest})
     return list(heaviest.values())
 
 
@@ -136,18 +140,26 @@ def measure_peak_memory(*, trainable: str, configs: Sequence[dict[str, Any]], da
     for config in configs:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-        with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*is meant to only be called inside a function")
-            previous = os.getcwd()
-            os.chdir(scratch)  # fit stages its checkpoint in the working directory
-            try:
-                function(config, data=data, monitor=monitor)
-            finally:
-                os.chdir(previous)
+        run_outside_tune(function, config, data=data, monitor=monitor)
         free, total = torch.cuda.mem_get_info()
         beside_allocator = (total - free) - torch.cuda.memory_reserved()
         peak = max(peak, beside_allocator + torch.cuda.max_memory_reserved())
     return GpuMeasurement(peak_bytes=int(peak), gpu_bytes=int(total))
+
+
+def run_outside_tune(function, config: dict[str, Any], *, data: SweepData, monitor) -> float:
+    """Run a trainable ``function`` on ``config`` outside Tune (its reports are dropped) in a
+    scratch working directory; the seconds it took."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is meant to only be called inside a function")
+        previous = os.getcwd()
+        os.chdir(scratch)  # fit stages its checkpoint in the working directory
+        try:
+            function(config, data=data, monitor=monitor)
+        finally:
+            os.chdir(previous)
+    return time.perf_counter() - started
 
 
 def calibrate_peak_memory(resolved: ResolvedSweep, data: SweepData, *,
@@ -182,3 +194,72 @@ def auto_gpus_per_trial(resolved: ResolvedSweep, data: SweepData, *, nodes: Sequ
     return choose_gpus_per_trial(peak_bytes=measurement.peak_bytes, gpu_bytes=measurement.gpu_bytes,
                                  node_cpus=tightest.cpus, cpus_per_trial=resolved.resources.cpus,
                                  gpus_per_node=int(tightest.gpus), headroom=headroom)
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    """What one calibrated config costs a trial on a trial's resources.
+
+    ``startup_seconds``: from asking Ray for the task to its first line (a worker process
+    starting, importing, fetching the data). ``setup_seconds``: the first, cold run's time beyond
+    its training steps (building the model and loaders, a short validation). ``step_seconds``:
+    one warm training step of ``batch_size`` samples.
+    """
+
+    startup_seconds: float
+    setup_seconds: float
+    step_seconds: float
+    batch_size: int
+
+    @property
+    def sample_seconds(self) -> float:
+        return self.step_seconds / self.batch_size
+
+
+def measure_step_time(*, trainable: str, configs: Sequence[tuple[dict[str, Any], dict[str, Any]]],
+                      data: SweepData, monitor, submitted: float) -> list[StepTiming]:
+    """For each pair of the same config ``shortened`` to ``TIMING_STEPS`` and twice as many
+    steps: a cold run of the shorter (setup), a warm one, and the longer; the step time is the
+    difference of the warm runs per extra step. ``submitted`` is the driver's ``time.time()``
+    when it asked for this task. Runs in the calibration task, never in the driver."""
+    startup = max(0.0, time.time() - submitted)
+    entry = get_trainable(trainable)
+    function = on_variant(entry.function)
+    timings = []
+    for short, long in configs:
+        cold = run_outside_tune(function, short, data=data, monitor=monitor)
+        warm = run_outside_tune(function, short, data=data, monitor=monitor)
+        longer = run_outside_tune(function, long, data=data, monitor=monitor)
+        step = max(0.0, (longer - warm) / TIMING_STEPS)
+        timings.append(StepTiming(startup_seconds=startup, setup_seconds=max(0.0, cold - TIMING_STEPS * step),
+                                  step_seconds=step,
+                                  batch_size=int(with_defaults(short, entry.config_class).get("batch_size", 1))))
+        startup = 0.0  # the worker started once, for the first config
+    return timings
+
+
+def calibrate_step_time(resolved: ResolvedSweep, data: SweepData) -> dict[tuple, StepTiming]:
+    """``StepTiming`` of each of the grid's heaviest configs (``calibration_configs``), keyed by
+    its values of ``MEMORY_AXES`` (``memory_shape``), measured in one Ray task holding a trial's
+    CPUs and GPUs, so its threads and device are a trial's. Needs Ray started; fetch pretrained
+    weights first (``preflight_pretrained``)."""
+    import ray
+
+    from trainables.engine import Monitor
+
+    config_class = get_trainable(resolved.spec.trainable).config_class
+    heaviest = calibration_configs(resolved)
+    pairs = [(shortened(config, config_class, steps=TIMING_STEPS),
+              shortened(config, config_class, steps=2 * TIMING_STEPS)) for config in heaviest]
+    largest_eval = max(int(with_defaults(config, config_class).get("eval_batch_size", 1)) for config in heaviest)
+    task = ray.remote(num_gpus=resolved.resources.gpus, num_cpus=resolved.resources.cpus,
+                      max_calls=1)(measure_step_time)
+    timings = ray.get(task.remote(trainable=resolved.spec.trainable, configs=pairs,
+                                  data=small_validation(data, 2 * largest_eval),
+                                  monitor=Monitor(resolved.spec.metric, resolved.spec.mode), submitted=time.time()))
+    return {memory_shape(config): timing for config, timing in zip(heaviest, timings)}
+
+
+def memory_shape(config: dict[str, Any]) -> tuple:
+    """A config's values of ``MEMORY_AXES``: which calibrated config stands for it."""
+    return tuple(config.get(key) for key in MEMORY_AXES)

@@ -21,6 +21,8 @@ CONNECT_TIMEOUT_SECONDS = 30.0
 # to the loopback address; its token authentication (on unless this variable turns it off) is
 # what keeps other hosts out of a local run.
 AUTH_MODE_VARIABLE = "RAY_AUTH_MODE"
+# Ray marks a node's GPU type with a resource of this prefix.
+ACCELERATOR_PREFIX = "accelerator_type:"
 
 
 class RayConnectionError(MedsweepError, ConnectionError):
@@ -31,16 +33,29 @@ class ResourceRequestError(MedsweepError, ValueError):
     """A trial asks for more CPUs or GPUs than any node of the cluster has."""
 
 
-def ensure_ray(address: str | None, *, connect_timeout: float | None = None,
+class DashboardError(MedsweepError, ValueError):
+    """``--dashboard`` cannot start: Ray's dashboard packages are missing, or the run joins a
+    cluster (which has a dashboard of its own)."""
+
+
+# The address the local dashboard listens on: this machine only, never the network.
+DASHBOARD_HOST = "127.0.0.1"
+
+
+def ensure_ray(address: str | None, *, connect_timeout: float | None = None, dashboard: bool = False,
                warn: Callable[[str], None] = print) -> bool:
     """Connect to ``address`` or start a local Ray instance; True when this call started it.
 
     A cluster address is probed first and given up on after ``connect_timeout`` seconds
     (default ``CONNECT_TIMEOUT_SECONDS``; Ray itself retries a dead address without end).
+    ``dashboard`` starts the local instance with Ray's dashboard on ``DASHBOARD_HOST`` and
+    prints its URL (``check_dashboard`` first: it refuses a cluster and a minimal Ray install).
     """
     import ray
     if ray.is_initialized():
         return False
+    if dashboard:
+        check_dashboard(address=address)
     if address:
         wait_for_cluster(address, timeout=connect_timeout or CONNECT_TIMEOUT_SECONDS)
         try:
@@ -52,8 +67,35 @@ def ensure_ray(address: str | None, *, connect_timeout: float | None = None,
             warn(warning)
         # "local" always starts a private instance; a bare ray.init() would attach to whatever
         # cluster /tmp/ray last recorded, even a dead one.
-        ray.init(address="local", include_dashboard=False)
+        context = ray.init(address="local", include_dashboard=dashboard,
+                           **({"dashboard_host": DASHBOARD_HOST} if dashboard else {}))
+        if dashboard:
+            warn(f"Ray dashboard: {dashboard_url(context.dashboard_url)}")
     return True
+
+
+def dashboard_dependency_error() -> ImportError | None:
+    """Ray's own check for the dashboard's packages (absent from a minimal ``pip install ray``)."""
+    from ray._private.utils import get_dashboard_dependency_error
+    return get_dashboard_dependency_error()
+
+
+def check_dashboard(*, address: str | None) -> None:
+    """Refuse ``--dashboard`` before Ray starts when it cannot work: with ``--address`` (the
+    cluster's head already serves a dashboard) or without the ``ray[default]`` packages (Ray
+    would fail with a traceback while starting)."""
+    if address:
+        raise DashboardError(f"--dashboard starts a dashboard for a local run only; the cluster at --address "
+                             f"{address} has its own, served by its head node (port 8265 by default: "
+                             f"`ray dashboard cluster.yaml` forwards it to this machine)")
+    if (missing := dashboard_dependency_error()) is not None:
+        raise DashboardError(f"--dashboard needs Ray's dashboard packages, which this environment lacks "
+                             f"({missing}); install them with: pip install 'ray[default]'")
+
+
+def dashboard_url(url: str) -> str:
+    """``url`` as a browser link (Ray reports it without a scheme)."""
+    return url if "://" in url else f"http://{url}"
 
 
 def local_auth_warning() -> str | None:
@@ -108,10 +150,12 @@ def alive_nodes() -> int:
 
 @dataclass(frozen=True)
 class NodeCapacity:
-    """What one alive node has in total (not what is free now)."""
+    """What one alive node has in total (not what is free now), and its GPUs' type as Ray
+    detected it (``accelerator_type:…``; None without GPUs or when Ray names none)."""
 
     cpus: float
     gpus: float
+    accelerator: str | None = None
 
     def fits(self, cpus: float, gpus: float) -> bool:
         return self.cpus >= cpus and self.gpus >= gpus
@@ -119,8 +163,15 @@ class NodeCapacity:
 
 def node_capacities() -> list[NodeCapacity]:
     import ray
-    return [NodeCapacity(cpus=float(node["Resources"].get("CPU", 0)), gpus=float(node["Resources"].get("GPU", 0)))
+    return [NodeCapacity(cpus=float(node["Resources"].get("CPU", 0)), gpus=float(node["Resources"].get("GPU", 0)),
+                         accelerator=accelerator_of(node["Resources"]))
             for node in ray.nodes() if node.get("Alive")]
+
+
+def accelerator_of(resources: dict) -> str | None:
+    """The GPU type a node's Ray resources name (``accelerator_type:H100`` → ``H100``)."""
+    names = sorted(key.removeprefix(ACCELERATOR_PREFIX) for key in resources if key.startswith(ACCELERATOR_PREFIX))
+    return names[0] if names else None
 
 
 def cluster_autoscales() -> bool:

@@ -19,8 +19,10 @@ import yaml
 
 from sweeps.data import SweepData, prepare_sweep_data
 from sweeps.environment import capture_environment, mismatch_warning
-from sweeps.packing import auto_gpus_per_trial, no_gpu_choice
-from sweeps.ray_session import alive_nodes, check_trial_resources, ensure_ray, node_capacities
+from sweeps.packing import auto_gpus_per_trial, calibrate_step_time, no_gpu_choice
+from sweeps.plan import Forecast, Timing, calibrated_timing, comparison, forecast_for
+from sweeps.progress import SweepProgress
+from sweeps.ray_session import alive_nodes, check_dashboard, check_trial_resources, ensure_ray, node_capacities
 from sweeps.registry import SWEEPS, Resources, SweepSpec, get_sweep
 from sweeps.space import PROFILES, ResolvedSweep, SearchSpaceError, from_saved, grid_size_of, resolve
 from sweeps.storage import ExperimentLocation, check_shared_storage, check_writable_storage, list_experiments
@@ -68,9 +70,21 @@ class SweepOptions:
     data_dir: str | None = None
     check_data: bool = False
     strict_data: bool = False
+    plan: bool = False
+    plan_seconds_per_epoch: float | None = None
+    verbose: bool = False
+    dashboard: bool = False
 
     def __post_init__(self) -> None:
-        """Refuse counts and resources that make no sense, before anything is resolved or started."""
+        """Refuse counts, resources and combinations that make no sense, before anything is
+        resolved or started."""
+        if self.plan and self.resume:
+            raise SearchSpaceError("--plan forecasts a new run; it cannot be combined with --resume")
+        seconds = self.plan_seconds_per_epoch
+        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                                    or not 0 < seconds < float("inf")):
+            raise SearchSpaceError(f"--plan-seconds-per-epoch {seconds!r}: must be a finite number of seconds "
+                                   f"above 0 (one trial's epoch on its resources)")
         if self.num_samples is not None:
             self._require_whole("--num-samples", self.num_samples, least=1,
                                 meaning="trials, or repeats of the whole grid with --search grid")
@@ -122,13 +136,17 @@ def resolve_profile(profile: str) -> tuple[str, str]:
 
 
 def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> SweepOutcome:
-    """Resolve, reach Ray, audit the data, run the sweep through Ray Tune, write ``summary.csv``.
+    """Resolve, reach Ray, audit the data, forecast the cost, run the sweep through Ray Tune,
+    write ``summary.csv``; with ``plan``, stop after the forecast.
 
     Every check that needs no Ray runs first; Ray is reached (and the resource request checked
     against it) before the data audit and before anything is written, so a wrong address or an
-    impossible request leaves no experiment behind.
+    impossible request leaves no experiment behind (and ``--plan`` never writes one).
     """
+    began = time.perf_counter()
     spec = get_sweep(options.name)
+    if options.dashboard:
+        check_dashboard(address=options.address)
     if options.resume:
         check_writable_storage(storage=options.storage)
         location = find_experiment(options.storage, options.name, options.experiment_name)
@@ -139,14 +157,14 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
             echo(warning)
     else:
         resolved = resolve_for_run(spec, options, echo)
-        location = None if options.check_data else new_experiment(options.storage, spec.name,
-                                                                  options.experiment_name)
+        location = None if options.check_data or options.plan else new_experiment(
+            options.storage, spec.name, options.experiment_name)
     if options.check_data:
         data = audited_data(resolved, options, echo)
         return SweepOutcome(exit_code=0, audit=data.audit)
 
     configure_tune_environment()
-    started_ray = ensure_ray(options.address)
+    started_ray = ensure_ray(options.address, dashboard=options.dashboard, warn=echo)
     try:
         if options.gpus_per_trial == AUTO and not options.resume and resolved.resources.gpus > 0 \
                 and not any(node.gpus >= 1 for node in node_capacities()):
@@ -154,7 +172,8 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
             resolved = with_resources(resolved, None, 0.0)
         check_trial_resources(cpus=resolved.resources.cpus, gpus=resolved.resources.gpus,
                               local=options.address is None, warn=echo)
-        check_shared_storage(options.storage, nodes=alive_nodes(), declared_shared=options.storage_shared)
+        if not options.plan:
+            check_shared_storage(options.storage, nodes=alive_nodes(), declared_shared=options.storage_shared)
         data = audited_data(resolved, options, echo)
         if not options.resume:
             preflight_pretrained(resolved, data)
@@ -162,9 +181,14 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
                 choice = auto_gpus_per_trial(resolved, data, nodes=node_capacities())
                 echo(choice.reason)
                 resolved = with_resources(resolved, None, choice.gpus_per_trial)
+        forecast = sweep_forecast(resolved, data, options, began=began)
+        echo("\n".join(forecast.lines()))
+        if options.plan:
+            return SweepOutcome(exit_code=0, audit=data.audit)
+        if not options.resume:
             write_experiment_files(location, resolved, data, data_dir=options.data_dir)
         echo("Trials get: " + data.describe_training_splits())
-        rows, elapsed = fit_and_summarise(spec, resolved, data, location, options, echo)
+        rows, elapsed = fit_and_summarise(spec, resolved, data, location, options, echo, forecast=forecast)
     finally:
         if started_ray:
             import ray
@@ -173,12 +197,54 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
         report_to_wandb(spec, location, rows, echo)
     counts = rows["stop_reason"].value_counts().to_dict()
     echo(f"{len(rows)} trials in {elapsed:.0f} s: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    echo(comparison(forecast, trial_epochs=int(rows["epochs"].sum()), wall_seconds=elapsed))
     echo(f"Experiment directory: {location.path}")
     if counts.get(INTERRUPTED):
         echo(f"Interrupted: {counts[INTERRUPTED]} trial(s) did not finish. Continue with:\n  "
              + resume_command(options, location))
         return SweepOutcome(exit_code=EXIT_INTERRUPTED, location=location, summary=rows, audit=data.audit)
     return SweepOutcome(exit_code=exit_code(rows), location=location, summary=rows, audit=data.audit)
+
+
+def sweep_forecast(resolved: ResolvedSweep, data: SweepData, options: SweepOptions, *,
+                   began: float | None = None) -> Forecast:
+    """The sweep's ``Forecast`` on the nodes Ray has now. Its time comes from
+    ``--plan-seconds-per-epoch``, else from a short calibration of the trainable on a trial's
+    resources (``packing.calibrate_step_time``); a resumed run gets none (its trials are
+    partly done), nor does a smoke run without ``--plan`` (it is over in about the time a
+    calibration takes). ``began``: the command's start (``time.perf_counter()``), for the time it
+    took to get here."""
+    nodes = node_capacities()
+    untimed_because = Forecast.untimed_because
+    if options.plan_seconds_per_epoch is not None:
+        timing = Timing(epoch_seconds=options.plan_seconds_per_epoch, trial_overhead_seconds=0.0,
+                        source="--plan-seconds-per-epoch")
+    elif options.resume:
+        timing = None
+    elif options.smoke and not options.plan:
+        timing, untimed_because = None, "a smoke run is not calibrated; --plan estimates one"
+    else:
+        timing, untimed_because = calibrated(resolved, data, nodes)
+    return forecast_for(resolved, trials=trial_count(options, resolved), nodes=nodes, local=options.address is None,
+                        timing=timing, untimed_because=untimed_because,
+                        preparation_seconds=None if began is None else time.perf_counter() - began)
+
+
+def calibrated(resolved: ResolvedSweep, data: SweepData, nodes: list) -> tuple[Timing | None, str]:
+    """The calibrated ``Timing``, or None and why not. The forecast is advice, so a calibration
+    that cannot run (no node holds a trial yet: it would wait for the autoscaler) or that fails
+    (the trainable raised; its trials will say why) leaves the sweep without a time estimate
+    rather than stopping it."""
+    from ray.exceptions import RayTaskError
+
+    cpus, gpus = resolved.resources.cpus, resolved.resources.gpus
+    if not any(node.fits(cpus, gpus) for node in nodes):
+        return None, "no node holds a trial yet, so nothing was calibrated; give --plan-seconds-per-epoch"
+    try:
+        return calibrated_timing(resolved, data, calibrate_step_time(resolved, data)), ""
+    except RayTaskError as exc:
+        lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+        return None, f"the calibration failed: {lines[-1][:200] if lines else type(exc).__name__}"
 
 
 def audited_data(resolved: ResolvedSweep, options: SweepOptions, echo: Callable[[str], None]) -> SweepData:
@@ -224,7 +290,7 @@ def resolve_for_run(spec: SweepSpec, options: SweepOptions, echo: Callable[[str]
     resolved = with_resources(resolved, options.cpus_per_trial,
                               None if options.gpus_per_trial == AUTO else options.gpus_per_trial)
     echo(f"{spec.name}: {why}{' + smoke' if options.smoke else ''}; {resolved.grid_size} grid point(s), "
-         f"{num_samples(options, resolved)} trial(s) by {options.search} search")
+         f"{trial_count(options, resolved)} trial(s) by {options.search} search")
     return resolved
 
 
@@ -235,17 +301,24 @@ def num_samples(options: SweepOptions, resolved: ResolvedSweep) -> int:
     return 1 if options.search == "grid" else resolved.grid_size
 
 
+def trial_count(options: SweepOptions, resolved: ResolvedSweep) -> int:
+    """Trials the sweep runs: every repeat of the grid, or a sampler's samples."""
+    return num_samples(options, resolved) * (resolved.grid_size if options.search == "grid" else 1)
+
+
 def fit_and_summarise(spec: SweepSpec, resolved: ResolvedSweep, data, location: ExperimentLocation,
-                      options: SweepOptions, echo: Callable[[str], None]):
+                      options: SweepOptions, echo: Callable[[str], None], *, forecast: Forecast):
     from sweeps.tuner import build_tuner, remove_checkpoint_staging, restore_tuner
 
     if options.resume:
         tuner = restore_tuner(resolved, data, location)
     else:
+        progress = () if options.verbose else (SweepProgress(metric=spec.metric, mode=spec.mode,
+                                                             budget=forecast.asha_trial_epochs),)
         settings = RunSettings(num_samples=num_samples(options, resolved), max_failures=options.max_failures,
                                search=options.search, seed=int(resolved.fixed.get("seed", 0)),
-                               optuna_storage=options.optuna_storage,
-                               callbacks=wandb_callbacks(spec, location) if options.wandb else ())
+                               optuna_storage=options.optuna_storage, ray_table=options.verbose,
+                               callbacks=progress + (wandb_callbacks(spec, location) if options.wandb else ()))
         tuner = build_tuner(resolved, data, location, settings)
     started = time.perf_counter()
     try:
@@ -352,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Examples:\n  python -m sweeps.run --list\n"
                "  python -m sweeps.run bccd_imbalance --check-data\n"
                "  python -m sweeps.run bccd_imbalance --smoke\n"
+               "  python -m sweeps.run bccd_imbalance --plan\n"
                "  python -m sweeps.run bccd_imbalance --set lr=[1e-3,3e-4] --set weighted_loss=true\n"
                "  python -m sweeps.run bccd_imbalance --search optuna --num-samples 20\n"
                "  python -m sweeps.run bccd_imbalance --resume\n"
@@ -403,6 +477,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="directory holding the dataset folder "
                                            "(default: $MEDSWEEP_DATA_DIR, then the user cache, then download)")
     parser.add_argument("--check-data", action="store_true", help="print the data audit and exit without training")
+    parser.add_argument("--plan", action="store_true",
+                        help="print what the sweep will cost (trials, trial-epochs for the grid and under ASHA, "
+                             "trials at once, wall time from a short calibration) and exit without training "
+                             "or creating an experiment")
+    parser.add_argument("--plan-seconds-per-epoch", type=float, metavar="S",
+                        help="the forecast's seconds per trial-epoch, instead of calibrating on this machine")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show Ray Tune's periodic status table instead of the one-line progress")
+    parser.add_argument("--dashboard", action="store_true",
+                        help="start Ray's dashboard on 127.0.0.1 for a local run and print its URL "
+                             "(needs pip install 'ray[default]'; a cluster has its own)")
     parser.add_argument("--strict-data", action="store_true",
                         help="stop (exit 2) when the audit drops any item or the data differs from its pinned "
                              "checksums, instead of training on what is left; for pipelines that must not train "
@@ -428,7 +513,8 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
         gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
         max_failures=args.max_failures, seed=args.seed, search=args.search,
         optuna_storage=args.optuna_storage, wandb=args.wandb, data_dir=args.data_dir,
-        check_data=args.check_data, strict_data=args.strict_data)
+        check_data=args.check_data, strict_data=args.strict_data, plan=args.plan,
+        plan_seconds_per_epoch=args.plan_seconds_per_epoch, verbose=args.verbose, dashboard=args.dashboard)
 
 
 def overrides_from_file(path: str | None) -> tuple[str, ...]:

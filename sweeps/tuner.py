@@ -41,6 +41,9 @@ class RunSettings:
     seed: int = 42
     optuna_storage: str | None = None
     callbacks: tuple = ()
+    # Ray Tune's periodic status table; off when a ``progress.SweepProgress`` callback draws
+    # the one-line progress instead.
+    ray_table: bool = True
 
 
 def wrapped_trainable(resolved: ResolvedSweep, data: SweepData):
@@ -111,7 +114,7 @@ def run_config(resolved: ResolvedSweep, location: ExperimentLocation, settings: 
             checkpoint_score_order=resolved.spec.mode),
         failure_config=tune.FailureConfig(max_failures=settings.max_failures),
         callbacks=list(settings.callbacks),
-        verbose=1,
+        verbose=1 if settings.ray_table else 0,
     )
 
 
@@ -131,6 +134,7 @@ def build_tuner(resolved: ResolvedSweep, data: SweepData, location: ExperimentLo
 
 def restore_tuner(resolved: ResolvedSweep, data: SweepData, location: ExperimentLocation) -> tune.Tuner:
     """Continue an interrupted experiment: finished trials are kept, unfinished ones resume
-    from their latest checkpoint, errored ones are retried from theirs."""
+    from their latest checkpoint, errored ones are retried from theirs. The run keeps the saved
+    run's settings (Tune restores its RunConfig), its progress line or Ray's table included."""
     return tune.Tuner.restore(location.path, trainable=wrapped_trainable(resolved, data),
                               resume_unfinished=True, resume_errored=True)

@@ -56,6 +56,13 @@ def test_help_explains_every_option():
         assert option in text
 
 
+def test_help_explains_the_plan_progress_and_dashboard_options():
+    text = " ".join(build_parser().format_help().split())
+    assert "--plan " in text and "--plan-seconds-per-epoch S" in text and "exit without training" in text
+    assert "--verbose" in text and "Ray Tune's periodic status table" in text
+    assert "--dashboard" in text and "pip install 'ray[default]'" in text
+
+
 def test_an_unknown_class_folder_is_a_clear_error_before_any_training(capsys, tmp_path):
     from trainables.datasets.synthetic import write_taleqani
     root = write_taleqani(tmp_path / "taleqani", per_class=2, size=32)

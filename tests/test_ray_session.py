@@ -120,3 +120,15 @@ def test_a_local_instance_refuses_clients_without_its_token(tmp_path):
     assert lines, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads(lines[-1][len("RESULT "):])
     assert result["returncode"] != 0 and "Authentication token is missing or incorrect" in result["stderr"]
+
+
+def test_a_nodes_gpu_type_is_read_from_rays_accelerator_resource(monkeypatch):
+    import ray
+
+    from sweeps import ray_session
+    nodes = [{"Alive": True, "Resources": {"CPU": 32.0, "GPU": 4.0, "accelerator_type:A100": 1.0}},
+             {"Alive": True, "Resources": {"CPU": 2.0}},
+             {"Alive": False, "Resources": {"CPU": 8.0, "GPU": 1.0, "accelerator_type:T4": 1.0}}]
+    monkeypatch.setattr(ray, "nodes", lambda: nodes)
+    assert ray_session.node_capacities() == [NodeCapacity(cpus=32, gpus=4, accelerator="A100"),
+                                             NodeCapacity(cpus=2, gpus=0)]
