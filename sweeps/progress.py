@@ -106,7 +106,7 @@ class SweepProgress(Callback):
         if final or now - self.last_line >= self.interval:
             self.last_line = now
             print(f"[{duration(now - self.started)}] {self.counts_text(trials)}; {done}/{self.budget:.0f} "
-                  f"trial-epochs forecast; {self.time_left(done, now)}; {self.best_text()}",
+                  f"trial-epochs forecast; {self.time_left(done, now, trials)}; {self.best_text()}",
                   file=self.stream, flush=True)
 
     def open_bar(self, trials: list) -> tqdm:
@@ -131,8 +131,10 @@ class SweepProgress(Callback):
         best = "no result yet" if self.best is None else f"{self.best[0]:.4f} (trial {self.best[1]})"
         return f"best {self.metric} {best}"
 
-    def time_left(self, done: int, now: float) -> str:
+    def time_left(self, done: int, now: float, trials: list) -> str:
         """Time left at the pace so far, for the trial-epochs the forecast still holds."""
+        if trials and trial_counts(trials)["finished"] == len(trials):
+            return "all done"
         remaining = self.budget - done
         if done == 0 or remaining <= 0:
             return "time left unknown" if done == 0 else "past the forecast"

@@ -101,6 +101,14 @@ def test_a_log_gets_a_plain_line_every_interval_and_one_at_the_end():
     assert "\r" not in out.getvalue()
 
 
+def test_the_last_line_of_a_finished_sweep_says_all_done_not_past_the_forecast():
+    out = io.StringIO()
+    progress = SweepProgress(metric="val_f1", mode="max", budget=2, file=out, tty=False, clock=Clock())
+    finished = [trial("a", "TERMINATED", 2), trial("b", "TERMINATED", 2)]
+    progress.on_experiment_end(finished)
+    assert "4/2 trial-epochs forecast; all done;" in out.getvalue()
+
+
 def test_without_a_forced_mode_the_stream_decides_and_defaults_to_stdout(capsys):
     assert SweepProgress(metric="m", mode="max", budget=1, file=io.StringIO()).tty is False
     progress = SweepProgress(metric="m", mode="max", budget=1)
