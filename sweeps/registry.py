@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from sweeps.report_spec import Check, ReportSpec
 from sweeps.wandb_logging import WandbSettings
-from trainables.errors import UnknownNameError
+from trainables.registries import Registry
 
 
 @dataclass(frozen=True)
@@ -228,7 +228,7 @@ BCCD_DETECTION_REPORT = ReportSpec(
 )
 
 
-SWEEPS: dict[str, SweepSpec] = {
+SWEEPS: Registry[SweepSpec] = Registry("sweep", entries={
     "bccd_imbalance": SweepSpec(
         name="bccd_imbalance",
         study="Blood-cell patch classification under class imbalance (STUDIES.md §1, seed 000)",
@@ -324,12 +324,9 @@ SWEEPS: dict[str, SweepSpec] = {
         group_by=("preprocessing",),
         report=BCCD_DETECTION_REPORT,
     ),
-}
+})
 
 
 def get_sweep(name: str) -> SweepSpec:
     """The spec registered as ``name``; unknown names list the valid ones."""
-    try:
-        return SWEEPS[name]
-    except KeyError:
-        raise UnknownNameError(f"unknown sweep {name!r}; valid sweeps: {', '.join(sorted(SWEEPS))}") from None
+    return SWEEPS.get(name)

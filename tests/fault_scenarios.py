@@ -183,8 +183,8 @@ def flaky(workdir: Path, data_dir: str) -> dict:
     from trainables.registry import TRAINABLES
 
     os.environ["MEDSWEEP_FLAKY_DIR"] = str(workdir)
-    TRAINABLES["flaky"] = dataclasses.replace(TRAINABLES["classification"], name="flaky", function=flaky_trainable)
-    SWEEPS["bccd_flaky"] = dataclasses.replace(get_sweep("bccd_imbalance"), name="bccd_flaky", trainable="flaky")
+    TRAINABLES.add("flaky", dataclasses.replace(TRAINABLES["classification"], name="flaky", function=flaky_trainable))
+    SWEEPS.add("bccd_flaky", dataclasses.replace(get_sweep("bccd_imbalance"), name="bccd_flaky", trainable="flaky"))
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"MEDSWEEP_FLAKY_DIR": str(workdir)}})
     outcome = run_sweep(sweep_options(workdir, data_dir, "flaky", sweep="bccd_flaky",

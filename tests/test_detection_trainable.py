@@ -20,13 +20,14 @@ from torchvision.models.detection import FasterRCNN, MaskRCNN
 from trainables import detection
 from trainables.config import ConfigError, from_config
 from trainables.datasets.detection import DetectionData, DetectionSplit, mask_box
-from trainables.detection import (DetectionConfig, build_detector, checkpoint_candidates, checkpoint_coco_scores,
+from trainables.detection import (DetectionConfig, checkpoint_candidates, checkpoint_coco_scores,
                                   checkpoint_instance_candidates, checkpoint_masks, predict_detections,
-                                  sampling_weights, training_batches, uniform_guess_outcomes, validation_metrics)
+                                  sampling_weights, training_batches, uniform_guess_loss, validation_metrics)
 from trainables.detection_inference import (CANDIDATE_MIN_CONFIDENCE, RPN_PROPOSALS_PER_IMAGE, candidate_cap,
                                             candidate_scores, detection_truth, postprocess)
 from trainables.engine import META_FILE, STOP_COMPLETED, STOP_DIVERGED, LoopSettings, Monitor, fit
 from trainables.models import PretrainedWeightsError
+from trainables.models.rcnn import build_detector
 
 CLASSES = ("blast", "other")
 SIZE = 64
@@ -257,9 +258,9 @@ def test_an_absurd_learning_rate_ends_the_trial_as_diverged(data, scratch):
 
 
 def test_the_divergence_bound_is_the_factor_times_an_uninformed_models_loss():
-    settings = LoopSettings.of(DetectionConfig(), num_classes=uniform_guess_outcomes(2, True), monitor=MONITOR)
+    settings = LoopSettings.of(DetectionConfig(), baseline_loss=uniform_guess_loss(2, True), monitor=MONITOR)
     assert settings.divergence_loss == pytest.approx(10 * (math.log(3) + 2 * math.log(2)))
-    assert uniform_guess_outcomes(3, False) == 8
+    assert uniform_guess_loss(3, False) == pytest.approx(math.log(4) + math.log(2))
 
 
 def test_candidates_hold_every_box_from_the_lowest_grid_confidence_and_replay_the_model(trained, data):

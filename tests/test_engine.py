@@ -13,6 +13,7 @@ from torch import nn
 
 from trainables import engine
 from trainables.arrays import Normalize
+from trainables.config import ConfigError, LoopConfig
 from trainables.engine import (FP32_CPU, META_FILE, STATE_FILE, STOP_COMPLETED, STOP_DIVERGED, STOP_EARLY,
                                Acceleration, Diverged, EarlyStopping, LoopSettings, _plain, acceleration_for,
                                check_epoch_loss, fit, load_checkpoint_model, prepare_model, train_one_epoch)
@@ -347,10 +348,21 @@ def test_normalize_hands_the_first_convolution_channels_last_memory_already():
 
 
 def test_loop_settings_carry_the_trainables_channels_last_choice():
-    class Config:
-        max_epochs, plateau_factor, plateau_patience, early_stopping_patience, divergence_factor = 3, 0.5, 1, 2, 10.0
-        deterministic = False
-
+    config = LoopConfig(lr=1e-3, batch_size=2, eval_batch_size=2, max_epochs=3, plateau_patience=1,
+                        early_stopping_patience=2)
     monitor = engine.Monitor("val_accuracy", "max")
-    assert LoopSettings.of(Config(), num_classes=2, monitor=monitor, channels_last=True).channels_last
-    assert not LoopSettings.of(Config(), num_classes=2, monitor=monitor).channels_last
+    assert LoopSettings.of(config, baseline_loss=math.log(2), monitor=monitor, channels_last=True).channels_last
+    assert not LoopSettings.of(config, baseline_loss=math.log(2), monitor=monitor).channels_last
+
+
+def test_loop_settings_diverge_at_the_factor_times_the_baseline_loss():
+    config = LoopConfig(lr=1e-3, batch_size=2, eval_batch_size=2, max_epochs=3, divergence_factor=4.0)
+    settings = LoopSettings.of(config, baseline_loss=2.5, monitor=engine.Monitor("val_loss", "min"))
+    assert settings.divergence_loss == 10.0
+
+
+@pytest.mark.parametrize("key", ["lr", "batch_size", "eval_batch_size", "max_epochs", "divergence_factor"])
+def test_the_loop_config_refuses_a_non_positive_loop_setting(key):
+    values = {"lr": 1e-3, "batch_size": 2, "eval_batch_size": 2, "max_epochs": 3, key: 0}
+    with pytest.raises(ConfigError, match=f"config key '{key}' must be positive"):
+        LoopConfig(**values)

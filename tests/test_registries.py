@@ -11,7 +11,16 @@ from sweeps.space import resolve
 from trainables.augment import AUGMENTATIONS, build_augmentation
 from trainables.datasets import DATASETS, get_dataset_entry
 from trainables.models import MODELS, PretrainedWeightsError, build_model, timm_model
+from trainables.registries import Registry
 from trainables.registry import TRAINABLES, get_trainable
+
+
+def test_every_registry_is_a_registry_of_its_kind():
+    from analysis.sections import SECTIONS
+    registries = {"sweep": SWEEPS, "trainable": TRAINABLES, "dataset": DATASETS, "model": MODELS,
+                  "augmentation": AUGMENTATIONS, "report section": SECTIONS}
+    for kind, registry in registries.items():
+        assert isinstance(registry, Registry) and registry.kind == kind and len(registry) > 0
 
 
 @pytest.mark.parametrize("lookup,registry,kind", [
@@ -73,7 +82,7 @@ def test_unavailable_pretrained_weights_say_how_to_opt_out(monkeypatch):
             raise OSError("hub unreachable")
         return torch.nn.Identity()
 
-    monkeypatch.setattr("trainables.models.timm.create_model", offline)
+    monkeypatch.setattr("trainables.models.classifiers.timm.create_model", offline)
     with pytest.raises(PretrainedWeightsError, match=r"--set pretrained=false.*cpu profile"):
         timm_model("efficientnet_b0", num_classes=3, pretrained=True, pretrained_path=None)
 
@@ -103,5 +112,5 @@ def test_every_sweeps_report_names_known_sections_and_check_quantities(name):
 def test_an_unknown_report_section_is_an_error_listing_the_valid_ones():
     from analysis.sections import validate_spec
     from sweeps.report_spec import ReportSpec
-    with pytest.raises(KeyError, match="unknown report section 'tabels'; valid sections: .*ablation"):
+    with pytest.raises(KeyError, match="unknown report section 'tabels'; valid report sections: .*ablation"):
         validate_spec(ReportSpec(sections=("summary", "tabels")))

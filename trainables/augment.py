@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import albumentations as A
 import kornia.augmentation as K
-from trainables.errors import UnknownNameError
+
+from trainables.registries import Registry
 
 
 @dataclass(frozen=True)
@@ -28,25 +29,20 @@ class Augmentation:
     device: Callable[[], K.AugmentationSequential | None] | None
 
 
-AUGMENTATIONS: dict[str, Augmentation] = {}
+AUGMENTATIONS: Registry[Augmentation] = Registry("augmentation")
 
 
 def register_augmentation(name: str, *, device: Callable[[], K.AugmentationSequential | None] | None):
     """Register the decorated albumentations factory as ``name``, with its kornia twin."""
     def decorator(factory):
-        if name in AUGMENTATIONS:
-            raise ValueError(f"augmentation {name!r} is registered twice")
-        AUGMENTATIONS[name] = Augmentation(name, factory, device)
+        AUGMENTATIONS.add(name, Augmentation(name, factory, device))
         return factory
     return decorator
 
 
 def get_augmentation(name: str) -> Augmentation:
     """The entry registered as ``name``; unknown names list the valid ones."""
-    if name not in AUGMENTATIONS:
-        raise UnknownNameError(f"unknown augmentation {name!r}; valid augmentations: "
-                               f"{', '.join(sorted(AUGMENTATIONS))}")
-    return AUGMENTATIONS[name]
+    return AUGMENTATIONS.get(name)
 
 
 def build_augmentation(name: str, *, seed: int | None = None) -> A.Compose | None:

@@ -3,6 +3,7 @@ function, configured by ``ClassificationConfig`` and fed decoded arrays from the
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -12,10 +13,10 @@ import torch
 from torch import nn
 
 from trainables.arrays import Normalize, in_order
-from trainables.config import ConfigError, from_config, require_choice, require_positive
+from trainables.config import ConfigError, LoopConfig, from_config, require_choice
 from trainables.datasets.base import ClassificationData, SplitArrays
 from trainables.device_data import DATA_PATHS, training_batches
-from trainables.engine import (LOOP_POSITIVE, OPTIMIZERS, LoopSettings, Monitor, assigned_cpus, fit,
+from trainables.engine import (OPTIMIZERS, LoopSettings, Monitor, assigned_cpus, fit,
                                load_checkpoint_model, read_checkpoint_config, seed_everything,
                                trial_device_and_threads)
 from trainables.metrics import classification_metrics, probability_metrics
@@ -23,7 +24,7 @@ from trainables.models import build_model
 
 
 @dataclass(frozen=True)
-class ClassificationConfig:
+class ClassificationConfig(LoopConfig):
     """Everything a classification trial can be told. Defaults are study 1's fixed settings.
 
     ``epoch_samples`` caps an epoch at that many random training samples (None: one full pass
@@ -55,17 +56,11 @@ class ClassificationConfig:
     balance_per_class: int | None = None
     augment: str = "none"
     data_path: str = "auto"
-    plateau_factor: float = 0.5
-    plateau_patience: int = 5
-    early_stopping_patience: int = 10
-    divergence_factor: float = 10.0
-    seed: int = 42
-    deterministic: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require_choice("optimizer", self.optimizer, OPTIMIZERS)
         require_choice("data_path", self.data_path, DATA_PATHS)
-        require_positive(self, LOOP_POSITIVE)
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"config key 'dropout' must be in [0, 1), got {self.dropout!r}")
         if self.balance_per_class is not None and (self.balance_per_class <= 0 or self.oversampling):
@@ -211,7 +206,7 @@ def classification_trainable(config: dict, *, data: ClassificationData, monitor:
         return evaluate_logits(logits, labels, data.class_names, weights)
 
     optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    settings = LoopSettings.of(cfg, num_classes=data.num_classes, monitor=monitor, channels_last=True)
+    settings = LoopSettings.of(cfg, baseline_loss=math.log(data.num_classes), monitor=monitor, channels_last=True)
     meta = {"task": "classification", "dataset": data.name, "class_names": list(data.class_names),
             "image_size": data.image_size, "mean": list(data.mean), "std": list(data.std),
             "config": asdict(cfg), "data_path": batches.path}

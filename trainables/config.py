@@ -7,7 +7,9 @@ import math
 import types
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
+
 from trainables.errors import MedsweepError
 
 T = TypeVar("T")
@@ -22,6 +24,34 @@ class ConfigError(MedsweepError, ValueError):
     def __init__(self, message: str, *, key: str | None = None) -> None:
         super().__init__(message)
         self.key = key
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """The settings every trainable's config shares with the training loop (``engine.fit``),
+    checked once here; each task's config derives from it, calls ``super().__post_init__()``
+    and redeclares ``lr``, ``batch_size``, ``eval_batch_size`` and ``max_epochs`` with its own
+    study's defaults.
+
+    The learning rate drops by ``plateau_factor`` after ``plateau_patience`` epochs without
+    improvement of the monitored metric; training stops after ``early_stopping_patience`` such
+    epochs, or when the training loss exceeds ``divergence_factor`` times an uninformed model's.
+    ``deterministic`` asks for deterministic algorithms only, without cuDNN autotuning.
+    """
+
+    lr: float
+    batch_size: int
+    eval_batch_size: int
+    max_epochs: int
+    plateau_factor: float = 0.5
+    plateau_patience: int = 5
+    early_stopping_patience: int = 10
+    divergence_factor: float = 10.0
+    seed: int = 42
+    deterministic: bool = False
+
+    def __post_init__(self) -> None:
+        require_positive(self, ("lr", "batch_size", "eval_batch_size", "max_epochs", "divergence_factor"))
 
 
 def require_choice(key: str, value: Any, choices) -> None:

@@ -9,6 +9,7 @@ packed detections (image, x1, y1, x2, y2, score, label), 1..C inside the model (
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,33 +19,24 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torchvision.models import ResNet101_Weights
-from torchvision.models.detection import (FasterRCNN, FasterRCNN_ResNet50_FPN_Weights, MaskRCNN,
-                                          MaskRCNN_ResNet50_FPN_Weights)
-from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
-from torchvision.ops.misc import FrozenBatchNorm2d
 
-from trainables.config import ConfigError, from_config, require_choice, require_positive
+from trainables.config import ConfigError, LoopConfig, from_config, require_choice, require_positive
 from trainables.datasets.detection import FLIP_MODES, DetectionData, DetectionSplit, flip_sample
-from trainables.engine import (LOOP_POSITIVE, META_FILE, OPTIMIZERS, LoopSettings, Monitor, fit,
+from trainables.engine import (META_FILE, OPTIMIZERS, LoopSettings, Monitor, fit,
                                load_checkpoint_model, seed_everything, trial_device_and_threads)
 from trainables.detection_inference import candidate_settings, instance_candidates
 from trainables.metrics import coco_average_precision, detection_scores, encode_masks
-from trainables.models import PretrainedWeightsError
+from trainables.models.rcnn import BACKBONES, build_detector, default_weights, read_weights, starts_pretrained
 
-BACKBONES = ("resnet50", "resnet101")
 OPTIMIZER_NAMES = ("sgd", *OPTIMIZERS)
 SGD_MOMENTUM = 0.9  # Matterport's LEARNING_MOMENTUM
 # Mask probabilities above this are the instance (Matterport's and torchvision's 0.5).
 MASK_THRESHOLD = 0.5
-# The heads replaced for the data's classes when starting from COCO weights (torchvision's
-# fine-tuning tutorial): their shapes are COCO's 91 classes.
-CLASS_HEADS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.")
 
 
 @dataclass(frozen=True)
-class DetectionConfig:
+class DetectionConfig(LoopConfig):
     """Everything a detection trial can be told. Defaults are study 4's (seed 003, Matterport's
     Mask R-CNN configuration where the document names none).
 
@@ -91,17 +83,12 @@ class DetectionConfig:
     max_detections: int = 100
     flips: bool = True
     balance_classes: bool = False
-    plateau_factor: float = 0.5
-    plateau_patience: int = 5
-    early_stopping_patience: int = 10
-    divergence_factor: float = 10.0
-    seed: int = 42
-    deterministic: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require_choice("backbone", self.backbone, BACKBONES)
         require_choice("optimizer", self.optimizer, OPTIMIZER_NAMES)
-        require_positive(self, (*LOOP_POSITIVE, "steps_per_epoch", "validation_steps", "max_detections"))
+        require_positive(self, ("steps_per_epoch", "validation_steps", "max_detections"))
         if self.gradient_clip_norm is not None and self.gradient_clip_norm <= 0:
             raise ConfigError(f"config key 'gradient_clip_norm' must be positive or null, "
                               f"got {self.gradient_clip_norm!r}")
@@ -110,103 +97,12 @@ class DetectionConfig:
                 raise ConfigError(f"config key {key!r} must be in (0, 1), got {getattr(self, key)!r}")
 
 
-def starts_pretrained(config: DetectionConfig) -> bool:
-    """Whether the trial starts from downloaded or local weights (``pretrained_path`` alone
-    counts, as for the classifiers)."""
-    return config.pretrained or config.pretrained_path is not None
-
-
-def build_detector(config: DetectionConfig, *, num_classes: int, masks: bool, image_side: int,
-                   load_weights: bool = True) -> GeneralizedRCNN:
-    """Mask R-CNN (``masks``) or Faster R-CNN on an FPN over the configured ResNet, with
-    ``num_classes`` + 1 outputs (background first) and the config's score, NMS and detection
-    limits.
-
-    ``min_size`` = ``max_size`` = ``image_side`` (the data's longest image side) makes
-    torchvision's transform scale every image by min(side / shorter, side / longer) = 1 when
-    the images are that size, so the model sees them at the data's own scale; smaller images are
-    scaled up to it. ``load_weights=False`` builds the same network (the same norm layers) without
-    fetching any weights, for a checkpoint's own weights to be loaded into.
-    """
-    pretrained = starts_pretrained(config)
-    backbone = resnet_fpn_backbone(backbone_name=config.backbone, weights=None,
-                                   norm_layer=FrozenBatchNorm2d if pretrained else nn.BatchNorm2d,
-                                   trainable_layers=3 if pretrained else 5)
-    detector = MaskRCNN if masks else FasterRCNN
-    model = detector(backbone, num_classes=num_classes + 1, min_size=image_side, max_size=image_side,
-                     box_score_thresh=config.detection_min_confidence, box_nms_thresh=config.detection_nms,
-                     rpn_nms_thresh=config.rpn_nms, box_detections_per_img=config.max_detections)
-    if pretrained and config.backbone == "resnet50":
-        # torchvision sets batch-norm eps 0 for its COCO_V1 detectors (trained so); set here even
-        # without loading, so a checkpoint's rebuilt model computes what the trial's did.
-        for module in model.modules():
-            if isinstance(module, FrozenBatchNorm2d):
-                module.eps = 0.0
-    if pretrained and load_weights:
-        load_pretrained(model, config, masks=masks)
-    return model
-
-
 def fetch_detector_weights(config: dict, *, data: DetectionData) -> None:
     """Read (downloading once) the weights a trial of ``config`` starts from, so a missing
     download fails in the driver before any trial starts."""
     cfg = from_config(DetectionConfig, config)
     if starts_pretrained(cfg):
         read_weights(cfg, default_weights(cfg, masks=data.has_masks))
-
-
-def default_weights(config: DetectionConfig, *, masks: bool):
-    """torchvision's weights enum the backbone starts from when no ``pretrained_path`` is given."""
-    if config.backbone == "resnet101":
-        return ResNet101_Weights.IMAGENET1K_V1
-    return MaskRCNN_ResNet50_FPN_Weights.COCO_V1 if masks else FasterRCNN_ResNet50_FPN_Weights.COCO_V1
-
-
-def load_pretrained(model: GeneralizedRCNN, config: DetectionConfig, *, masks: bool) -> None:
-    """Load the starting weights: a COCO detector's into everything but the class heads
-    (``resnet50``), or ImageNet ResNet weights into the backbone's body (``resnet101``)."""
-    weights = default_weights(config, masks=masks)
-    state = read_weights(config, weights)
-    if config.backbone == "resnet101":
-        load_matching(model.backbone.body, state, skip=(), source=config.pretrained_path or weights.url)
-    else:
-        load_matching(model, state, skip=CLASS_HEADS, source=config.pretrained_path or weights.url)
-
-
-def read_weights(config: DetectionConfig, weights) -> dict[str, torch.Tensor]:
-    """The state dict at ``pretrained_path``, or torchvision's download of ``weights``."""
-    expected = Path(weights.url).name
-    advice = (f"Either point at a local copy of {expected} with --set pretrained_path=/path/to/{expected}, "
-              f"or train from scratch with --set pretrained=false")
-    if config.pretrained_path:
-        path = Path(config.pretrained_path).expanduser()
-        if not path.is_file():
-            raise PretrainedWeightsError(f"pretrained_path {path} does not exist. {advice}")
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise PretrainedWeightsError(f"could not read pretrained_path {path} "
-                                         f"({type(exc).__name__}: {exc}). {advice}") from exc
-    try:
-        return weights.get_state_dict(progress=False, weights_only=True)
-    except Exception as exc:
-        raise PretrainedWeightsError(f"could not load torchvision's {weights} weights for the {config.backbone} "
-                                     f"detector ({type(exc).__name__}: {exc}). {advice}") from exc
-
-
-def load_matching(module: nn.Module, state: dict[str, torch.Tensor], *, skip: tuple[str, ...], source: str) -> None:
-    """Load ``state`` into every entry of ``module`` outside the ``skip`` prefixes; entries of
-    ``state`` the module lacks (a classifier's fc, a Mask R-CNN's mask head) are ignored, but an
-    entry the module needs and ``state`` lacks, or a shape mismatch, is an error."""
-    wanted = [key for key in module.state_dict() if not key.startswith(skip)]
-    missing = [key for key in wanted if key not in state]
-    if missing:
-        raise PretrainedWeightsError(f"weights from {source} lack {len(missing)} entries the model needs "
-                                     f"(first: {', '.join(missing[:3])}); is it the file for this backbone?")
-    try:
-        module.load_state_dict({key: state[key] for key in wanted}, strict=False)
-    except RuntimeError as exc:
-        raise PretrainedWeightsError(f"weights from {source} do not fit the model: {exc}") from exc
 
 
 def build_optimizer(config: DetectionConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -446,15 +342,14 @@ def validation_metrics(model: GeneralizedRCNN, split: DetectionSplit, config: De
     return {**{key: float(value) for key, value in scores.items()}, **coco, **losses}
 
 
-def uniform_guess_outcomes(num_classes: int, masks: bool) -> int:
-    """The ``num_classes`` to hand ``LoopSettings.of`` so that its divergence bound,
-    ``divergence_factor`` × ln(outcomes), is that factor times an uninformed R-CNN's summed loss:
-    the box classifier's cross-entropy over the classes and background (ln(C + 1)), the RPN's
-    objectness (ln 2) and, with masks, the per-pixel mask BCE (ln 2). ln of the product is the
-    sum of those. The box-regression terms (a fraction of 1 at the start) fall within the factor:
-    with the default 10 the bound is about 25 for 2 classes with masks, 21 for 3 box-only, against
+def uniform_guess_loss(num_classes: int, masks: bool) -> float:
+    """An uninformed R-CNN's summed loss, the baseline of ``LoopSettings.of``'s divergence bound
+    (``divergence_factor`` times it): the box classifier's cross-entropy over the classes and
+    background (ln(C + 1)), the RPN's objectness (ln 2) and, with masks, the per-pixel mask BCE
+    (ln 2). The box-regression terms (a fraction of 1 at the start) fall within the factor: with
+    the default 10 the bound is about 25 for 2 classes with masks, 21 for 3 box-only, against
     starting losses of 2-4."""
-    return (num_classes + 1) * 2 * (2 if masks else 1)
+    return math.log(num_classes + 1) + math.log(2) * (2 if masks else 1)
 
 
 def detection_trainable(config: dict, *, data: DetectionData, monitor: Monitor) -> None:
@@ -482,7 +377,7 @@ def detection_trainable(config: dict, *, data: DetectionData, monitor: Monitor) 
     def evaluate(net: nn.Module) -> dict:
         return validation_metrics(net, val, cfg, data.class_names, device)
 
-    settings = LoopSettings.of(cfg, num_classes=uniform_guess_outcomes(data.num_classes, data.has_masks),
+    settings = LoopSettings.of(cfg, baseline_loss=uniform_guess_loss(data.num_classes, data.has_masks),
                                monitor=monitor, channels_last=False)
     meta = {"task": "detection", "dataset": data.name, "class_names": list(data.class_names),
             "has_masks": data.has_masks, "image_side": side, "config": asdict(cfg)}

@@ -33,15 +33,14 @@ import torch
 from ray import tune
 from torch import nn
 
+from trainables.config import LoopConfig
 from trainables.errors import MedsweepError
 
 STATE_FILE = "state.pt"
 OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
-# Keys of every trainable's config that the loop needs positive.
 # A training step: the batch's loss, and how many of its samples the model got right (None
 # where the task has no such count).
 BatchLoss = Callable[[nn.Module, Any], tuple[torch.Tensor, torch.Tensor | int | None]]
-LOOP_POSITIVE = ("lr", "batch_size", "eval_batch_size", "max_epochs", "divergence_factor")
 META_FILE = "meta.json"
 
 # The values of ``stop_reason`` a trial's last result can carry; a trial stopped from outside
@@ -96,13 +95,15 @@ class LoopSettings:
     deterministic: bool = False
 
     @classmethod
-    def of(cls, config, *, num_classes: int, monitor: Monitor, channels_last: bool = False) -> "LoopSettings":
+    def of(cls, config: LoopConfig, *, baseline_loss: float, monitor: Monitor,
+           channels_last: bool = False) -> "LoopSettings":
         """The loop settings a trainable's config carries; divergence at ``divergence_factor``
-        times the loss of a uniform guess over ``num_classes``."""
+        times ``baseline_loss``, an uninformed model's training loss (ln C for a uniform guess
+        over C classes)."""
         return cls(max_epochs=config.max_epochs, plateau_factor=config.plateau_factor,
                    plateau_patience=config.plateau_patience,
                    early_stopping_patience=config.early_stopping_patience,
-                   divergence_loss=config.divergence_factor * math.log(num_classes),
+                   divergence_loss=config.divergence_factor * baseline_loss,
                    monitor=monitor.metric, mode=monitor.mode, channels_last=channels_last,
                    deterministic=config.deterministic)
 

@@ -21,6 +21,11 @@ class UnknownNameError(MedsweepError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class PretrainedWeightsError(MedsweepError, RuntimeError):
+    """Pretrained weights were asked for and could not be loaded; the message says how to point
+    at a local file or train from scratch."""
+
+
 class ExperimentNotFoundError(MedsweepError, FileNotFoundError):
     """No experiment where one was named, or none that can be resumed."""
 

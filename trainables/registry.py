@@ -12,7 +12,7 @@ from trainables.detection import (DetectionConfig, checkpoint_instance_candidate
 from trainables.detection_inference import candidate_scores, detection_truth, tune_detection_inference
 from trainables.metrics import probability_metrics
 from trainables.models import build_model
-from trainables.errors import UnknownNameError
+from trainables.registries import Registry
 from trainables.segmentation import (SegmentationConfig, checkpoint_mask_probabilities, mask_scores,
                                      segmentation_trainable, tune_inference)
 
@@ -47,7 +47,7 @@ class TrainableEntry:
     fetch_weights: Callable[..., None] = fetch_model_weights
 
 
-TRAINABLES: dict[str, TrainableEntry] = {
+TRAINABLES: Registry[TrainableEntry] = Registry("trainable", entries={
     "classification": TrainableEntry("classification", classification_trainable, ClassificationConfig,
                                       predict=checkpoint_probabilities, score=probability_metrics),
     "segmentation": TrainableEntry("segmentation", segmentation_trainable, SegmentationConfig,
@@ -57,12 +57,9 @@ TRAINABLES: dict[str, TrainableEntry] = {
                                 predict=checkpoint_instance_candidates, score=candidate_scores,
                                 tune_inference=tune_detection_inference,
                                 truth=detection_truth, fetch_weights=fetch_detector_weights),
-}
+})
 
 
 def get_trainable(name: str) -> TrainableEntry:
     """The entry registered as ``name``; unknown names list the valid ones."""
-    try:
-        return TRAINABLES[name]
-    except KeyError:
-        raise UnknownNameError(f"unknown trainable {name!r}; valid trainables: {', '.join(sorted(TRAINABLES))}") from None
+    return TRAINABLES.get(name)

@@ -3,6 +3,7 @@ configured by ``SegmentationConfig``, sharing the training loop of ``trainables.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -12,10 +13,10 @@ import torch
 from torch import nn
 
 from trainables.arrays import Normalize, in_order
-from trainables.config import ConfigError, from_config, require_choice, require_positive
+from trainables.config import ConfigError, LoopConfig, from_config, require_choice, require_positive
 from trainables.datasets.base import ClassificationData, SplitArrays
 from trainables.device_data import DATA_PATHS, training_batches
-from trainables.engine import (LOOP_POSITIVE, OPTIMIZERS, LoopSettings, Monitor, assigned_cpus, fit,
+from trainables.engine import (OPTIMIZERS, LoopSettings, Monitor, assigned_cpus, fit,
                                load_checkpoint_model, read_checkpoint_config, seed_everything,
                                trial_device_and_threads)
 from trainables.metrics import binarize, mask_counts, scores_from_counts, segmentation_metrics
@@ -25,7 +26,7 @@ LOSSES = ("bce", "dice", "bce_dice")
 
 
 @dataclass(frozen=True)
-class SegmentationConfig:
+class SegmentationConfig(LoopConfig):
     """Everything a segmentation trial can be told. Defaults are study 6's fixed settings.
 
     ``threshold`` turns probabilities into masks for the validation metrics; the analysis
@@ -50,20 +51,15 @@ class SegmentationConfig:
     augment: str = "none"
     data_path: str = "auto"
     threshold: float = 0.5
-    plateau_factor: float = 0.5
-    plateau_patience: int = 5
-    early_stopping_patience: int = 10
-    divergence_factor: float = 10.0
-    seed: int = 42
-    deterministic: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require_choice("optimizer", self.optimizer, OPTIMIZERS)
         require_choice("loss", self.loss, LOSSES)
         require_choice("data_path", self.data_path, DATA_PATHS)
         if not 0 <= self.dropout < 1 or not 0 < self.threshold < 1:
             raise ConfigError(f"dropout must be in [0, 1) and threshold in (0, 1); got {self.dropout}, {self.threshold}")
-        require_positive(self, (*LOOP_POSITIVE, "base_channels"))
+        require_positive(self, ("base_channels",))
 
 
 def soft_dice_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -159,7 +155,7 @@ def segmentation_trainable(config: dict, *, data: ClassificationData, monitor: M
         return {k: float(v) for k, v in segmentation_metrics(val.labels, probabilities, threshold=cfg.threshold).items()}
 
     optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    settings = LoopSettings.of(cfg, num_classes=2, monitor=monitor, channels_last=True)
+    settings = LoopSettings.of(cfg, baseline_loss=math.log(2), monitor=monitor, channels_last=True)
     meta = {"task": "segmentation", "dataset": data.name, "class_names": list(data.class_names),
             "image_size": data.image_size, "mean": list(data.mean), "std": list(data.std), "config": asdict(cfg),
             "data_path": batches.path}

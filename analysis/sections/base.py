@@ -19,7 +19,7 @@ from analysis.results import Experiment
 from analysis.stats import Estimate
 from analysis.winners import Winners, format_group, group_key
 from sweeps.report_spec import ReportSpec
-from trainables.errors import UnknownNameError
+from trainables.registries import Registry
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class SectionEntry:
     needs: str
 
 
-SECTIONS: dict[str, SectionEntry] = {}
+SECTIONS: Registry[SectionEntry] = Registry("report section")
 
 
 def section(name: str, *, needs: str = ""):
@@ -88,16 +88,13 @@ def section(name: str, *, needs: str = ""):
         raise ValueError(f"section {name!r}: needs={needs!r} is unknown; valid: {NEEDS}")
 
     def register(function: Callable[[ReportContext], list[Block]]):
-        SECTIONS[name] = SectionEntry(function, needs)
+        SECTIONS.add(name, SectionEntry(function, needs))
         return function
     return register
 
 
 def get_section(name: str) -> SectionEntry:
-    try:
-        return SECTIONS[name]
-    except KeyError:
-        raise UnknownNameError(f"unknown report section {name!r}; valid sections: {', '.join(sorted(SECTIONS))}") from None
+    return SECTIONS.get(name)
 
 
 def render_sections(context: ReportContext) -> list[Block]:

@@ -12,7 +12,7 @@ from trainables.datasets.chestmnist import prepare_chestmnist
 from trainables.datasets.detection import prepare_bccd_detection, prepare_lymphoblast
 from trainables.datasets.taleqani_classification import prepare_taleqani_classification
 from trainables.datasets.taleqani_segmentation import prepare_taleqani_segmentation
-from trainables.errors import UnknownNameError
+from trainables.registries import Registry
 
 PrepareFn = Callable[..., tuple[ClassificationData, DataAudit]]
 
@@ -27,20 +27,17 @@ class DatasetEntry:
     variant_axis: str | None = None
 
 
-DATASETS: dict[str, DatasetEntry] = {
+DATASETS: Registry[DatasetEntry] = Registry("dataset", entries={
     "bccd": DatasetEntry(prepare_bccd),
     "taleqani_segmentation": DatasetEntry(prepare_taleqani_segmentation),
     "taleqani": DatasetEntry(prepare_taleqani_classification, variant_axis="loading_option"),
     "chestmnist": DatasetEntry(prepare_chestmnist),
     "lymphoblast": DatasetEntry(prepare_lymphoblast, variant_axis="preprocessing"),
     "bccd_detection": DatasetEntry(prepare_bccd_detection, variant_axis="preprocessing"),
-}
+})
 
 
 def get_dataset_entry(name: str) -> DatasetEntry:
     """The entry registered as ``name``; unknown names list the valid ones."""
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise UnknownNameError(f"unknown dataset {name!r}; valid datasets: {', '.join(sorted(DATASETS))}") from None
+    return DATASETS.get(name)
 

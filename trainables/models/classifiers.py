@@ -19,16 +19,41 @@ from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 
+import timm
 import torch
 import torchvision
 from torch import nn
 from torchvision.models import (DenseNet121_Weights, EfficientNet_B0_Weights,
                                 MobileNet_V3_Large_Weights, VGG16_Weights, WeightsEnum)
 
-from trainables.models import PretrainedWeightsError, register_model, timm_model
+from trainables.errors import PretrainedWeightsError
+from trainables.models._registry import register_model
 
 # Index of block 5's first conv in torchvision's ``vgg16().features`` (block 5 = ``features[24:]``).
 VGG16_BLOCK5 = 24
+
+
+def timm_model(timm_name: str, *, num_classes: int, pretrained: bool,
+               pretrained_path: str | None, **kwargs) -> nn.Module:
+    """A timm model, with ImageNet weights from the hub or from a local file."""
+    if pretrained_path:
+        path = Path(pretrained_path).expanduser()
+        if not path.is_file():
+            raise PretrainedWeightsError(
+                f"pretrained_path {path} does not exist; set pretrained_path to a timm "
+                f"checkpoint of {timm_name} (.pth or .safetensors) or set pretrained=false")
+        return timm.create_model(timm_name, pretrained=True, num_classes=num_classes,
+                                 pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+    if not pretrained:
+        return timm.create_model(timm_name, pretrained=False, num_classes=num_classes, **kwargs)
+    try:
+        return timm.create_model(timm_name, pretrained=True, num_classes=num_classes, **kwargs)
+    except Exception as exc:
+        raise PretrainedWeightsError(
+            f"could not load ImageNet weights for {timm_name} ({type(exc).__name__}: {exc}). "
+            f"Either point at a local weights file with --set pretrained_path=/path/to/"
+            f"{timm_name}.safetensors, or train from scratch with --set pretrained=false "
+            f"(the cpu profile does)") from exc
 
 
 def torchvision_model(builder: Callable[..., nn.Module], weights: WeightsEnum, *, pretrained: bool,
@@ -109,6 +134,16 @@ def _swish_head(in_features: int, dropout: float, num_classes: int) -> list[nn.M
     """Dense 256 (swish) -> Dropout -> Dense: the head seed 001 puts on all three of its models."""
     return [nn.Linear(in_features, 256), nn.SiLU(), nn.Dropout(dropout),
             nn.Linear(256, num_classes)]
+
+
+@register_model("efficientnet_b0")
+def efficientnet_b0(*, num_classes: int, pretrained: bool, pretrained_path: str | None,
+                    dropout: float = 0.0, in_channels: int = 3) -> nn.Module:
+    """timm EfficientNet-B0, all layers trainable (seed 000 §3); ``dropout`` is timm's
+    ``drop_rate`` before the classifier (the document added none: timm's default 0),
+    ``in_channels`` its ``in_chans``."""
+    return timm_model("efficientnet_b0", num_classes=num_classes, pretrained=pretrained,
+                      pretrained_path=pretrained_path, drop_rate=dropout, in_chans=in_channels)
 
 
 @register_model("custom_cnn")

@@ -14,9 +14,14 @@ name and shape in all three, so U-Net weights load into either FPN variant. ``dr
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from trainables.errors import PretrainedWeightsError
+from trainables.models._registry import ModelBuilder, register_model
 
 FPN_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU}
 
@@ -137,3 +142,20 @@ def unet_fpn_gelu(*, num_classes: int = 1, dropout: float = 0.0,
     """U-Net + FPN with GELU in the FPN blocks, ReLU in the U-Net blocks (seed 004, §6)."""
     return UNet(out_channels=num_classes, dropout=dropout, base_channels=base_channels,
                 fpn=True, fpn_activation="gelu")
+
+
+def trained_from_scratch(name: str, builder: Callable[..., nn.Module]) -> ModelBuilder:
+    """A registry builder for a model the document trained from scratch: no pretrained weights
+    exist."""
+    def build(*, num_classes: int, pretrained: bool, pretrained_path: str | None, dropout: float = 0.0,
+              base_channels: int = 32) -> nn.Module:
+        if pretrained or pretrained_path:
+            raise PretrainedWeightsError(f"{name} has no pretrained weights (seed 004 trains it from scratch); "
+                                         f"set pretrained=false and leave pretrained_path unset")
+        return builder(num_classes=num_classes, dropout=dropout, base_channels=base_channels)
+    build.__doc__ = builder.__doc__
+    return build
+
+
+for _name, _builder in (("unet", unet), ("unet_fpn", unet_fpn), ("unet_fpn_gelu", unet_fpn_gelu)):
+    register_model(_name)(trained_from_scratch(_name, _builder))
