@@ -16,7 +16,8 @@ DATA_ENV = $(if $(MEDSWEEP_DATA_DIR),MEDSWEEP_DATA_DIR=$(MEDSWEEP_DATA_DIR),$(if
 $(BIN)/.medsweep-installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip >/dev/null
-	$(BIN)/python -m pip install -e '.[dev]'
+	# viz: tensorboard and optuna-dashboard; the tests read TensorBoard event files with tensorboard.
+	$(BIN)/python -m pip install -e '.[dev,viz]'
 	# W&B's sweep-config JSON schema, for the export test only: its package is not installed
 	# (its top-level module is also called `sweeps`), just kept as a wheel to read the schema from.
 	$(BIN)/python -m pip download --no-deps --only-binary=:all: -q -d $(VENV)/share/wandb-sweeps 'sweeps==0.3.0'

@@ -125,7 +125,9 @@ def search_axes(experiment: Experiment, trials: pd.DataFrame) -> tuple[SearchAxi
     axes = []
     for name in experiment.axes:
         searched = experiment.resolved.grid.get(name)
-        values = [*(searched if isinstance(searched, list) else []), *trial_values(experiment, trials, name)]
+        declared = experiment.resolved.ranges.get(name)
+        values = [*(searched if isinstance(searched, list) else []), *(declared.bounds if declared else ()),
+                  *trial_values(experiment, trials, name)]
         axes.append(SearchAxis(name, axis_distribution(values)))
     return tuple(axes)
 

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_inference_grid(args.experiment, trial_id=args.trial, data_dir=args.data_dir)
     except MedsweepError as exc:
-        print(f"error: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -70,7 +70,7 @@ class Experiment:
 
     @property
     def axes(self) -> list[str]:
-        return list(self.resolved.grid)
+        return self.resolved.axes
 
 
 def local_experiment_dir(location: str | Path) -> Path:

@@ -287,6 +287,8 @@ def resolve_for_run(spec: SweepSpec, options: SweepOptions, echo: Callable[[str]
     profile, why = resolve_profile(options.profile)
     overrides = options.overrides + ((f"seed={options.seed}",) if options.seed is not None else ())
     resolved = resolve(spec, profile=profile, smoke=options.smoke, overrides=overrides)
+    if options.search == "grid":
+        resolved.require_grid_values()
     resolved = with_resources(resolved, options.cpus_per_trial,
                               None if options.gpus_per_trial == AUTO else options.gpus_per_trial)
     echo(f"{spec.name}: {why}{' + smoke' if options.smoke else ''}; {resolved.grid_size} grid point(s), "
@@ -326,7 +328,7 @@ def fit_and_summarise(spec: SweepSpec, resolved: ResolvedSweep, data, location: 
     finally:
         remove_checkpoint_staging(location.name)
     elapsed = time.perf_counter() - started
-    rows = trial_rows(result_grid, axes=list(resolved.grid), metric=spec.metric, mode=spec.mode,
+    rows = trial_rows(result_grid, axes=resolved.axes, metric=spec.metric, mode=spec.mode,
                       saved=saved_trials(location.path))
     location.write_text("summary.csv", rows.drop(columns=["path"]).to_csv(index=False))
     echo(format_table(rows, spec.metric))

@@ -1,6 +1,20 @@
 """Resolve a sweep's YAML search space for a profile, apply ``--set`` overrides, validate.
 
 Everything here runs before Ray starts, so a typo costs a second, not a cluster start-up.
+
+A grid axis is either a list of values, or a mapping that adds a range for samplers::
+
+    grid:
+      weighted_loss: [false, true]                 # grid: both; optuna: a choice of the two
+      lr: {values: [1.0e-4, 1.0e-3], loguniform: [1.0e-5, 1.0e-2]}  # grid: the values; optuna: the range
+      dropout: {uniform: [0.0, 0.5]}               # optuna only: --search grid stops with an error
+      depth: {int: [2, 8]}                         # whole numbers, both ends included
+      width: {int: [16, 256], log: true}           # whole numbers drawn log-uniformly
+      model: {choice: [resnet18, resnet50, vit_s]} # categorical, for samplers; the grid needs values
+
+``--search grid`` tries an axis's ``values`` (the list itself, for a plain list); ``--search optuna``
+draws from its range (``tune.loguniform``/``uniform``/``randint``/``lograndint``/``choice``), or
+chooses among its values when it has no range. Listed values must lie inside the axis's range.
 """
 
 from __future__ import annotations
@@ -39,6 +53,111 @@ PREPARE_KEYWORDS = {"split_fractions": "fractions", "bilateral": "bilateral", "a
 
 class SearchSpaceError(MedsweepError, ValueError):
     """A search-space file or ``--set`` override that cannot be used."""
+
+
+RANGE_KINDS = ("loguniform", "uniform", "int", "choice")
+AXIS_KEYS = ("values", "log", *RANGE_KINDS)
+RANGE_SYNTAX = ("{loguniform: [low, high]}, {uniform: [low, high]}, {int: [low, high]} (log: true allowed) "
+                "or {choice: [a, b, ...]}, optionally with values: [...] for the grid")
+
+
+@dataclass(frozen=True)
+class Range:
+    """What a sampler (``--search optuna``) draws for one axis, declared in ``source``.
+
+    ``bounds`` is (low, high), both included, for ``loguniform``, ``uniform`` and ``int``, and
+    the categories for ``choice``; ``log`` draws whole numbers log-uniformly (``int`` only).
+    Checked on construction, so a reversed, infinite or non-positive log range fails while the
+    search space is read, not in the middle of a sweep.
+    """
+
+    axis: str
+    kind: str
+    bounds: tuple
+    log: bool = False
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"{self.source}: grid.{self.axis}"
+        if self.kind not in RANGE_KINDS:
+            raise SearchSpaceError(f"{where}: unknown range {self.kind!r}; write {RANGE_SYNTAX}")
+        if not isinstance(self.log, bool):
+            raise SearchSpaceError(f"{where}: log must be true or false, got {self.log!r}")
+        if self.log and self.kind != "int":
+            raise SearchSpaceError(f"{where}: log: true applies to int ranges only; for real numbers write "
+                                   f"{{loguniform: [low, high]}}")
+        if self.kind == "choice":
+            _check_choices(where, self.bounds)
+        else:
+            _check_bounds(where, self.kind, self.bounds, self.log or self.kind == "loguniform")
+
+    @classmethod
+    def from_mapping(cls, axis: str, raw: Mapping[str, Any], source: str) -> "Range":
+        """The range of an axis mapping such as ``{values: [...], loguniform: [1.0e-5, 1.0e-2]}``."""
+        kinds = [k for k in RANGE_KINDS if k in raw]
+        if len(kinds) != 1:
+            raise SearchSpaceError(f"{source}: grid.{axis} must declare exactly one range, got "
+                                   f"{kinds or 'none'} in {dict(raw)!r}; write {RANGE_SYNTAX}")
+        bounds = raw[kinds[0]]
+        if not isinstance(bounds, list):
+            raise SearchSpaceError(f"{source}: grid.{axis}.{kinds[0]} must be a list, got {bounds!r}; "
+                                   f"write {RANGE_SYNTAX}")
+        numbers = bounds if kinds[0] == "choice" else [_yaml_number(b) if isinstance(b, str) else b for b in bounds]
+        return cls(axis=axis, kind=kinds[0], bounds=tuple(numbers), log=raw.get("log", False), source=source)
+
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` is one a sampler could draw (so the grid's values stay inside)."""
+        if self.kind == "choice":
+            return value in self.bounds
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.kind == "int" and not isinstance(value, int):
+            return False
+        return self.bounds[0] <= value <= self.bounds[1]
+
+    def endpoints(self) -> list:
+        """The extreme values a trial may get, to validate as configs before Ray starts."""
+        return list(self.bounds)
+
+    def tune_domain(self):
+        """The Ray Tune sampling object; Tune's integer upper bound is exclusive, hence ``+ 1``."""
+        from ray import tune
+        low, high = self.bounds[0], self.bounds[-1]
+        if self.kind == "loguniform":
+            return tune.loguniform(low, high)
+        if self.kind == "uniform":
+            return tune.uniform(low, high)
+        if self.kind == "int":
+            return tune.lograndint(low, high + 1) if self.log else tune.randint(low, high + 1)
+        return tune.choice(list(self.bounds))
+
+    def to_dict(self) -> dict:
+        """The YAML form, for ``sweep.json`` (``from_mapping`` reads it back)."""
+        return {self.kind: list(self.bounds), **({"log": True} if self.log else {})}
+
+
+def _check_choices(where: str, choices: tuple) -> None:
+    """At least one category, each a plain value (what Optuna's categorical distribution takes)."""
+    if not choices or not all(c is None or isinstance(c, (bool, int, float, str)) for c in choices):
+        raise SearchSpaceError(f"{where}: choice must list at least one plain value (number, text, true/false), "
+                               f"got {list(choices)!r}")
+    if len(set(choices)) != len(choices):
+        raise SearchSpaceError(f"{where}: choice lists a value twice, got {list(choices)!r}; list each once")
+
+
+def _check_bounds(where: str, kind: str, bounds: tuple, log: bool) -> None:
+    """Two finite numbers, low < high, whole numbers for ``int``, low > 0 on a log scale."""
+    number = int if kind == "int" else (int, float)
+    if (len(bounds) != 2 or any(isinstance(b, bool) or not isinstance(b, number) for b in bounds)
+            or not all(math.isfinite(b) for b in bounds)):
+        kind_text = "whole numbers" if kind == "int" else "finite numbers"
+        raise SearchSpaceError(f"{where}: {kind} needs [low, high], two {kind_text}, got {list(bounds)!r}")
+    if not bounds[0] < bounds[1]:
+        raise SearchSpaceError(f"{where}: {kind} needs low < high, got {list(bounds)!r}; swap them, or put a "
+                               f"single value under fixed: instead")
+    if log and bounds[0] <= 0:
+        raise SearchSpaceError(f"{where}: a log-scale range needs a positive low bound, got {list(bounds)!r}; "
+                               f"use uniform for ranges that include 0")
 
 
 @dataclass(frozen=True)
@@ -131,7 +250,8 @@ LIST_DATA_KEYS = ("split_fractions",)
 
 @dataclass(frozen=True)
 class ResolvedSweep:
-    """A sweep ready to run: spec, profile, data settings, fixed values and grid axes."""
+    """A sweep ready to run: spec, profile, data settings, fixed values, grid axes (their values)
+    and ranges (what samplers draw for an axis; an axis may have values, a range, or both)."""
 
     spec: SweepSpec
     profile: str
@@ -142,9 +262,16 @@ class ResolvedSweep:
     asha: AshaSettings
     resources: Resources
     overrides: tuple[str, ...] = field(default=())
+    ranges: dict[str, Range] = field(default_factory=dict)
+
+    @property
+    def axes(self) -> list[str]:
+        """Every searched key: the grid's axes, then axes that only have a range."""
+        return list(self.grid) + [k for k in self.ranges if k not in self.grid]
 
     @property
     def grid_size(self) -> int:
+        """Grid points (axes with values); a range-only axis adds none."""
         size = 1
         for values in self.grid.values():
             size *= len(values)
@@ -161,12 +288,31 @@ class ResolvedSweep:
             yield {**self.fixed, **dict(zip(keys, values))}
 
     def param_space(self) -> dict[str, Any]:
+        """The grid as Tune's ``grid_search`` over each axis's values."""
         from ray import tune
+        self.require_grid_values()
         return {**self.fixed, **{k: tune.grid_search(list(v)) for k, v in self.grid.items()}}
+
+    def require_grid_values(self) -> None:
+        """A range without values gives the grid nothing to try: say which axis and how to fix it."""
+        for axis, drawn in self.ranges.items():
+            if axis not in self.grid:
+                raise SearchSpaceError(
+                    f"{drawn.source}: grid.{axis} is a {drawn.kind} range with no values, so --search grid has "
+                    f"nothing to try; add the grid's points as values: [...] next to the range, or run with "
+                    f"--search optuna")
+
+    def sampler_space(self) -> dict[str, Any]:
+        """The space for a sampler (``--search optuna``): each axis's range as a Tune sampling
+        object, and a categorical choice among the values of an axis without one."""
+        from ray import tune
+        choices = {k: tune.choice(list(v)) for k, v in self.grid.items() if k not in self.ranges}
+        return {**self.fixed, **choices, **{k: r.tune_domain() for k, r in self.ranges.items()}}
 
     def to_dict(self) -> dict:
         return {"sweep": self.spec.name, "profile": self.profile, "smoke": self.smoke,
                 "data": dataclasses.asdict(self.data), "fixed": self.fixed, "grid": self.grid,
+                "ranges": {k: r.to_dict() for k, r in self.ranges.items()},
                 "asha": dataclasses.asdict(self.asha), "resources": dataclasses.asdict(self.resources),
                 "metric": self.spec.metric, "mode": self.spec.mode, "overrides": list(self.overrides)}
 
@@ -204,7 +350,6 @@ def resolve(spec: SweepSpec, *, profile: str, smoke: bool = False, overrides: tu
         asha |= override.get("asha", {})
     for key in fixed:
         grid.pop(key, None)
-    check_grid_axes(grid, path)
     config_class = get_trainable(spec.trainable).config_class
     trial_keys = sweep_trial_keys(config_class, data.get("dataset"), path)
     sources: dict[str, str] = {}
@@ -213,19 +358,47 @@ def resolve(spec: SweepSpec, *, profile: str, smoke: bool = False, overrides: tu
         _apply_override(key, value, data, fixed, grid, trial_keys)
         sources[key] = f"--set {item}"
     resources = spec.resources["cpu" if (profile == "cpu" or smoke) else "full"]
+    values, ranges = split_axes(grid, path, sources)
     resolved = ResolvedSweep(spec=spec, profile=profile, smoke=smoke, data=data_settings(data, path, sources),
-                             fixed=fixed, grid={k: list(v) for k, v in grid.items()}, asha=AshaSettings(**asha),
-                             resources=resources, overrides=tuple(overrides))
+                             fixed=fixed, grid=values, asha=AshaSettings(**asha),
+                             resources=resources, overrides=tuple(overrides), ranges=ranges)
     validate_configs(resolved, config_class, path, sources)
     return resolved
 
 
-def check_grid_axes(grid: Mapping[str, Any], path: Path) -> None:
-    """Each grid axis of the file is a non-empty list (an empty one would make a sweep of no trials)."""
-    for key, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise SearchSpaceError(f"{path}: grid.{key} must be a non-empty list of values, got {values!r}; "
-                                   f"put a single value under fixed: instead")
+def split_axes(grid: Mapping[str, Any], path: Path,
+               sources: Mapping[str, str] | None = None) -> tuple[dict[str, list], dict[str, Range]]:
+    """The grid axes as (values per axis, range per axis): a list is values only, a mapping a
+    range with optional values (see the module docstring). Empty lists are errors, since they
+    would make a sweep of no trials. An error names the ``--set`` item (``sources``: key → item)
+    or else the file the axis came from."""
+    values: dict[str, list] = {}
+    ranges: dict[str, Range] = {}
+    for key, axis in grid.items():
+        source = (sources or {}).get(key, str(path))
+        if isinstance(axis, Mapping):
+            unknown = sorted(set(axis) - set(AXIS_KEYS))
+            if unknown:
+                raise SearchSpaceError(f"{source}: grid.{key} has unknown key(s) {unknown}; valid: "
+                                       f"{', '.join(AXIS_KEYS)}; write {RANGE_SYNTAX}")
+            ranges[key] = Range.from_mapping(key, axis, source)
+            if "values" in axis:
+                values[key] = _axis_values(key, axis["values"], source, ranges[key])
+        else:
+            values[key] = _axis_values(key, axis, source, None)
+    return values, ranges
+
+
+def _axis_values(key: str, axis: Any, source: str, drawn: Range | None) -> list:
+    """A non-empty list, each value inside the axis's range when it has one."""
+    if not isinstance(axis, list) or not axis:
+        raise SearchSpaceError(f"{source}: grid.{key} must be a non-empty list of values, got {axis!r}; "
+                               f"put a single value under fixed: instead")
+    outside = [v for v in axis if drawn is not None and not drawn.contains(v)]
+    if outside:
+        raise SearchSpaceError(f"{source}: grid.{key} lists value(s) {outside!r} outside its range "
+                               f"{drawn.to_dict()!r}; widen the range or drop the value(s)")
+    return list(axis)
 
 
 def data_settings(data: Mapping[str, Any], path: Path, sources: Mapping[str, str]) -> DataSettings:
@@ -262,7 +435,8 @@ def variant_axis(resolved: ResolvedSweep) -> str | None:
 
 
 def parse_override(item: str) -> tuple[str, Any]:
-    """``key=value`` with the value read as YAML (``lr=[1e-3,3e-4]`` is a list)."""
+    """``key=value`` with the value read as YAML (``lr=[1e-3,3e-4]`` is a list,
+    ``lr={loguniform: [1e-5, 1e-2]}`` a range)."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise SearchSpaceError(f"--set {item!r}: expected key=value, for example --set lr=[1e-3,3e-4]")
@@ -273,8 +447,15 @@ def parse_override(item: str) -> tuple[str, Any]:
     if isinstance(value, str):
         value = _yaml_number(value)
     if isinstance(value, list):
-        value = [_yaml_number(v) if isinstance(v, str) else v for v in value]
+        value = _list_numbers(value)
+    if isinstance(value, dict):
+        value = {k: _list_numbers(v) if isinstance(v, list) else v for k, v in value.items()}
     return key.strip(), value
+
+
+def _list_numbers(values: list) -> list:
+    """The list with numbers written as ``1e-3`` read as floats (see ``_yaml_number``)."""
+    return [_yaml_number(v) if isinstance(v, str) else v for v in values]
 
 
 def _yaml_number(text: str) -> Any:
@@ -291,9 +472,9 @@ def _apply_override(key: str, value: Any, data: dict, fixed: dict, grid: dict, t
             raise SearchSpaceError(f"--set {key}: data settings take one value, not a list")
         data[key] = value
     elif key in trial_keys:
-        if isinstance(value, list):
+        if isinstance(value, (list, Mapping)):
             if not value:
-                raise SearchSpaceError(f"--set {key}=[]: an axis needs at least one value")
+                raise SearchSpaceError(f"--set {key}={value}: an axis needs at least one value")
             grid[key] = value
             fixed.pop(key, None)
         else:
@@ -309,18 +490,35 @@ def validate_configs(resolved: ResolvedSweep, config_class: type, path: Path,
     """Build every trial's config dataclass now, so bad values fail before Ray starts; an error
     names the ``--set`` item or the file the bad value came from (``sources``: key → item)."""
     axis = variant_axis(resolved)
-    for config in resolved.configs():
+    if axis in resolved.ranges:
+        raise SearchSpaceError(f"{resolved.ranges[axis].source}: grid.{axis} selects the data variant, which is prepared per listed "
+                               f"value before the sweep; list its values (grid.{axis}: [...]) instead of a range")
+    for config in [*resolved.configs(), *range_endpoint_configs(resolved)]:
         try:
             from_config(config_class, {k: v for k, v in config.items() if k != axis})
         except ConfigError as exc:
             raise SearchSpaceError(f"{source_of(exc, path, sources)}: {exc}") from exc
 
 
+def range_endpoint_configs(resolved: ResolvedSweep) -> Iterator[dict[str, Any]]:
+    """The first grid point with one ranged axis at each of its endpoints (or categories),
+    so a range a trial config cannot take (a float range for a whole-number key, a negative
+    rate) fails before Ray starts."""
+    first = next(resolved.configs())
+    for key, drawn in resolved.ranges.items():
+        for value in drawn.endpoints():
+            yield {**first, key: value}
+
+
 def grid_size_of(spec: SweepSpec) -> int:
-    doc = load_yaml(search_space_path(spec.search_space))
+    """Grid points of the sweep's full profile, read from its file without resolving trial configs."""
+    path = search_space_path(spec.search_space)
+    doc = load_yaml(path)
+    fixed = doc.get("fixed", {})
+    values, ranges = split_axes({k: v for k, v in doc.get("grid", {}).items() if k not in fixed}, path)
     return ResolvedSweep(spec=spec, profile="full", smoke=False, data=DataSettings(**doc["data"]),
-                         fixed=doc.get("fixed", {}), grid=doc.get("grid", {}), asha=spec.asha,
-                         resources=spec.resources["full"]).grid_size
+                         fixed=fixed, grid=values, asha=spec.asha, resources=spec.resources["full"],
+                         ranges=ranges).grid_size
 
 
 def from_saved(spec: SweepSpec, saved: Mapping[str, Any]) -> ResolvedSweep:
@@ -329,4 +527,5 @@ def from_saved(spec: SweepSpec, saved: Mapping[str, Any]) -> ResolvedSweep:
                          data=DataSettings(**saved["data"]), fixed=dict(saved["fixed"]),
                          grid={k: list(v) for k, v in saved["grid"].items()},
                          asha=AshaSettings(**saved["asha"]), resources=Resources(**saved["resources"]),
-                         overrides=tuple(saved.get("overrides", ())))
+                         overrides=tuple(saved.get("overrides", ())),
+                         ranges={k: Range.from_mapping(k, r, "sweep.json") for k, r in saved.get("ranges", {}).items()})

@@ -85,10 +85,11 @@ def scheduler(resolved: ResolvedSweep) -> ASHAScheduler:
 
 
 def search_space(resolved: ResolvedSweep, search: str) -> dict:
-    """Grid axes as ``grid_search`` for the grid, as categorical choices for a sampler."""
+    """``grid_search`` over each axis's values for the grid; for a sampler, each axis's range
+    (a Tune sampling object), or a categorical choice among its values when it has none."""
     if search == "grid":
         return resolved.param_space()
-    return {**resolved.fixed, **{k: tune.choice(list(v)) for k, v in resolved.grid.items()}}
+    return resolved.sampler_space()
 
 
 def search_algorithm(resolved: ResolvedSweep, settings: RunSettings, study_name: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shlex
 from pathlib import Path
 
 import jsonschema
@@ -62,3 +63,24 @@ def test_a_typo_inside_a_node_type_is_caught(cluster):
     worker["resourcez"] = worker.pop("resources")
     with pytest.raises(jsonschema.ValidationError, match="'resources' is a required property"):
         validate_config(prepare_config(cluster))
+
+
+def _pip_installs(command: str) -> list[list[str]]:
+    """The arguments of each ``pip install`` in a shell command line (``a && b`` split apart)."""
+    installs = []
+    for part in command.split("&&"):
+        words = shlex.split(part)
+        if "pip" in words and "install" in words[words.index("pip"):]:
+            installs.append(words[words.index("install") + 1:])
+    return installs
+
+
+def test_every_node_installs_ray_default_with_medsweep(cluster):
+    installs = [args for command in cluster["setup_commands"] for args in _pip_installs(command)]
+    assert any("ray[default]" in args and "." in args for args in installs), cluster["setup_commands"]
+
+
+def test_pip_install_reading_tells_ray_default_from_ray_tune():
+    assert _pip_installs("cd ~/medsweep && python3 -m pip install -e . 'ray[default]'") == [["-e", ".", "ray[default]"]]
+    assert _pip_installs("python3 -m pip install -e . 'ray[tune]'") == [["-e", ".", "ray[tune]"]]
+    assert _pip_installs("mkdir -p ~/data") == []

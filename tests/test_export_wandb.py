@@ -1,4 +1,5 @@
-"""The W&B sweep export: valid against W&B's own schema, and the grid survives the round trip."""
+"""The W&B sweep export: valid against W&B's own schema, the grid survives the round trip, and
+ranges become W&B distributions."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from sweeps.export_wandb import main as export_main
 from sweeps.export_wandb import wandb_sweep_config
 from sweeps.registry import SWEEPS, get_sweep
 from sweeps.run import build_parser, options_from_args
-from sweeps.space import resolve
+from sweeps.space import SearchSpaceError, resolve
+
+RANGES_YAML = Path(__file__).resolve().parent / "spaces" / "bccd_ranges.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +33,68 @@ def wandb_schema() -> dict:
 
 @pytest.mark.parametrize("name", sorted(SWEEPS))
 @pytest.mark.parametrize("profile", ["full", "cpu"])
-def test_export_is_a_valid_wandb_sweep_config(name, profile, wandb_schema):
-    config = wandb_sweep_config(resolve(get_sweep(name), profile=profile))
+@pytest.mark.parametrize("method", ["grid", "bayes"])
+def test_export_is_a_valid_wandb_sweep_config(name, profile, method, wandb_schema):
+    config = wandb_sweep_config(resolve(get_sweep(name), profile=profile), method)
     jsonschema.validate(config, wandb_schema)
+    assert config["method"] == method
+
+
+def _ranged(*overrides: str):
+    return resolve(get_sweep("bccd_imbalance"), profile="full", overrides=overrides, path=RANGES_YAML)
+
+
+@pytest.mark.parametrize("method", ["random", "bayes"])
+def test_ranges_export_as_wandb_distributions_valid_against_the_schema(method, wandb_schema):
+    config = wandb_sweep_config(_ranged("batch_size=[16,32]"), method)
+    jsonschema.validate(config, wandb_schema)
+    parameters = config["parameters"]
+    assert parameters["lr"] == {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-2}
+    assert parameters["dropout"] == {"distribution": "uniform", "min": 0.0, "max": 0.5}
+    assert parameters["oversampling"] == {"values": [False, True]}
+    assert parameters["weighted_loss"] == {"values": [False, True]}
+    assert parameters["batch_size"] == {"values": [16, 32]}
+
+
+def test_an_int_range_exports_as_int_uniform(wandb_schema):
+    config = wandb_sweep_config(_ranged("batch_size={int: [8, 64]}"), "random")
+    jsonschema.validate(config, wandb_schema)
+    assert config["parameters"]["batch_size"] == {"distribution": "int_uniform", "min": 8, "max": 64}
+
+
+def test_an_int_log_range_is_refused_since_wandb_cannot_express_it():
+    with pytest.raises(SearchSpaceError, match=rf"^{RANGES_YAML}: grid.batch_size is an int range with log: true"):
+        wandb_sweep_config(_ranged(), "bayes")
+
+
+def test_a_grid_export_takes_the_values_and_refuses_a_range_without_them(wandb_schema):
+    config = wandb_sweep_config(_ranged("oversampling=[false,true]", "dropout=0.1"), "grid")
+    jsonschema.validate(config, wandb_schema)
+    assert config["parameters"]["lr"] == {"values": [1e-4, 3e-4, 1e-3]}
+    assert config["parameters"]["batch_size"] == {"values": [16, 32]}
+    with pytest.raises(SearchSpaceError, match="grid.oversampling is a choice range with no values"):
+        wandb_sweep_config(_ranged(), "grid")
+
+
+def test_the_schema_check_rejects_a_broken_distribution(wandb_schema):
+    config = wandb_sweep_config(_ranged("batch_size=[16,32]"), "bayes")
+    config["parameters"]["lr"]["min"] = 0.0
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(config, wandb_schema)
+
+
+def test_the_cli_exports_a_range_set_on_the_command_line(tmp_path):
+    out = tmp_path / "sweep.yaml"
+    assert export_main(["bccd_imbalance", "--method", "random", "--set", "lr={loguniform: [1e-5, 1e-2]}",
+                        "--out", str(out)]) == 0
+    exported = yaml.safe_load(out.read_text())
+    assert exported["method"] == "random"
+    assert exported["parameters"]["lr"] == {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-2}
+
+
+def test_the_cli_reports_a_range_without_values_for_the_grid(capsys):
+    assert export_main(["bccd_imbalance", "--set", "lr={loguniform: [1e-5, 1e-2]}"]) == 2
+    assert "grid.lr is a loguniform range with no values" in capsys.readouterr().err
 
 
 def test_grid_round_trips_through_the_export(tmp_path, capsys):

@@ -49,3 +49,28 @@ def test_iteration_follows_registration_order():
     assert list(registry) == registry.names() == ["red", "blue", "green"]
     assert registry.items() == [("red", 1), ("blue", 2), ("green", 3)]
     assert registry.values() == [1, 2, 3]
+
+
+def test_every_error_class_of_the_project_is_a_medsweep_error():
+    """One error family: every exception class defined in trainables/, sweeps/ and analysis/
+    derives from MedsweepError (the CLIs catch that only), bar the training loop's internal
+    control flow."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import analysis
+    import sweeps
+    import trainables
+    from trainables.errors import MedsweepError
+
+    internal = {"trainables.engine.Diverged", "trainables.datasets.detection.regions.RegionProblem"}
+    outside = []
+    for package in (trainables, sweeps, analysis):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            module = importlib.import_module(info.name)
+            for name, value in vars(module).items():
+                if (inspect.isclass(value) and issubclass(value, BaseException) and value.__module__ == info.name
+                        and not issubclass(value, MedsweepError) and f"{info.name}.{name}" not in internal):
+                    outside.append(f"{info.name}.{name}")
+    assert outside == []

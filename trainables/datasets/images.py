@@ -8,8 +8,10 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from trainables.errors import MedsweepError
 
-class CorruptImageError(ValueError):
+
+class CorruptImageError(MedsweepError, ValueError):
     """An image file that cannot be fully decoded (truncated, garbage, unreadable)."""
 
 

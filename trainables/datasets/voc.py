@@ -11,7 +11,7 @@ from defusedxml import DefusedXmlException
 from trainables.errors import MedsweepError
 
 
-class MalformedAnnotationError(ValueError):
+class MalformedAnnotationError(MedsweepError, ValueError):
     """An XML annotation that cannot be parsed or lacks required fields."""
 
 
