@@ -1,6 +1,8 @@
 # medsweep — the two Quickstart commands, each doing its own set-up.
 #   make sweep   create/reuse .venv, install, run the bccd_imbalance sweep
-#   make test    create/reuse .venv, install, run the whole test suite
+#   make test    create/reuse .venv, install, run the whole test suite (what CI runs)
+#   make test-fast  the tests not marked e2e (no sweeps through Ray Tune), for the edit loop
+#   make lint    ruff check
 #   make report EXP=runs/<experiment>   analyse a sweep and write its report
 # Pass extra sweep arguments with ARGS, e.g.  make sweep ARGS="--smoke"
 
@@ -11,7 +13,7 @@ BIN     = $(VENV)/bin
 # (downloaded once and verified on a machine with internet).
 DATA_ENV = $(if $(MEDSWEEP_DATA_DIR),MEDSWEEP_DATA_DIR=$(MEDSWEEP_DATA_DIR),$(if $(wildcard ../shared/data/BCCD_Dataset),MEDSWEEP_DATA_DIR=$(abspath ../shared/data),))
 
-.PHONY: install sweep test check-data report clean
+.PHONY: install sweep test test-fast lint check-data report clean
 
 $(BIN)/.medsweep-installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +39,12 @@ report: install
 
 test: install
 	$(DATA_ENV) $(BIN)/python -m pytest $(ARGS)
+
+test-fast: install
+	$(DATA_ENV) $(BIN)/python -m pytest -m "not e2e" $(ARGS)
+
+lint: install
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
