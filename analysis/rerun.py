@@ -27,8 +27,7 @@ from analysis.winners import Candidate, Winners
 from sweeps.data import SweepData, prepare_sweep_data
 from sweeps.storage import ExperimentLocation
 from sweeps.summary import best_of, stop_reason
-from sweeps.tuner import (RunSettings, configure_tune_environment, remove_checkpoint_staging, run_config,
-                          wrapped_trainable)
+from sweeps.tuner import RunSettings, build_retraining_tuner, configure_tune_environment, remove_checkpoint_staging
 from trainables.datasets.base import ClassificationData, SplitArrays
 from trainables.engine import STATE_FILE, UnsafeCheckpointError
 from trainables.metrics import metric_direction
@@ -312,8 +311,6 @@ def config_key(config: dict) -> str:
 def run_retraining(experiment: Experiment, configs: list[dict], data: SweepData,
                    settings: RerunSettings, recorder: tune.Callback) -> None:
     """One Tune run of the sweep's trainable over exactly ``configs``, in ``<experiment>/reruns``."""
-    from ray.tune.search import BasicVariantGenerator
-
     from sweeps.progress import SweepProgress
     from sweeps.ray_session import ensure_ray
 
@@ -321,35 +318,16 @@ def run_retraining(experiment: Experiment, configs: list[dict], data: SweepData,
     location = ExperimentLocation(str(experiment.directory / RERUN_STORAGE), time.strftime("rerun_%Y%m%d-%H%M%S"))
     configure_tune_environment()
     started_ray = ensure_ray(settings.address)
-    # No scheduler here: every config trains to its last epoch.
     progress = SweepProgress(metric=resolved.spec.metric, mode=resolved.spec.mode,
                              budget=sum(int(config.get("max_epochs", resolved.max_epochs)) for config in configs))
     try:
-        tune.Tuner(
-            wrapped_trainable(resolved, data),
-            param_space=param_space_covering(configs),
-            tune_config=tune.TuneConfig(metric=resolved.spec.metric, mode=resolved.spec.mode,
-                                        search_alg=BasicVariantGenerator(points_to_evaluate=list(configs)),
-                                        num_samples=len(configs),
-                                        trial_dirname_creator=lambda trial: trial.trial_id),
-            run_config=run_config(resolved, location, RunSettings(callbacks=(recorder, progress), ray_table=False)),
-        ).fit()
+        build_retraining_tuner(resolved, data, location, RunSettings(callbacks=(recorder, progress), ray_table=False),
+                               configs).fit()
     finally:
         remove_checkpoint_staging(location.name)
         if started_ray:
             import ray
             ray.shutdown()
-
-
-def param_space_covering(configs: list[dict]) -> dict:
-    """A space holding every config as a point: keys that vary become categorical domains
-    (so Tune accepts each preset point without a warning), the rest stay constants."""
-    space = {}
-    for key in configs[0]:
-        values = [config[key] for config in configs]
-        distinct = list(dict.fromkeys(json.dumps(v) for v in values))
-        space[key] = values[0] if len(distinct) == 1 else tune.choice([json.loads(v) for v in distinct])
-    return space
 
 
 class RetrainRecorder(tune.Callback):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,18 +120,49 @@ def run_config(resolved: ResolvedSweep, location: ExperimentLocation, settings: 
     )
 
 
+def tune_config(resolved: ResolvedSweep, *, num_samples: int, scheduler=None, search_alg=None) -> tune.TuneConfig:
+    """The sweep's metric and mode; trial folders named by trial id."""
+    return tune.TuneConfig(metric=resolved.spec.metric, mode=resolved.spec.mode, scheduler=scheduler,
+                           search_alg=search_alg, num_samples=num_samples,
+                           trial_dirname_creator=lambda trial: trial.trial_id)
+
+
 def build_tuner(resolved: ResolvedSweep, data: SweepData, location: ExperimentLocation,
                 settings: RunSettings) -> tune.Tuner:
+    """The sweep: its search space and search algorithm under ASHA."""
     return tune.Tuner(
         wrapped_trainable(resolved, data),
         param_space=search_space(resolved, settings.search),
-        tune_config=tune.TuneConfig(metric=resolved.spec.metric, mode=resolved.spec.mode,
-                                    scheduler=scheduler(resolved),
-                                    search_alg=search_algorithm(resolved, settings, location.name),
-                                    num_samples=settings.num_samples,
-                                    trial_dirname_creator=lambda trial: trial.trial_id),
+        tune_config=tune_config(resolved, num_samples=settings.num_samples, scheduler=scheduler(resolved),
+                                search_alg=search_algorithm(resolved, settings, location.name)),
         run_config=run_config(resolved, location, settings),
     )
+
+
+def build_retraining_tuner(resolved: ResolvedSweep, data: SweepData, location: ExperimentLocation,
+                           settings: RunSettings, configs: list[dict]) -> tune.Tuner:
+    """Exactly ``configs``, each once, without a scheduler: every config trains to its last
+    epoch (the analysis's retraining with seeds)."""
+    from ray.tune.search import BasicVariantGenerator
+
+    return tune.Tuner(
+        wrapped_trainable(resolved, data),
+        param_space=param_space_covering(configs),
+        tune_config=tune_config(resolved, num_samples=len(configs),
+                                search_alg=BasicVariantGenerator(points_to_evaluate=list(configs))),
+        run_config=run_config(resolved, location, settings),
+    )
+
+
+def param_space_covering(configs: list[dict]) -> dict:
+    """A space holding every config as a point: keys that vary become categorical domains
+    (so Tune accepts each preset point without a warning), the rest stay constants."""
+    space = {}
+    for key in configs[0]:
+        values = [config[key] for config in configs]
+        distinct = list(dict.fromkeys(json.dumps(v) for v in values))
+        space[key] = values[0] if len(distinct) == 1 else tune.choice([json.loads(v) for v in distinct])
+    return space
 
 
 def restore_tuner(resolved: ResolvedSweep, data: SweepData, location: ExperimentLocation) -> tune.Tuner:

@@ -77,7 +77,8 @@ def test_a_clearly_better_candidate_is_not_tied_and_a_near_copy_is():
     near[0] = np.roll(near[0], 1)                                 # one sample wrong
     split = _split(labels)
     weights = resample_weights(split.sources, resamples=500)
-    scores = {(name, "retrained"): [model_scores(probability_metrics, split.labels, NAMES, ModelPredictions(name, None, outputs, {}), weights)]
+    scores = {(name, "retrained"): [model_scores(probability_metrics, split.labels, NAMES,
+                                                 ModelPredictions(name, None, outputs, {}), weights)]
               for name, outputs in (("ref", noisy), ("better", perfect), ("near", near))}
     table = compare_with("ref", scores, "macro_f1", "max", 0.95).set_index("trial_id")
     assert table.loc["better", "verdict"] == "better" and table.loc["better", "difference"] > 0.2
@@ -91,7 +92,7 @@ def test_a_clearly_better_candidate_is_not_tied_and_a_near_copy_is():
 def test_the_retraining_space_holds_every_config_as_a_point():
     from ray.tune.search.sample import Categorical
 
-    from analysis.rerun import param_space_covering
+    from sweeps.tuner import param_space_covering
     configs = [{"lr": 1e-3, "seed": 0, "model": "m"}, {"lr": 1e-3, "seed": 1, "model": "m"},
                {"lr": 1e-4, "seed": 0, "model": "m"}]
     space = param_space_covering(configs)

@@ -19,6 +19,7 @@ from analysis.sections.base import ReportContext
 from analysis.sections.classification import ablation
 from analysis.sections.common import checks
 from analysis.winners import pick_winners
+from sweeps import tuner
 from sweeps.registry import get_sweep
 from sweeps.report_spec import Check
 from tests.synthetic_experiment import make_experiment, trial
@@ -157,8 +158,8 @@ def test_the_confirmation_retrains_each_config_for_its_max_epochs_without_a_sche
         def fit(self):
             return None
 
-    monkeypatch.setattr(rerun.tune, "Tuner", RecordingTuner)
-    monkeypatch.setattr(rerun, "wrapped_trainable", lambda resolved, data: None)
+    monkeypatch.setattr(tuner.tune, "Tuner", RecordingTuner)
+    monkeypatch.setattr(tuner, "wrapped_trainable", lambda resolved, data: None)
     monkeypatch.setattr(rerun, "configure_tune_environment", lambda: None)
     monkeypatch.setattr(rerun, "remove_checkpoint_staging", lambda name: None)
     monkeypatch.setattr("sweeps.ray_session.ensure_ray", lambda address: False)
