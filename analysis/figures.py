@@ -250,8 +250,8 @@ def detection_grid(images: list[np.ndarray], predictions: list[tuple], truths: l
         for index, (box, label, score) in enumerate(zip(boxes, labels, scores)):
             colour = colours(int(label) % 10)
             if masks is not None:
-                ax.imshow(np.ma.masked_where(masks[index] < 0.5, masks[index]), cmap=plt.matplotlib.colors.ListedColormap(
-                    [colour]), alpha=0.35, vmin=0, vmax=1)
+                ax.imshow(np.ma.masked_where(masks[index] < 0.5, masks[index]),
+                          cmap=plt.matplotlib.colors.ListedColormap([colour]), alpha=0.35, vmin=0, vmax=1)
             ax.add_patch(plt.Rectangle(box[:2], box[2] - box[0], box[3] - box[1], fill=False, edgecolor=colour,
                                        linewidth=1.5))
             ax.text(box[0], box[1] - 2, f"{class_names[int(label)]} {score:.2f}", color="white", fontsize=7,

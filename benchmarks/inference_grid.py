@@ -22,9 +22,16 @@ import numpy as np
 import torch
 
 from trainables.datasets.detection import prepare_bccd_detection
-from trainables.detection import (DetectionConfig, build_detector, build_optimizer,
-                                  predict_detections, sampling_weights, to_device, training_batches,
-                                  validation_metrics)
+from trainables.detection import (
+    DetectionConfig,
+    build_detector,
+    build_optimizer,
+    predict_detections,
+    sampling_weights,
+    to_device,
+    training_batches,
+    validation_metrics,
+)
 from trainables.detection_inference import DEFAULT_CONFIDENCES, DEFAULT_NMS_IOUS, candidate_cap, inference_grid
 
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from trainables.augment import build_augmentation
 from trainables.arrays import ArrayDataset
+from trainables.augment import build_augmentation
 from trainables.classification import ClassificationConfig, build_classifier
 from trainables.datasets.bccd import CLASS_NAMES, locate_bccd, prepare_bccd
 from trainables.datasets.images import crop_with_padding, decode_rgb, resize_square

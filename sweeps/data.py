@@ -55,7 +55,7 @@ class SweepData:
         data = self.variants[self.key_of(config)]
         return data, {k: v for k, v in config.items() if k != self.axis}
 
-    def only(self, *splits: str) -> "SweepData":
+    def only(self, *splits: str) -> SweepData:
         return replace(self, variants={k: v.only(*splits) for k, v in self.variants.items()})
 
     def label(self, key: Any) -> str:

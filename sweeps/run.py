@@ -11,9 +11,9 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
@@ -509,7 +509,8 @@ def gpus_argument(text: str) -> float | str:
 
 def options_from_args(args: argparse.Namespace) -> SweepOptions:
     return SweepOptions(
-        name=args.name, overrides=overrides_from_file(args.set_file) + tuple(args.overrides), profile=args.profile, smoke=args.smoke,
+        name=args.name, overrides=overrides_from_file(args.set_file) + tuple(args.overrides),
+        profile=args.profile, smoke=args.smoke,
         num_samples=args.num_samples, storage=args.storage, storage_shared=args.storage_shared,
         experiment_name=args.experiment_name, resume=args.resume, address=args.address,
         gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,

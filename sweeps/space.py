@@ -36,8 +36,8 @@ from trainables.config import ConfigError, check_field_types, config_keys, from_
 from trainables.datasets import DATASETS, get_dataset_entry
 from trainables.datasets.chestmnist import SIZES as CHESTMNIST_SIZES
 from trainables.datasets.leakage_policy import LEAKAGE_POLICIES
-from trainables.registry import get_trainable
 from trainables.errors import MedsweepError
+from trainables.registry import get_trainable
 
 PROFILES = ("auto", "cpu", "full")
 SECTIONS = ("data", "fixed", "grid", "profiles")
@@ -92,7 +92,7 @@ class Range:
             _check_bounds(where, self.kind, self.bounds, self.log or self.kind == "loguniform")
 
     @classmethod
-    def from_mapping(cls, axis: str, raw: Mapping[str, Any], source: str) -> "Range":
+    def from_mapping(cls, axis: str, raw: Mapping[str, Any], source: str) -> Range:
         """The range of an axis mapping such as ``{values: [...], loguniform: [1.0e-5, 1.0e-2]}``."""
         kinds = [k for k in RANGE_KINDS if k in raw]
         if len(kinds) != 1:
@@ -491,8 +491,9 @@ def validate_configs(resolved: ResolvedSweep, config_class: type, path: Path,
     names the ``--set`` item or the file the bad value came from (``sources``: key → item)."""
     axis = variant_axis(resolved)
     if axis in resolved.ranges:
-        raise SearchSpaceError(f"{resolved.ranges[axis].source}: grid.{axis} selects the data variant, which is prepared per listed "
-                               f"value before the sweep; list its values (grid.{axis}: [...]) instead of a range")
+        raise SearchSpaceError(f"{resolved.ranges[axis].source}: grid.{axis} selects the data variant, "
+                               f"which is prepared per listed value before the sweep; "
+                               f"list its values (grid.{axis}: [...]) instead of a range")
     for config in [*resolved.configs(), *range_endpoint_configs(resolved)]:
         try:
             from_config(config_class, {k: v for k, v in config.items() if k != axis})

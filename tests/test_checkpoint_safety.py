@@ -18,8 +18,16 @@ import torch
 from ray import tune
 from torch import nn
 
-from trainables.engine import (META_FILE, STATE_FILE, CheckpointError, EarlyStopping, UnsafeCheckpointError,
-                               _restore, _write_checkpoint, load_checkpoint_model)
+from trainables.engine import (
+    META_FILE,
+    STATE_FILE,
+    CheckpointError,
+    EarlyStopping,
+    UnsafeCheckpointError,
+    _restore,
+    _write_checkpoint,
+    load_checkpoint_model,
+)
 from trainables.errors import MedsweepError
 
 REPO = Path(__file__).resolve().parents[1]

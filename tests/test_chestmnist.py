@@ -9,10 +9,15 @@ import numpy as np
 import pytest
 
 from tests.conftest import assert_same_data
-from trainables.datasets.base import DatasetError
 from trainables.datasets import chestmnist
-from trainables.datasets.chestmnist import (CLASS_NAMES, MalformedNpzError, prepare_chestmnist,
-                                            read_chestmnist, search_dirs)
+from trainables.datasets.base import DatasetError
+from trainables.datasets.chestmnist import (
+    CLASS_NAMES,
+    MalformedNpzError,
+    prepare_chestmnist,
+    read_chestmnist,
+    search_dirs,
+)
 from trainables.datasets.download import DataNotFoundError, cache_dir
 from trainables.datasets.synthetic import main as synthetic_main
 from trainables.datasets.synthetic import write_chestmnist

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import ray
 import pytest
+import ray
 
 from analysis.document import empty_cells
 from analysis.report import ReportOptions, write_report

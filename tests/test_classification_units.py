@@ -8,8 +8,16 @@ import pytest
 import torch
 
 from trainables.arrays import Normalize
-from trainables.classification import (ClassificationConfig, balanced_indices, class_probabilities, class_weights,
-                                       classification_loss, output_units, oversampled_indices, predicted_classes)
+from trainables.classification import (
+    ClassificationConfig,
+    balanced_indices,
+    class_probabilities,
+    class_weights,
+    classification_loss,
+    output_units,
+    oversampled_indices,
+    predicted_classes,
+)
 from trainables.config import ConfigError, from_config
 
 

@@ -17,13 +17,27 @@ from sweeps.data import prepare_sweep_data
 from sweeps.registry import get_sweep
 from sweeps.space import SearchSpaceError, resolve
 from tests.conftest import make_voc
-from trainables.datasets.detection import bccd_boxes, lymphoblast
+from trainables.datasets.detection import (
+    FLIP_MODES,
+    LISTING,
+    AnnotationFileChoiceError,
+    DetectionData,
+    DetectionSplit,
+    MalformedAnnotationFileError,
+    bccd_boxes,
+    flip_sample,
+    load_detection_splits,
+    lymphoblast,
+    mask_box,
+    polygon_mask,
+    prepare_bccd_detection,
+    prepare_lymphoblast,
+    preprocess,
+    read_bccd_detection,
+    read_lymphoblast,
+    save_detection_splits,
+)
 from trainables.datasets.detection import coco as coco_reader
-from trainables.datasets.detection import (FLIP_MODES, LISTING, AnnotationFileChoiceError, DetectionData,
-                                           DetectionSplit, MalformedAnnotationFileError, flip_sample,
-                                           load_detection_splits, mask_box, polygon_mask, prepare_bccd_detection,
-                                           prepare_lymphoblast, preprocess, read_bccd_detection, read_lymphoblast,
-                                           save_detection_splits)
 from trainables.datasets.download import DataNotFoundError
 from trainables.datasets.synthetic import main as synthetic_main
 from trainables.datasets.synthetic import write_lymphoblast
@@ -378,7 +392,8 @@ def test_train_val_test_folders_with_their_own_files_are_the_splits(tmp_path):
         write_lymphoblast(tmp_path / split, images=3 - number, size=48, seed=number, form=("via", "coco")[number % 2])
     splits, audit = read_lymphoblast(tmp_path, image_size=48)
     assert {name: len(split) for name, split in splits.items()} == {"train": 3, "val": 2, "test": 1}
-    assert "train/annotations.json (VIA 2.x project" in audit.notes[0] and "val/annotations.json (COCO)" in audit.notes[0]
+    assert "train/annotations.json (VIA 2.x project" in audit.notes[0]
+    assert "val/annotations.json (COCO)" in audit.notes[0]
 
 
 def test_missing_data_says_it_is_private_where_it_looked_and_how_to_generate_some(tmp_path, monkeypatch):

@@ -14,11 +14,26 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchvision.models.detection.roi_heads import RoIHeads
 
-from trainables.detection_inference import (CANDIDATE_MIN_CONFIDENCE, DEFAULT_CONFIDENCES, DEFAULT_NMS_IOUS,
-                                            best_inference, candidate_cap, candidate_settings, cap_warning,
-                                            images_at_cap, inference_grid, postprocess)
-from trainables.metrics import (average_precision_50, box_iou, count_table, detection_counts, detection_scores,
-                                match_detections)
+from trainables.detection_inference import (
+    CANDIDATE_MIN_CONFIDENCE,
+    DEFAULT_CONFIDENCES,
+    DEFAULT_NMS_IOUS,
+    best_inference,
+    candidate_cap,
+    candidate_settings,
+    cap_warning,
+    images_at_cap,
+    inference_grid,
+    postprocess,
+)
+from trainables.metrics import (
+    average_precision_50,
+    box_iou,
+    count_table,
+    detection_counts,
+    detection_scores,
+    match_detections,
+)
 
 NAMES = ("RBC", "WBC", "Platelets")
 

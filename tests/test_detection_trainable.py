@@ -20,11 +20,26 @@ from torchvision.models.detection import FasterRCNN, MaskRCNN
 from trainables import detection
 from trainables.config import ConfigError, from_config
 from trainables.datasets.detection import DetectionData, DetectionSplit, mask_box
-from trainables.detection import (DetectionConfig, checkpoint_candidates, checkpoint_coco_scores,
-                                  checkpoint_instance_candidates, checkpoint_masks, predict_detections,
-                                  sampling_weights, training_batches, uniform_guess_loss, validation_metrics)
-from trainables.detection_inference import (CANDIDATE_MIN_CONFIDENCE, RPN_PROPOSALS_PER_IMAGE, candidate_cap,
-                                            candidate_scores, detection_truth, postprocess)
+from trainables.detection import (
+    DetectionConfig,
+    checkpoint_candidates,
+    checkpoint_coco_scores,
+    checkpoint_instance_candidates,
+    checkpoint_masks,
+    predict_detections,
+    sampling_weights,
+    training_batches,
+    uniform_guess_loss,
+    validation_metrics,
+)
+from trainables.detection_inference import (
+    CANDIDATE_MIN_CONFIDENCE,
+    RPN_PROPOSALS_PER_IMAGE,
+    candidate_cap,
+    candidate_scores,
+    detection_truth,
+    postprocess,
+)
 from trainables.engine import META_FILE, STOP_COMPLETED, STOP_DIVERGED, LoopSettings, Monitor, fit
 from trainables.models import PretrainedWeightsError
 from trainables.models.rcnn import build_detector

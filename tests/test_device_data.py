@@ -14,8 +14,14 @@ from trainables.arrays import ArrayDataset
 from trainables.classification import ClassificationConfig, classification_trainable, training_indices
 from trainables.config import ConfigError, from_config
 from trainables.datasets.base import ClassificationData, SplitArrays
-from trainables.device_data import (DeviceBatches, choose_data_path, loader_batches, loader_workers, split_bytes,
-                                    training_batches)
+from trainables.device_data import (
+    DeviceBatches,
+    choose_data_path,
+    loader_batches,
+    loader_workers,
+    split_bytes,
+    training_batches,
+)
 from trainables.engine import Monitor
 from trainables.segmentation import SegmentationConfig, segmentation_trainable
 

@@ -11,8 +11,13 @@ from pathlib import Path
 import pytest
 
 from trainables.datasets import download
-from trainables.datasets.download import (ChecksumError, DataNotFoundError, Manifest, extract_verified,
-                                          locate_or_download)
+from trainables.datasets.download import (
+    ChecksumError,
+    DataNotFoundError,
+    Manifest,
+    extract_verified,
+    locate_or_download,
+)
 
 TOP = "BCCD_Dataset-d272fb14cdff6e473fafeeeba32aba5f560e9e43"
 

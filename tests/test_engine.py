@@ -14,9 +14,25 @@ from torch import nn
 from trainables import engine
 from trainables.arrays import Normalize
 from trainables.config import ConfigError, LoopConfig
-from trainables.engine import (FP32_CPU, META_FILE, STATE_FILE, STOP_COMPLETED, STOP_DIVERGED, STOP_EARLY,
-                               Acceleration, Diverged, EarlyStopping, LoopSettings, _plain, acceleration_for,
-                               check_epoch_loss, fit, load_checkpoint_model, prepare_model, train_one_epoch)
+from trainables.engine import (
+    FP32_CPU,
+    META_FILE,
+    STATE_FILE,
+    STOP_COMPLETED,
+    STOP_DIVERGED,
+    STOP_EARLY,
+    Acceleration,
+    Diverged,
+    EarlyStopping,
+    LoopSettings,
+    _plain,
+    acceleration_for,
+    check_epoch_loss,
+    fit,
+    load_checkpoint_model,
+    prepare_model,
+    train_one_epoch,
+)
 
 
 def test_early_stopping_counts_epochs_without_improvement():
@@ -187,6 +203,7 @@ def test_a_restored_trial_resumes_from_its_checkpoint_loaded_weights_only(monkey
 
 def test_checkpoint_state_is_saved_as_plain_data_or_not_at_all():
     from collections import namedtuple
+
     import numpy as np
     pair = namedtuple("Pair", "a b")
     plain = _plain({"best": np.float64(0.5), "count": np.int64(3), "betas": pair(0.9, 0.99),

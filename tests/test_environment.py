@@ -10,8 +10,13 @@ from importlib import metadata
 
 import pytest
 
-from sweeps.environment import (CORE_PACKAGES, environment_differences, mismatch_warning, package_versions,
-                                recorded_environment)
+from sweeps.environment import (
+    CORE_PACKAGES,
+    environment_differences,
+    mismatch_warning,
+    package_versions,
+    recorded_environment,
+)
 
 pytestmark = pytest.mark.e2e
 

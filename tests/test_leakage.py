@@ -68,7 +68,8 @@ def test_a_reencoded_brighter_copy_is_a_near_duplicate_and_distinct_images_are_n
 @pytest.mark.parametrize("change", ["horizontal flip", "vertical flip", "90° turn"])
 def test_a_flipped_or_turned_copy_in_another_split_is_a_near_duplicate(change):
     original = smear(3)   # 64 x 48: a right-angle turn also changes the shape
-    copy = {"horizontal flip": original[:, ::-1], "vertical flip": original[::-1], "90° turn": np.rot90(original)}[change]
+    copy = {"horizontal flip": original[:, ::-1], "vertical flip": original[::-1],
+            "90° turn": np.rot90(original)}[change]
     prints = [printed("train", "x", jpeg(original)), printed("test", "x_copy", jpeg(np.ascontiguousarray(copy), 70))]
     prints += [printed("val", f"other{i}", jpeg(smear(10 + i))) for i in range(8)]
     report = check(prints)

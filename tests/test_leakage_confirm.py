@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 
 import cv2
 import numpy as np
@@ -14,13 +13,15 @@ from PIL import Image
 from sweeps.space import DataSettings
 from trainables.config import ConfigError
 from trainables.datasets.base import DatasetError
-from trainables.datasets.chestmnist import CLASS_NAMES as CHEST_CLASSES
 from trainables.datasets.chestmnist import KEPT_FINDINGS, prepare_chestmnist, read_chestmnist
 from trainables.datasets.images import decode_rgb
 from trainables.datasets.leakage import MIN_SIMILARITY, aligned_similarity
 from trainables.datasets.synthetic import write_chestmnist, write_taleqani
-from trainables.datasets.taleqani_classification import (assign_splits, list_labelled_images,
-                                                         read_taleqani_classification)
+from trainables.datasets.taleqani_classification import (
+    assign_splits,
+    list_labelled_images,
+    read_taleqani_classification,
+)
 
 COPIES = ("JPEG 50", "resized up", "resized down", "horizontal flip", "vertical flip",
           "90° turn", "180° turn", "270° turn")

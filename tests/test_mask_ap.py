@@ -17,8 +17,13 @@ from pycocotools.cocoeval import COCOeval
 
 from trainables.datasets.detection import mask_box
 from trainables.datasets.synthetic import _lymphoblast_smear
-from trainables.metrics import (average_precision_50, coco_average_precision, encode_masks, mask_average_precision_50,
-                                metric_direction)
+from trainables.metrics import (
+    average_precision_50,
+    coco_average_precision,
+    encode_masks,
+    mask_average_precision_50,
+    metric_direction,
+)
 
 NAMES = ("lymphoblast", "non-lymphoblast")
 WIDTH, HEIGHT = 160, 120

@@ -11,8 +11,14 @@ from test_mask_ap import HEIGHT, NAMES, WIDTH, _scene
 from analysis.rerun import ModelPredictions, PredictionCache, compare_with, metric_on_test, model_scores
 from analysis.stats import resample_weights
 from sweeps.registry import get_sweep
-from trainables.detection_inference import (DetectionTruth, candidate_boxes, candidate_scores, carries_masks,
-                                            instance_candidates, postprocess)
+from trainables.detection_inference import (
+    DetectionTruth,
+    candidate_boxes,
+    candidate_scores,
+    carries_masks,
+    instance_candidates,
+    postprocess,
+)
 from trainables.metrics import encode_masks, mask_average_precision_50
 
 

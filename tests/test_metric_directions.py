@@ -128,7 +128,8 @@ def test_errors_and_losses_are_minimised_and_scores_maximised(name, expected):
 
 
 def test_an_undeclared_metric_is_an_error_naming_it_and_where_to_declare_it():
-    with pytest.raises(UnknownNameError, match=r"'val_hausdorff'.*METRIC_DIRECTIONS in trainables/metrics/directions\.py") as err:
+    expected = r"'val_hausdorff'.*METRIC_DIRECTIONS in trainables/metrics/directions\.py"
+    with pytest.raises(UnknownNameError, match=expected) as err:
         metric_direction("val_hausdorff")
     assert isinstance(err.value, MedsweepError)
     with pytest.raises(UnknownNameError, match="'lr'"):

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from trainables.metrics import (binary_auc, classification_metrics, confusion_matrix, log_loss, metrics_from_confusion,
-                                probability_metrics, roc_auc_ovr)
+from trainables.metrics import (
+    binary_auc,
+    classification_metrics,
+    confusion_matrix,
+    log_loss,
+    metrics_from_confusion,
+    probability_metrics,
+    roc_auc_ovr,
+)
 
 NAMES = ("RBC", "WBC", "Platelets")
 

@@ -7,8 +7,18 @@ import pytest
 
 from sweeps import packing
 from sweeps.data import SweepData
-from sweeps.packing import (GIB, GpuMeasurement, PackingChoice, PackingError, auto_gpus_per_trial,
-                            calibration_configs, choose_gpus_per_trial, no_gpu_choice, shortened, small_validation)
+from sweeps.packing import (
+    GIB,
+    GpuMeasurement,
+    PackingChoice,
+    PackingError,
+    auto_gpus_per_trial,
+    calibration_configs,
+    choose_gpus_per_trial,
+    no_gpu_choice,
+    shortened,
+    small_validation,
+)
 from sweeps.ray_session import NodeCapacity
 from sweeps.registry import get_sweep
 from sweeps.space import resolve

@@ -10,8 +10,18 @@ import pytest
 from ray.tune.schedulers.async_hyperband import _Bracket
 
 import sweeps.run
-from sweeps.plan import (Capacity, Forecast, Timing, asha_rungs, comparison, duration, epoch_seconds,
-                         expected_trial_epochs, sample_counts, trials_at_once)
+from sweeps.plan import (
+    Capacity,
+    Forecast,
+    Timing,
+    asha_rungs,
+    comparison,
+    duration,
+    epoch_seconds,
+    expected_trial_epochs,
+    sample_counts,
+    trials_at_once,
+)
 from sweeps.ray_session import NodeCapacity
 from sweeps.registry import get_sweep
 from sweeps.run import SweepOptions, main, sweep_forecast

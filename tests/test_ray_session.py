@@ -62,7 +62,8 @@ def test_more_gpus_than_the_machine_has_fails_before_the_audit_and_writes_nothin
 
 def test_resources_no_node_can_hold_fail_locally_and_warn_on_an_autoscaling_cluster(monkeypatch):
     import sweeps.ray_session as session
-    monkeypatch.setattr(session, "node_capacities", lambda: [NodeCapacity(cpus=2, gpus=0), NodeCapacity(cpus=8, gpus=1)])
+    monkeypatch.setattr(session, "node_capacities",
+                        lambda: [NodeCapacity(cpus=2, gpus=0), NodeCapacity(cpus=8, gpus=1)])
     warnings: list[str] = []
     check_trial_resources(cpus=4, gpus=1, local=True, warn=warnings.append)
     with pytest.raises(ResourceRequestError, match=r"2 CPU \+ 0 GPU, 8 CPU \+ 1 GPU"):
@@ -109,7 +110,8 @@ def test_a_local_instance_refuses_clients_without_its_token(tmp_path):
         from sweeps.ray_session import ensure_ray
         ensure_ray(None)
         gcs = ray.get_runtime_context().gcs_address
-        probe = "from ray._raylet import GcsClient; GcsClient(address=%r).internal_kv_keys(b'', namespace=None, timeout=10)" % gcs
+        probe = ("from ray._raylet import GcsClient; "
+                 "GcsClient(address=%r).internal_kv_keys(b'', namespace=None, timeout=10)" % gcs)
         env = dict(os.environ, HOME={str(tmp_path)!r}, RAY_AUTH_MODE="disabled")
         env.pop("RAY_AUTH_TOKEN", None)
         client = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)

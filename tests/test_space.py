@@ -136,7 +136,8 @@ def test_annotations_take_a_file_name_or_a_relative_path_and_default_to_none():
 def test_chestmnist_takes_only_the_image_sizes_it_is_published_at():
     chest = get_sweep("chestmnist_binary")
     assert resolve(chest, profile="cpu", overrides=("image_size=64",)).data.image_size == 64
-    with pytest.raises(SearchSpaceError, match=r"--set image_size=32: .*must be one of 28, 64, 128, 224 for chestmnist"):
+    with pytest.raises(SearchSpaceError,
+                       match=r"--set image_size=32: .*must be one of 28, 64, 128, 224 for chestmnist"):
         resolve(chest, profile="cpu", overrides=("image_size=32",))
 
 

@@ -36,7 +36,7 @@ def test_resume_picks_the_newest_experiment_of_the_sweep(tmp_path):
         stamp = time.time() - age
         os.utime(tmp_path / name, (stamp, stamp))
     (tmp_path / "bccd_imbalance_nosweep").mkdir()
-    assert [l.name for l in list_experiments(str(tmp_path), "bccd_imbalance_", "sweep.json")] == [
+    assert [found.name for found in list_experiments(str(tmp_path), "bccd_imbalance_", "sweep.json")] == [
         "bccd_imbalance_a", "bccd_imbalance_b"]
     assert find_experiment(str(tmp_path), "bccd_imbalance", None).name == "bccd_imbalance_b"
     with pytest.raises(FileNotFoundError, match="no experiment of all_unet"):

@@ -25,7 +25,9 @@ def test_study_5_prepares_one_split_per_loading_option_of_the_same_images(taleqa
     assert [len(per_class.splits[s]) for s in ("train", "val", "test")] == [24, 8, 8]
     assert np.bincount(per_class.splits["test"].labels).tolist() == [2, 2, 2, 2]
     assert [len(global_.splits[s]) for s in ("train", "val", "test")] == [28, 6, 6]
-    every = lambda d: sorted(np.concatenate([d.splits[s].sources for s in d.splits]).tolist())
+    def every(d):
+        return sorted(np.concatenate([d.splits[s].sources for s in d.splits]).tolist())
+
     assert every(per_class) == every(global_)
     assert set(per_class.splits["test"].sources) != set(global_.splits["test"].sources)
     assert "loading option 1" in data.audit_text() and "loading option 2" in data.audit_text()

@@ -8,15 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainables.datasets.base import DatasetError
 from trainables.datasets import taleqani_classification
+from trainables.datasets.base import DatasetError
 from trainables.datasets.download import DataNotFoundError, cache_dir
 from trainables.datasets.images import decode_rgb
 from trainables.datasets.synthetic import TALEQANI_SHORT_CLASSES, write_taleqani
 from trainables.datasets.synthetic import main as synthetic_main
-from trainables.datasets.taleqani_classification import (CLASSIFICATION_CLASSES, assign_splits, class_folders,
-                                                         list_labelled_images, prepare_taleqani_classification,
-                                                         read_taleqani_classification)
+from trainables.datasets.taleqani_classification import (
+    CLASSIFICATION_CLASSES,
+    assign_splits,
+    class_folders,
+    list_labelled_images,
+    prepare_taleqani_classification,
+    read_taleqani_classification,
+)
 from trainables.datasets.taleqani_common import split_sizes
 from trainables.datasets.taleqani_segmentation import prepare_taleqani_segmentation
 

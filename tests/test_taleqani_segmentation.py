@@ -18,8 +18,12 @@ from trainables.datasets.images import decode_rgb, resize_square
 from trainables.datasets.synthetic import main as synthetic_main
 from trainables.datasets.synthetic import write_taleqani
 from trainables.datasets.taleqani_common import locate_taleqani, split_sizes
-from trainables.datasets.taleqani_segmentation import (MASK_THRESHOLD, prepare_taleqani_segmentation,
-                                                       read_segmentation_pairs, segmentation_mask)
+from trainables.datasets.taleqani_segmentation import (
+    MASK_THRESHOLD,
+    prepare_taleqani_segmentation,
+    read_segmentation_pairs,
+    segmentation_mask,
+)
 
 PURPLE = (122, 72, 162)
 

@@ -16,9 +16,17 @@ from trainables.arrays import Normalize, in_order
 from trainables.config import ConfigError, LoopConfig, from_config, require_choice
 from trainables.datasets.base import ClassificationData, SplitArrays
 from trainables.device_data import DATA_PATHS, training_batches
-from trainables.engine import (OPTIMIZERS, LoopSettings, Monitor, assigned_cpus, fit,
-                               load_checkpoint_model, read_checkpoint_config, seed_everything,
-                               trial_device_and_threads)
+from trainables.engine import (
+    OPTIMIZERS,
+    LoopSettings,
+    Monitor,
+    assigned_cpus,
+    fit,
+    load_checkpoint_model,
+    read_checkpoint_config,
+    seed_everything,
+    trial_device_and_threads,
+)
 from trainables.metrics import classification_metrics, probability_metrics
 from trainables.models import build_model
 
@@ -65,7 +73,8 @@ class ClassificationConfig(LoopConfig):
             raise ConfigError(f"config key 'dropout' must be in [0, 1), got {self.dropout!r}")
         if self.balance_per_class is not None and (self.balance_per_class <= 0 or self.oversampling):
             raise ConfigError(f"config key 'balance_per_class' must be positive and is an alternative to "
-                              f"oversampling=true, got {self.balance_per_class!r} with oversampling={self.oversampling}")
+                              f"oversampling=true, got {self.balance_per_class!r} "
+                              f"with oversampling={self.oversampling}")
 
 
 def class_weights(counts: np.ndarray) -> np.ndarray:

@@ -23,9 +23,17 @@ from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
 from trainables.config import ConfigError, LoopConfig, from_config, require_choice, require_positive
 from trainables.datasets.detection import FLIP_MODES, DetectionData, DetectionSplit, flip_sample
-from trainables.engine import (META_FILE, OPTIMIZERS, LoopSettings, Monitor, fit,
-                               load_checkpoint_model, seed_everything, trial_device_and_threads)
 from trainables.detection_inference import candidate_settings, instance_candidates
+from trainables.engine import (
+    META_FILE,
+    OPTIMIZERS,
+    LoopSettings,
+    Monitor,
+    fit,
+    load_checkpoint_model,
+    seed_everything,
+    trial_device_and_threads,
+)
 from trainables.metrics import coco_average_precision, detection_scores, encode_masks
 from trainables.models.rcnn import BACKBONES, build_detector, default_weights, read_weights, starts_pretrained
 

@@ -96,7 +96,7 @@ class LoopSettings:
 
     @classmethod
     def of(cls, config: LoopConfig, *, baseline_loss: float, monitor: Monitor,
-           channels_last: bool = False) -> "LoopSettings":
+           channels_last: bool = False) -> LoopSettings:
         """The loop settings a trainable's config carries; divergence at ``divergence_factor``
         times ``baseline_loss``, an uninformed model's training loss (ln C for a uniform guess
         over C classes)."""

@@ -7,14 +7,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from trainables.classification import ClassificationConfig, checkpoint_probabilities, classification_trainable
-from trainables.detection import (DetectionConfig, checkpoint_instance_candidates, detection_trainable,
-                                  fetch_detector_weights)
+from trainables.detection import (
+    DetectionConfig,
+    checkpoint_instance_candidates,
+    detection_trainable,
+    fetch_detector_weights,
+)
 from trainables.detection_inference import candidate_scores, detection_truth, tune_detection_inference
 from trainables.metrics import probability_metrics
 from trainables.models import build_model
 from trainables.registries import Registry
-from trainables.segmentation import (SegmentationConfig, checkpoint_mask_probabilities, mask_scores,
-                                     segmentation_trainable, tune_inference)
+from trainables.segmentation import (
+    SegmentationConfig,
+    checkpoint_mask_probabilities,
+    mask_scores,
+    segmentation_trainable,
+    tune_inference,
+)
 
 
 def fetch_model_weights(config: dict, *, data=None) -> None:

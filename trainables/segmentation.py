@@ -16,9 +16,17 @@ from trainables.arrays import Normalize, in_order
 from trainables.config import ConfigError, LoopConfig, from_config, require_choice, require_positive
 from trainables.datasets.base import ClassificationData, SplitArrays
 from trainables.device_data import DATA_PATHS, training_batches
-from trainables.engine import (OPTIMIZERS, LoopSettings, Monitor, assigned_cpus, fit,
-                               load_checkpoint_model, read_checkpoint_config, seed_everything,
-                               trial_device_and_threads)
+from trainables.engine import (
+    OPTIMIZERS,
+    LoopSettings,
+    Monitor,
+    assigned_cpus,
+    fit,
+    load_checkpoint_model,
+    read_checkpoint_config,
+    seed_everything,
+    trial_device_and_threads,
+)
 from trainables.metrics import binarize, mask_counts, scores_from_counts, segmentation_metrics
 from trainables.models import build_model
 
@@ -58,7 +66,8 @@ class SegmentationConfig(LoopConfig):
         require_choice("loss", self.loss, LOSSES)
         require_choice("data_path", self.data_path, DATA_PATHS)
         if not 0 <= self.dropout < 1 or not 0 < self.threshold < 1:
-            raise ConfigError(f"dropout must be in [0, 1) and threshold in (0, 1); got {self.dropout}, {self.threshold}")
+            raise ConfigError(f"dropout must be in [0, 1) and threshold in (0, 1); "
+                              f"got {self.dropout}, {self.threshold}")
         require_positive(self, ("base_channels",))
 
 
@@ -152,7 +161,8 @@ def segmentation_trainable(config: dict, *, data: ClassificationData, monitor: M
     def evaluate(net: nn.Module) -> dict:
         val = data.splits["val"]
         probabilities = predict_masks(net, val, batch_size=cfg.eval_batch_size, device=device)
-        return {k: float(v) for k, v in segmentation_metrics(val.labels, probabilities, threshold=cfg.threshold).items()}
+        metrics = segmentation_metrics(val.labels, probabilities, threshold=cfg.threshold)
+        return {k: float(v) for k, v in metrics.items()}
 
     optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     settings = LoopSettings.of(cfg, baseline_loss=math.log(2), monitor=monitor, channels_last=True)

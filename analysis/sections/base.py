@@ -33,7 +33,9 @@ class ReportContext:
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        return self.confirmation.class_names if self.confirmation else tuple(self.experiment.audit.get("class_names", ()))
+        if self.confirmation:
+            return self.confirmation.class_names
+        return tuple(self.experiment.audit.get("class_names", ()))
 
     def cite(self, topic: str) -> str:
         """Where in the study's document a table comes from ("" for medsweep's own tables)."""

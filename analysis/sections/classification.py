@@ -15,8 +15,20 @@ from analysis.rerun import CHECKPOINT, RETRAINED, metric_on_test
 from sweeps.summary import STOPPED_BY_ASHA
 from trainables.metrics import confusion_matrix, row_normalised
 
-from .base import (ReportContext, epochs_with_reason, estimate_mean, estimate_text, not_evaluated, number,
-                   other_axes, per_group_trial_tables, percent, section, trials_of_group, verdict_of)
+from .base import (
+    ReportContext,
+    epochs_with_reason,
+    estimate_mean,
+    estimate_text,
+    not_evaluated,
+    number,
+    other_axes,
+    per_group_trial_tables,
+    percent,
+    section,
+    trials_of_group,
+    verdict_of,
+)
 
 
 def winner_confusion(context: ReportContext) -> np.ndarray:
@@ -64,7 +76,8 @@ def classification_report(context: ReportContext) -> list[Block]:
                          columns=["Class", "Precision", "Recall", "F1-score"])
     return [Heading("Classification report"),
             Table(frame, caption="Winner's sweep checkpoint, test split", source=context.cite("classification_report")),
-            *([Table(seeds, caption=f"The winner's config {context.seeds_label()}")] if context.retrained(winner) else [])]
+            *([Table(seeds, caption=f"The winner's config {context.seeds_label()}")]
+              if context.retrained(winner) else [])]
 
 
 @section("roc_auc", needs="checkpoint")

@@ -22,8 +22,19 @@ from sweeps.report_spec import Check
 from sweeps.summary import STOPPED_BY_ASHA
 from trainables.metrics import metric_direction
 
-from .base import (CHECK_QUANTITIES, ReportContext, axis_values, duration, epochs_with_reason,
-                   estimate_text, mean_text, number, percent, section, verdict_of)
+from .base import (
+    CHECK_QUANTITIES,
+    ReportContext,
+    axis_values,
+    duration,
+    epochs_with_reason,
+    estimate_text,
+    mean_text,
+    number,
+    percent,
+    section,
+    verdict_of,
+)
 
 
 @section("summary")
@@ -44,7 +55,8 @@ def summary(context: ReportContext) -> list[Block]:
         blocks.append(Paragraph(
             f"Data audit: {leakage['exact_groups']} exact duplicate group(s) and {leakage['near_pairs']} "
             f"near-duplicate pair(s) of images span different splits (listed in data_audit.txt), e.g. "
-            + "; ".join([" = ".join(g) for g in leakage["exact"][:2]] + [f"{p['a']} ~ {p['b']}" for p in leakage["near"][:2]])
+            + "; ".join([" = ".join(g) for g in leakage["exact"][:2]]
+                        + [f"{p['a']} ~ {p['b']}" for p in leakage["near"][:2]])
             + ". Test results of models that saw such a twin in training may be optimistic."))
     if winners.overall is None:
         blocks.append(Paragraph(f"No trial finished with a finite {experiment.metric}: every trial diverged, "
@@ -57,7 +69,8 @@ def summary(context: ReportContext) -> list[Block]:
     metric = metric_on_test(experiment.metric)
     if context.confirmation is not None:
         retrained = (f"; {context.seeds_label()} "
-                     f"{estimate_text(context.estimate(winners.overall, metric, RETRAINED))}" if context.retraining else "")
+                     f"{estimate_text(context.estimate(winners.overall, metric, RETRAINED))}"
+                     if context.retraining else "")
         items.append(f"Test {metric} of the winner: sweep checkpoint "
                      f"{estimate_text(context.estimate(winners.overall, metric, CHECKPOINT))}{retrained}.")
         items.append(tie_sentence(context))
@@ -121,9 +134,11 @@ def confirmation_section(context: ReportContext) -> list[Block]:
         rows.append({"Trial": candidate.trial_id, "Roles": "; ".join(candidate.roles),
                      "Config": axis_values(context, candidate.trial_id),
                      f"Val {metric}": number(row[f"best_{experiment.metric}"]),
-                     f"Test {metric}, sweep checkpoint": estimate_text(context.estimate(candidate.trial_id, metric, CHECKPOINT)),
+                     f"Test {metric}, sweep checkpoint":
+                         estimate_text(context.estimate(candidate.trial_id, metric, CHECKPOINT)),
                      **({f"Test {metric}, {context.seeds_label()}":
-                         estimate_text(context.estimate(candidate.trial_id, metric, RETRAINED))} if context.retraining else {}),
+                         estimate_text(context.estimate(candidate.trial_id, metric, RETRAINED))}
+                        if context.retraining else {}),
                      "Δ vs winner [CI]": "—" if found.empty else
                      f"{found['difference'].iloc[0]:+.3f} [{found['low'].iloc[0]:+.3f}, {found['high'].iloc[0]:+.3f}] "
                      f"({found['kind'].iloc[0]})",
@@ -133,7 +148,8 @@ def confirmation_section(context: ReportContext) -> list[Block]:
         Paragraph("Candidates: the best trials overall and the best of every group. Each is evaluated from its best "
                   "sweep checkpoint" + (f" and retrained from scratch with seeds {list(context.settings.seed_values)} "
                                         "as one Ray Tune run" if context.retraining else "")
-                  + f"; intervals resample test images ({context.settings.bootstrap} resamples). {tie_sentence(context)}"),
+                  + f"; intervals resample test images ({context.settings.bootstrap} resamples). "
+                    f"{tie_sentence(context)}"),
         Table(pd.DataFrame(rows), caption="Candidates"),
     ]
     if context.confirmation.failures:
@@ -204,7 +220,7 @@ def trials_with(context: ReportContext, values: dict[str, str]) -> pd.DataFrame:
         column = trials.get(f"config/{axis}")
         if column is None:
             return trials.iloc[0:0]
-        mask &= column.map(lambda v: same_value(v, value)).to_numpy(dtype=bool)
+        mask &= column.map(lambda v, text=value: same_value(v, text)).to_numpy(dtype=bool)
     return trials[mask]
 
 
@@ -294,7 +310,8 @@ def sweep_section(context: ReportContext) -> list[Block]:
     max_epochs = experiment.resolved.max_epochs
     ran = int(trials["epochs"].sum())
     full = len(trials) * max_epochs
-    epoch_seconds = experiment.epochs["time_this_iter_s"].mean() if "time_this_iter_s" in experiment.epochs else math.nan
+    epoch_seconds = (experiment.epochs["time_this_iter_s"].mean() if "time_this_iter_s" in experiment.epochs
+                     else math.nan)
     spent = float(trials["wall_seconds"].sum())
     compute = pd.DataFrame({
         "": ["Trial-epochs", "Trial wall time (sum over trials)"],

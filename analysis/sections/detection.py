@@ -15,7 +15,6 @@ from analysis.rerun import CHECKPOINT
 
 from .base import ReportContext, estimate_text, number, other_axes, section
 
-
 DETECTION_SCORES = (("Precision", "precision"), ("Recall", "recall"), ("Accuracy", "accuracy"), ("F1-Score", "f1"),
                     ("mAP@0.5", "map50"))
 # Mask AP@0.5 of a Mask R-CNN on the test split, bootstrapped from the cached candidates' masks
@@ -100,8 +99,9 @@ def detection_performance(context: ReportContext) -> list[Block]:
     _, description = selection_metric(context)
     return [Heading("Detection performance"),
             Paragraph(f"Each preprocessing variant's best trial (by validation {description} during training, "
-                      f"{context.experiment.metric}), its best checkpoint evaluated at the detection confidence and NMS "
-                      f"IoU chosen on the validation split by box mAP@0.5 (inference-time grid below, no retraining). "
+                      f"{context.experiment.metric}), its best checkpoint evaluated at the detection confidence "
+                      f"and NMS IoU chosen on the validation split by box mAP@0.5 "
+                      f"(inference-time grid below, no retraining). "
                       f"Matches need IoU ≥ 0.5 and the same class; accuracy is TP / (TP + FP + FN) as the document "
                       f"defines it. Test intervals resample test images; a Mask R-CNN's test mask AP@0.5 is "
                       f"bootstrapped from the same detections' masks (probability above 0.5)."),

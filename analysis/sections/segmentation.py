@@ -12,7 +12,6 @@ from analysis.rerun import CHECKPOINT
 
 from .base import ReportContext, not_evaluated, number, per_group_trial_tables, percent, section
 
-
 SEGMENTATION_COLUMNS = (("Accuracy", "accuracy_pooled"), ("Loss", "loss"), ("Precision", "precision_pooled"),
                         ("Recall", "recall_pooled"), ("IoU pooled", "iou_pooled"), ("IoU per image", "iou_per_image"),
                         ("Dice pooled", "dice_pooled"), ("Dice per image", "dice_per_image"))

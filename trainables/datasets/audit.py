@@ -115,7 +115,7 @@ class DataAudit:
         return sorted(seen)
 
     @classmethod
-    def from_dict(cls, doc: dict) -> "DataAudit":
+    def from_dict(cls, doc: dict) -> DataAudit:
         """Rebuild an audit saved with ``to_dict`` (a cached run shows the same audit)."""
         return cls(dataset=doc["dataset"], root=doc["root"], class_names=tuple(doc["class_names"]),
                    images_listed=Counter(doc["images_listed"]),

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Self
 
 import numpy as np
+
 from trainables.errors import MedsweepError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -32,7 +33,7 @@ class SplitArrays:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def take(self, indices: np.ndarray) -> "SplitArrays":
+    def take(self, indices: np.ndarray) -> SplitArrays:
         return SplitArrays(self.images[indices], self.labels[indices], self.sources[indices])
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
+
 from trainables.errors import MedsweepError
 
 DATA_DIR_ENV = "MEDSWEEP_DATA_DIR"
@@ -52,7 +53,7 @@ class Manifest:
         return f"https://codeload.github.com/{self.repository}/tar.gz/{self.commit}"
 
     @classmethod
-    def load(cls, name: str) -> "Manifest":
+    def load(cls, name: str) -> Manifest:
         text = resources.files("trainables.datasets").joinpath(f"manifests/{name}.json").read_text()
         doc = json.loads(text)
         return cls(dataset=doc["dataset"], repository=doc["repository"], commit=doc["commit"],

@@ -186,7 +186,8 @@ def near_duplicate_pairs(prints: list[ImagePrint], max_distance: int, *, across_
             close &= splits[rows] != splits[columns]
         for i, j in zip(*np.nonzero(close)):
             a, b = prints[start + i], prints[columns[0, j]]
-            pairs.append({"a": a.name, "b": b.name, "bits": int(bits[i, j]), "rows": (start + int(i), int(columns[0, j]))})
+            pairs.append({"a": a.name, "b": b.name, "bits": int(bits[i, j]),
+                          "rows": (start + int(i), int(columns[0, j]))})
     return sorted(pairs, key=lambda p: (p["bits"], p["a"], p["b"]))
 
 
@@ -251,7 +252,8 @@ def format_leakage(leakage: dict) -> list[str]:
                     if "min_similarity" in leakage else "")
     lines = [f"Leakage check over {leakage['images']} images: {leakage['exact_groups']} exact duplicate group(s) "
              f"and {leakage['near_pairs']} near-duplicate pair(s) (difference hash or ring hash within "
-             f"{leakage['max_distance']} bits; the ring hash sees through any flip or turn{confirmation}) across splits."]
+             f"{leakage['max_distance']} bits; the ring hash sees through any flip or turn{confirmation}) "
+             f"across splits."]
     exact, near = leakage["exact"][:LISTED], leakage["near"][:LISTED]
     lines += [f"  exact: {' = '.join(group)}" for group in exact]
     lines += [f"  near ({_near_measures(pair)}): {pair['a']} ~ {pair['b']}" for pair in near]

@@ -20,8 +20,15 @@ import numpy as np
 from trainables.datasets.audit import DataAudit
 from trainables.datasets.base import DatasetError, SplitArrays
 from trainables.datasets.images import CorruptImageError, decode_rgb
-from trainables.datasets.leakage import (MIN_SIMILARITY, NEAR_DISTANCE, ImagePrint, confirm_pairs, decode_print,
-                                         image_print, near_duplicate_pairs)
+from trainables.datasets.leakage import (
+    MIN_SIMILARITY,
+    NEAR_DISTANCE,
+    ImagePrint,
+    confirm_pairs,
+    decode_print,
+    image_print,
+    near_duplicate_pairs,
+)
 
 LEAKAGE_POLICIES = ("warn", "group", "drop", "fail")
 SPLIT_ORDER = ("train", "val", "test")

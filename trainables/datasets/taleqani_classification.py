@@ -24,10 +24,22 @@ from trainables.datasets.cache import fingerprint, load_splits, save_splits
 from trainables.datasets.download import DataNotFoundError, cache_dir
 from trainables.datasets.images import CorruptImageError, decode_rgb, resize_square
 from trainables.datasets.leakage import ImagePrint, check_leakage, image_print
-from trainables.datasets.leakage_policy import (UNASSIGNED, apply_after_split, duplicate_index_groups,
-                                                resolve_policy, split_keeping_groups)
-from trainables.datasets.taleqani_common import (IMAGE_SUFFIXES, SPLIT_FRACTIONS, SPLIT_SEED, SPLITS,
-                                                 is_image_file, locate_taleqani, shuffled_split)
+from trainables.datasets.leakage_policy import (
+    UNASSIGNED,
+    apply_after_split,
+    duplicate_index_groups,
+    resolve_policy,
+    split_keeping_groups,
+)
+from trainables.datasets.taleqani_common import (
+    IMAGE_SUFFIXES,
+    SPLIT_FRACTIONS,
+    SPLIT_SEED,
+    SPLITS,
+    is_image_file,
+    locate_taleqani,
+    shuffled_split,
+)
 
 CLASSIFICATION_DATASET = "taleqani"
 CLASSIFICATION_CLASSES = ("Benign", "Early", "Pre", "Pro")

@@ -23,10 +23,22 @@ from trainables.datasets.cache import fingerprint, read_through_cache
 from trainables.datasets.download import cache_dir
 from trainables.datasets.images import CorruptImageError, decode_rgb, resize_square
 from trainables.datasets.leakage import ImagePrint, check_leakage, image_print
-from trainables.datasets.leakage_policy import (apply_after_split, duplicate_index_groups, resolve_policy,
-                                                split_keeping_groups, unassigned_prints)
-from trainables.datasets.taleqani_common import (SEGMENTATION_FOLDERS, SPLIT_FRACTIONS, SPLIT_SEED, SPLITS,
-                                                 is_image_file, locate_taleqani, shuffled_split)
+from trainables.datasets.leakage_policy import (
+    apply_after_split,
+    duplicate_index_groups,
+    resolve_policy,
+    split_keeping_groups,
+    unassigned_prints,
+)
+from trainables.datasets.taleqani_common import (
+    SEGMENTATION_FOLDERS,
+    SPLIT_FRACTIONS,
+    SPLIT_SEED,
+    SPLITS,
+    is_image_file,
+    locate_taleqani,
+    shuffled_split,
+)
 
 DATASET = "taleqani_segmentation"
 CLASS_NAMES = ("background", "cell")

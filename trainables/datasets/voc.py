@@ -8,6 +8,7 @@ from xml.etree.ElementTree import ParseError
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
+
 from trainables.errors import MedsweepError
 
 

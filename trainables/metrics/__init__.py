@@ -5,16 +5,42 @@ each metric improves, which the analysis reads). This module re-exports their pu
 so ``from trainables.metrics import ...`` reaches any of them.
 """
 
-from trainables.metrics.classification import (binary_auc, binary_scores, classification_metrics, confusion_matrix,
-                                               log_loss, metrics_from_confusion, nan_mean, per_class_scores,
-                                               probability_metrics, roc_auc_ovr, row_normalised)
-from trainables.metrics.segmentation import (SEGMENTATION_SCORES, binarize, binary_cross_entropy, mask_counts,
-                                             scores_from_counts, segmentation_metrics)
-from trainables.metrics.detection import (AP_IOU_THRESHOLD, AP_MAX_DETECTIONS, DETECTION_COLUMNS, RECALL_THRESHOLDS,
-                                          average_precision_50, box_iou, count_table, detection_counts,
-                                          detection_scores, mask_average_precision_50, match_detections)
+from trainables.metrics.classification import (
+                                               binary_auc,
+                                               binary_scores,
+                                               classification_metrics,
+                                               confusion_matrix,
+                                               log_loss,
+                                               metrics_from_confusion,
+                                               nan_mean,
+                                               per_class_scores,
+                                               probability_metrics,
+                                               roc_auc_ovr,
+                                               row_normalised,
+)
 from trainables.metrics.coco import COCO_SCORES, coco_average_precision, encode_masks
+from trainables.metrics.detection import (
+                                               AP_IOU_THRESHOLD,
+                                               AP_MAX_DETECTIONS,
+                                               DETECTION_COLUMNS,
+                                               RECALL_THRESHOLDS,
+                                               average_precision_50,
+                                               box_iou,
+                                               count_table,
+                                               detection_counts,
+                                               detection_scores,
+                                               mask_average_precision_50,
+                                               match_detections,
+)
 from trainables.metrics.directions import MAXIMISED, METRIC_DIRECTIONS, MINIMISED, SPLIT_PREFIXES, metric_direction
+from trainables.metrics.segmentation import (
+                                               SEGMENTATION_SCORES,
+                                               binarize,
+                                               binary_cross_entropy,
+                                               mask_counts,
+                                               scores_from_counts,
+                                               segmentation_metrics,
+)
 
 __all__ = ["AP_IOU_THRESHOLD", "AP_MAX_DETECTIONS", "COCO_SCORES", "DETECTION_COLUMNS", "MAXIMISED",
            "METRIC_DIRECTIONS", "MINIMISED", "RECALL_THRESHOLDS", "SEGMENTATION_SCORES", "SPLIT_PREFIXES",

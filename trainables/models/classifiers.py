@@ -23,8 +23,13 @@ import timm
 import torch
 import torchvision
 from torch import nn
-from torchvision.models import (DenseNet121_Weights, EfficientNet_B0_Weights,
-                                MobileNet_V3_Large_Weights, VGG16_Weights, WeightsEnum)
+from torchvision.models import (
+    DenseNet121_Weights,
+    EfficientNet_B0_Weights,
+    MobileNet_V3_Large_Weights,
+    VGG16_Weights,
+    WeightsEnum,
+)
 
 from trainables.errors import PretrainedWeightsError
 from trainables.models._registry import register_model

@@ -12,8 +12,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 from torchvision.models import ResNet101_Weights
-from torchvision.models.detection import (FasterRCNN, FasterRCNN_ResNet50_FPN_Weights, MaskRCNN,
-                                          MaskRCNN_ResNet50_FPN_Weights)
+from torchvision.models.detection import (
+    FasterRCNN,
+    FasterRCNN_ResNet50_FPN_Weights,
+    MaskRCNN,
+    MaskRCNN_ResNet50_FPN_Weights,
+)
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.ops.misc import FrozenBatchNorm2d

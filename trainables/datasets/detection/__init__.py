@@ -43,8 +43,13 @@ from trainables.datasets.detection.cache import load_detection_splits, save_dete
 from trainables.datasets.detection.geometry import FLIP_MODES, flip_sample, mask_box, polygon_mask
 from trainables.datasets.detection.lymphoblast import prepare_lymphoblast, read_lymphoblast
 from trainables.datasets.detection.preprocessing import preprocess
-from trainables.datasets.detection.types import (LISTING, AnnotationFileChoiceError, DetectionData, DetectionSplit,
-                                                 MalformedAnnotationFileError)
+from trainables.datasets.detection.types import (
+                                                 LISTING,
+                                                 AnnotationFileChoiceError,
+                                                 DetectionData,
+                                                 DetectionSplit,
+                                                 MalformedAnnotationFileError,
+)
 
 __all__ = ["FLIP_MODES", "LISTING", "AnnotationFileChoiceError", "DetectionData", "DetectionSplit",
            "MalformedAnnotationFileError", "flip_sample", "load_detection_splits", "mask_box", "polygon_mask",

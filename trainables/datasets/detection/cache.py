@@ -16,6 +16,7 @@ from trainables.datasets.cache import fingerprint_of_digests, read_through_cache
 from trainables.datasets.detection.types import DetectionData, DetectionSplit
 from trainables.datasets.download import cache_dir
 
+
 def cached_detection_data(dataset: str, class_names: tuple[str, ...], root: Path, digests: dict[Path, str],
               params: dict, read: Callable[[], tuple[dict[str, DetectionSplit], DataAudit]],
               use_cache: bool) -> tuple[DetectionData, DataAudit]:

@@ -8,9 +8,19 @@ from pathlib import Path
 import numpy as np
 
 from trainables.datasets.detection.geometry import rle_module
-from trainables.datasets.detection.regions import (AnnotatedImage, AnnotationSet, ClassMap, Region, RegionProblem,
-                                                   checked_polygon, checked_rect, finite_numbers, image_candidates,
-                                                   structure_error)
+from trainables.datasets.detection.regions import (
+    AnnotatedImage,
+    AnnotationSet,
+    ClassMap,
+    Region,
+    RegionProblem,
+    checked_polygon,
+    checked_rect,
+    finite_numbers,
+    image_candidates,
+    structure_error,
+)
+
 
 def parse_coco(doc: dict, path: Path, class_map: ClassMap) -> AnnotationSet:
     """A COCO instances document: polygon segmentations (one object may have several parts),

@@ -13,16 +13,27 @@ import numpy as np
 
 from trainables.datasets.audit import DataAudit
 from trainables.datasets.cache import file_digests
-from trainables.datasets.detection.annotation_files import (ANNOTATION_NAMES, annotation_candidates,
-                                                            find_annotation_file, json_files, missing_named_file,
-                                                            named_annotation_file, read_annotation_file)
+from trainables.datasets.detection.annotation_files import (
+    ANNOTATION_NAMES,
+    annotation_candidates,
+    find_annotation_file,
+    json_files,
+    missing_named_file,
+    named_annotation_file,
+    read_annotation_file,
+)
 from trainables.datasets.detection.cache import cached_detection_data
 from trainables.datasets.detection.reading import ReadSettings, ReadState, SplitBuilder, read_annotated_image
 from trainables.datasets.detection.regions import IMAGE_FOLDER, AnnotatedImage, AnnotationSet, ClassMap
 from trainables.datasets.detection.types import LISTING, SPLITS, DetectionData, DetectionSplit
 from trainables.datasets.download import DATA_DIR_ENV, DataNotFoundError
-from trainables.datasets.leakage_policy import (apply_after_split, duplicate_index_groups, resolve_policy,
-                                                split_keeping_groups, unassigned_prints)
+from trainables.datasets.leakage_policy import (
+    apply_after_split,
+    duplicate_index_groups,
+    resolve_policy,
+    split_keeping_groups,
+    unassigned_prints,
+)
 from trainables.datasets.taleqani_common import shuffled_split
 
 LYMPHOBLAST = "lymphoblast"
@@ -55,7 +66,7 @@ class DetectionPlan:
     def splits_made_here(self) -> bool:
         return self.shuffle is not None
 
-    def keeping_together(self, groups: list[list[int]]) -> "DetectionPlan":
+    def keeping_together(self, groups: list[list[int]]) -> DetectionPlan:
         """The plan with the same seeded split, except that each group (indices into the
         annotation file's images) lands in one split (see ``assign_splits``)."""
         seed, fractions = self.shuffle

@@ -40,7 +40,7 @@ class DetectionSplit:
     def __len__(self) -> int:
         return len(self.images)
 
-    def take(self, indices) -> "DetectionSplit":
+    def take(self, indices) -> DetectionSplit:
         """The images at ``indices`` (integer positions, a boolean mask or a slice)."""
         rows = np.arange(len(self))[indices]
         return DetectionSplit(images=_rows(self.images, rows), boxes=_rows(self.boxes, rows),

@@ -5,9 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainables.datasets.detection.regions import (AnnotatedImage, AnnotationSet, ClassMap, Region, RegionProblem,
-                                                   checked_polygon, checked_rect, image_candidates, structure_error)
+from trainables.datasets.detection.regions import (
+    AnnotatedImage,
+    AnnotationSet,
+    ClassMap,
+    Region,
+    RegionProblem,
+    checked_polygon,
+    checked_rect,
+    image_candidates,
+    structure_error,
+)
 from trainables.datasets.detection.types import MalformedAnnotationFileError
+
 
 def parse_via(doc: dict, path: Path, class_map: ClassMap, *,
               class_attribute: str | None = None) -> AnnotationSet:
