@@ -324,3 +324,17 @@ def test_checkpoint_masks_follow_the_inference_settings(trained, data):
         assert set(np.unique(labels)) <= {0, 1} and set(np.unique(masks)) <= {0, 1}
     strict = checkpoint_masks(checkpoint, val, [1, 3], min_confidence=0.99, nms_iou=0.5)
     assert all(np.all(scores > 0.99) for _, _, scores, _ in strict)
+
+
+def test_loader_workers_read_the_same_batches_as_the_trial_process(data):
+    """The draws happen in the trial's process; worker processes only read them, so the batches
+    do not depend on how many workers there are."""
+    config = from_config(DetectionConfig, {**TINY, "steps_per_epoch": 4, "batch_size": 2})
+    train = data.splits["train"]
+    weights = sampling_weights(train.labels, 2, balance=False)
+    inline = list(training_batches(train, config, weights, np.random.default_rng(5)))
+    workers = list(training_batches(train, config, weights, np.random.default_rng(5), workers=2))
+    assert len(inline) == len(workers) == 4
+    for (images, targets), (other_images, other_targets) in zip(inline, workers):
+        assert all(torch.equal(a, b) for a, b in zip(images, other_images))
+        assert all(torch.equal(a["boxes"], b["boxes"]) for a, b in zip(targets, other_targets))

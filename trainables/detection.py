@@ -19,16 +19,19 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
 from trainables.config import ConfigError, LoopConfig, from_config, require_choice, require_positive
 from trainables.datasets.detection import FLIP_MODES, DetectionData, DetectionSplit, flip_sample
 from trainables.detection_inference import candidate_settings, instance_candidates
+from trainables.device_data import loader_workers
 from trainables.engine import (
     META_FILE,
     OPTIMIZERS,
     LoopSettings,
     Monitor,
+    assigned_cpus,
     fit,
     load_checkpoint_model,
     seed_everything,
@@ -184,20 +187,52 @@ def image_sample(split: DetectionSplit, index: int, mode: str = "none") -> tuple
     return image_tensor(image), target(boxes, split.labels[index], masks)
 
 
-def training_batches(split: DetectionSplit, config: DetectionConfig, weights: np.ndarray,
-                     rng: np.random.Generator) -> Iterator[tuple[list[torch.Tensor], list[dict]]]:
-    """One epoch: ``steps_per_epoch`` batches of ``batch_size`` images drawn with ``weights``,
-    each flipped at random when ``flips``; ``rng`` carries on across epochs."""
+class DrawnSamples(Dataset):
+    """An epoch's drawn (image, flip) pairs of a detection split, each read and flipped when
+    the loader asks for it (in worker processes on a GPU)."""
+
+    def __init__(self, split: DetectionSplit, indices: np.ndarray, modes: np.ndarray) -> None:
+        self.split, self.indices, self.modes = split, indices, modes
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, dict]:
+        return image_sample(self.split, int(self.indices[position]), str(self.modes[position]))
+
+
+def as_lists(samples: list[tuple[torch.Tensor, dict]]) -> tuple[list[torch.Tensor], list[dict]]:
+    """A batch as the R-CNN takes it: a list of images and a list of their targets."""
+    return [image for image, _ in samples], [annotations for _, annotations in samples]
+
+
+def epoch_draws(split: DetectionSplit, config: DetectionConfig, weights: np.ndarray,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One epoch's images (drawn with ``weights``) and flips (at random when ``flips``), batch
+    by batch from ``rng``, which carries on across epochs."""
+    indices, modes = [], []
     for _ in range(config.steps_per_epoch):
-        indices = rng.choice(len(split.images), size=config.batch_size, p=weights)
-        modes = rng.choice(FLIP_MODES, size=len(indices)) if config.flips else ["none"] * len(indices)
-        samples = [image_sample(split, int(index), str(mode)) for index, mode in zip(indices, modes)]
-        yield [image for image, _ in samples], [annotations for _, annotations in samples]
+        drawn = rng.choice(len(split.images), size=config.batch_size, p=weights)
+        indices.append(drawn)
+        modes.append(rng.choice(FLIP_MODES, size=len(drawn)) if config.flips else np.full(len(drawn), "none"))
+    return np.concatenate(indices), np.concatenate(modes)
+
+
+def training_batches(split: DetectionSplit, config: DetectionConfig, weights: np.ndarray,
+                     rng: np.random.Generator, *, workers: int = 0,
+                     pin_memory: bool = False) -> DataLoader:
+    """One epoch: ``steps_per_epoch`` batches of ``batch_size`` images. The draws happen here,
+    in the trial's process, so the batches are the same whatever ``workers`` read them."""
+    indices, modes = epoch_draws(split, config, weights, rng)
+    return DataLoader(DrawnSamples(split, indices, modes), batch_size=config.batch_size, collate_fn=as_lists,
+                      num_workers=workers, pin_memory=pin_memory)
 
 
 def to_device(images: list[torch.Tensor], targets: list[dict], device: torch.device) -> tuple[list, list]:
-    return ([image.to(device) for image in images],
-            [{key: value.to(device) for key, value in annotations.items()} for annotations in targets])
+    """A batch on ``device``; from pinned memory the copies do not block."""
+    return ([image.to(device, non_blocking=True) for image in images],
+            [{key: value.to(device, non_blocking=True) for key, value in annotations.items()}
+             for annotations in targets])
 
 
 class LossComponents:
@@ -375,6 +410,7 @@ def detection_trainable(config: dict, *, data: DetectionData, monitor: Monitor) 
     val = data.splits["val"].take(slice(0, cfg.validation_steps))
     weights = sampling_weights(train.labels, data.num_classes, balance=cfg.balance_classes)
     draws = np.random.default_rng(cfg.seed)
+    workers = loader_workers(assigned_cpus(), device)
     components = LossComponents()
 
     def batch_loss(net: nn.Module, batch) -> tuple[torch.Tensor, None]:
@@ -390,7 +426,9 @@ def detection_trainable(config: dict, *, data: DetectionData, monitor: Monitor) 
     meta = {"task": "detection", "dataset": data.name, "class_names": list(data.class_names),
             "has_masks": data.has_masks, "image_side": side, "config": asdict(cfg)}
     fit(model=model, optimizer=build_optimizer(cfg, model),
-        train_batches=lambda: training_batches(train, cfg, weights, draws), batch_loss=batch_loss,
+        train_batches=lambda: training_batches(train, cfg, weights, draws, workers=workers,
+                                               pin_memory=device.type == "cuda"),
+        batch_loss=batch_loss,
         evaluate=evaluate, settings=settings, meta=meta, trial_started=trial_started,
         epoch_extras=lambda: components.means("train_"))
 
