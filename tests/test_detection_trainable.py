@@ -17,7 +17,7 @@ import pytest
 import torch
 from torchvision.models.detection import FasterRCNN, MaskRCNN
 
-from trainables import detection
+from trainables import detection, engine
 from trainables.config import ConfigError, from_config
 from trainables.datasets.detection import DetectionData, DetectionSplit, mask_box
 from trainables.detection import (
@@ -104,7 +104,7 @@ def run_trainable(config: dict, data: DetectionData, directory: Path) -> list[tu
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(directory)
         patch.setattr(detection, "fit", functools.partial(fit, report=report))
-        patch.setattr(detection, "trial_device_and_threads", lambda: torch.device("cpu"))
+        patch.setattr(engine, "trial_device_and_threads", lambda: torch.device("cpu"))
         detection.detection_trainable(config, data=data, monitor=MONITOR)
     return reports
 

@@ -24,8 +24,7 @@ from trainables.engine import (
     fit,
     load_checkpoint_model,
     read_checkpoint_config,
-    seed_everything,
-    trial_device_and_threads,
+    start_trial,
 )
 from trainables.metrics import classification_metrics, probability_metrics
 from trainables.models import build_model
@@ -192,9 +191,7 @@ def evaluate_logits(logits: np.ndarray, labels: np.ndarray, class_names: tuple[s
 def classification_trainable(config: dict, *, data: ClassificationData, monitor: Monitor) -> None:
     """Ray Tune function trainable for image classification (train and val splits only)."""
     cfg = from_config(ClassificationConfig, config)
-    trial_started = time.perf_counter()
-    seed_everything(cfg.seed)
-    device = trial_device_and_threads()
+    trial_started, device = start_trial(cfg.seed)
     model = build_classifier(cfg, num_classes=data.num_classes, in_channels=data.channels, mean=data.mean,
                              std=data.std).to(device)
     train = data.splits["train"]

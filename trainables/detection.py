@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -34,8 +33,7 @@ from trainables.engine import (
     assigned_cpus,
     fit,
     load_checkpoint_model,
-    seed_everything,
-    trial_device_and_threads,
+    start_trial,
 )
 from trainables.metrics import coco_average_precision, detection_scores, encode_masks
 from trainables.models.rcnn import BACKBONES, build_detector, default_weights, read_weights, starts_pretrained
@@ -401,9 +399,7 @@ def detection_trainable(config: dict, *, data: DetectionData, monitor: Monitor) 
     ``val_mask_map50`` (mask AP@0.5, which Mask R-CNN trials report with ``val_mask_map``) for
     instance masks."""
     cfg = from_config(DetectionConfig, config)
-    trial_started = time.perf_counter()
-    seed_everything(cfg.seed)
-    device = trial_device_and_threads()
+    trial_started, device = start_trial(cfg.seed)
     side = longest_side(data)
     model = build_detector(cfg, num_classes=data.num_classes, masks=data.has_masks, image_side=side).to(device)
     train = data.splits["train"]

@@ -187,6 +187,14 @@ def trial_device_and_threads() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def start_trial(seed: int) -> tuple[float, torch.device]:
+    """What every trainable does first: note the start (``time.perf_counter()``, for the
+    trial's setup time), seed every generator, and take the trial's device and CPU threads."""
+    started = time.perf_counter()
+    seed_everything(seed)
+    return started, trial_device_and_threads()
+
+
 def _node_id() -> str:
     """The Ray node a result came from ('' outside Ray), so placement can be checked."""
     try:

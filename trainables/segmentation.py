@@ -4,7 +4,6 @@ configured by ``SegmentationConfig``, sharing the training loop of ``trainables.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,8 +23,7 @@ from trainables.engine import (
     fit,
     load_checkpoint_model,
     read_checkpoint_config,
-    seed_everything,
-    trial_device_and_threads,
+    start_trial,
 )
 from trainables.metrics import binarize, mask_counts, scores_from_counts, segmentation_metrics
 from trainables.models import build_model
@@ -144,9 +142,7 @@ def tune_inference(labels: np.ndarray, outputs: np.ndarray,
 def segmentation_trainable(config: dict, *, data: ClassificationData, monitor: Monitor) -> None:
     """Ray Tune function trainable for binary segmentation (train and val splits only)."""
     cfg = from_config(SegmentationConfig, config)
-    trial_started = time.perf_counter()
-    seed_everything(cfg.seed)
-    device = trial_device_and_threads()
+    trial_started, device = start_trial(cfg.seed)
     model = build_segmenter(cfg, data.mean, data.std).to(device)
     batches = training_batches(data.splits["train"], None, augment=cfg.augment, batch_size=cfg.batch_size,
                                epoch_samples=cfg.epoch_samples, seed=cfg.seed, device=device,
