@@ -29,7 +29,7 @@ from analysis.winners import pick_winners
 from sweeps.data import prepare_sweep_data
 from trainables.detection import checkpoint_candidates
 from trainables.detection_inference import best_inference, cap_warning, inference_grid
-from trainables.errors import MedsweepError
+from trainables.errors import cli_exit_code
 
 OUT_DIR = "inference_grid"
 
@@ -97,12 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        run_inference_grid(args.experiment, trial_id=args.trial, data_dir=args.data_dir)
-    except MedsweepError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return cli_exit_code(lambda: run_inference_grid(args.experiment, trial_id=args.trial, data_dir=args.data_dir))
 
 
 if __name__ == "__main__":

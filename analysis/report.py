@@ -19,7 +19,7 @@ from analysis.results import load_experiment
 from analysis.sections import ReportContext, render_sections, validate_spec
 from analysis.winners import pick_winners
 from sweeps.environment import mismatch_warning, recorded_data_dir, recorded_environment
-from trainables.errors import MedsweepError
+from trainables.errors import MedsweepError, cli_exit_code
 
 
 class ReportOptionsError(MedsweepError, ValueError):
@@ -120,12 +120,7 @@ def options_from_args(args: argparse.Namespace) -> ReportOptions:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        write_report(options_from_args(args))
-    except MedsweepError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return cli_exit_code(lambda: write_report(options_from_args(args)))
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ def run_trainable(config: dict, data: DetectionData, directory: Path) -> list[tu
 
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(directory)
-        patch.setattr(detection, "fit", functools.partial(fit, report=report))
+        patch.setattr(engine, "fit", functools.partial(fit, report=report))
         patch.setattr(engine, "trial_device_and_threads", lambda: torch.device("cpu"))
         detection.detection_trainable(config, data=data, monitor=MONITOR)
     return reports

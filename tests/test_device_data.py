@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from trainables import classification, engine, segmentation
+from trainables import engine
 from trainables.arrays import ArrayDataset
 from trainables.classification import ClassificationConfig, classification_trainable, training_indices
 from trainables.config import ConfigError, from_config
@@ -182,16 +182,17 @@ def test_both_trainables_train_through_the_path_their_config_names_on_the_same_s
     """Without augmentation both paths feed the loop the same uint8 batches in the same order,
     so the same seed gives the same training losses; the checkpoint records the path."""
     monkeypatch.chdir(tmp_path)
-    module = classification if kind == "classification" else segmentation
     trainable = classification_trainable if kind == "classification" else segmentation_trainable
     runs = {}
 
+    real_fit = engine.fit
+
     def recording_fit(**kwargs):
         reports = []
-        engine.fit(**kwargs, report=lambda metrics, checkpoint=None: reports.append(metrics))
+        real_fit(**kwargs, report=lambda metrics, checkpoint=None: reports.append(metrics))
         runs[kwargs["meta"]["data_path"]] = [round(r["train_loss"], 5) for r in reports]
 
-    monkeypatch.setattr(module, "fit", recording_fit)
+    monkeypatch.setattr(engine, "fit", recording_fit)
     for path in ("device", "loader"):
         trainable({**TINY_CONFIGS[kind], "data_path": path, "seed": 5}, data=tiny_data(kind),
                   monitor=Monitor("val_macro_f1" if kind == "classification" else "val_dice_per_image", "max"))

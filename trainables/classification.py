@@ -12,20 +12,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainables import engine
 from trainables.arrays import Normalize, in_order
 from trainables.config import ConfigError, LoopConfig, from_config, require_choice
 from trainables.datasets.base import ClassificationData, SplitArrays
 from trainables.device_data import DATA_PATHS, training_batches
-from trainables.engine import (
-    OPTIMIZERS,
-    LoopSettings,
-    Monitor,
-    assigned_cpus,
-    fit,
-    load_checkpoint_model,
-    read_checkpoint_config,
-    start_trial,
-)
 from trainables.metrics import classification_metrics, probability_metrics
 from trainables.models import build_model
 
@@ -66,7 +57,7 @@ class ClassificationConfig(LoopConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require_choice("optimizer", self.optimizer, OPTIMIZERS)
+        require_choice("optimizer", self.optimizer, engine.OPTIMIZERS)
         require_choice("data_path", self.data_path, DATA_PATHS)
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"config key 'dropout' must be in [0, 1), got {self.dropout!r}")
@@ -155,10 +146,10 @@ def build_classifier(config: ClassificationConfig, *, num_classes: int, in_chann
 def checkpoint_probabilities(checkpoint_dir: Path, split: SplitArrays, *, batch_size: int = 256) -> np.ndarray:
     """Class probabilities (n x C) of a split from a checkpoint this trainable wrote, on the
     local GPU when there is one; the weights come from the checkpoint, never downloaded."""
-    config, meta = read_checkpoint_config(checkpoint_dir, ClassificationConfig)
+    config, meta = engine.read_checkpoint_config(checkpoint_dir, ClassificationConfig)
     classifier = build_classifier(config, num_classes=len(meta["class_names"]), in_channels=len(meta["mean"]),
                                   mean=meta["mean"], std=meta["std"])
-    load_checkpoint_model(checkpoint_dir, classifier)
+    engine.load_checkpoint_model(checkpoint_dir, classifier)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     logits, _ = predict(classifier.to(device), split, batch_size=batch_size, device=device)
     return class_probabilities(logits)
@@ -188,10 +179,10 @@ def evaluate_logits(logits: np.ndarray, labels: np.ndarray, class_names: tuple[s
     return {**{k: float(v) for k, v in metrics.items()}, "loss": loss}
 
 
-def classification_trainable(config: dict, *, data: ClassificationData, monitor: Monitor) -> None:
+def classification_trainable(config: dict, *, data: ClassificationData, monitor: engine.Monitor) -> None:
     """Ray Tune function trainable for image classification (train and val splits only)."""
     cfg = from_config(ClassificationConfig, config)
-    trial_started, device = start_trial(cfg.seed)
+    trial_started, device = engine.start_trial(cfg.seed)
     model = build_classifier(cfg, num_classes=data.num_classes, in_channels=data.channels, mean=data.mean,
                              std=data.std).to(device)
     train = data.splits["train"]
@@ -200,7 +191,7 @@ def classification_trainable(config: dict, *, data: ClassificationData, monitor:
         weights = torch.tensor(class_weights(data.class_counts("train")), dtype=torch.float32)
     batches = training_batches(train, training_indices(cfg, train.labels), augment=cfg.augment,
                                batch_size=cfg.batch_size, epoch_samples=cfg.epoch_samples, seed=cfg.seed,
-                               device=device, data_path=cfg.data_path, cpus=assigned_cpus())
+                               device=device, data_path=cfg.data_path, cpus=engine.assigned_cpus())
 
     def batch_loss(net: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = batch
@@ -211,12 +202,13 @@ def classification_trainable(config: dict, *, data: ClassificationData, monitor:
         logits, labels = predict(net, data.splits["val"], batch_size=cfg.eval_batch_size, device=device)
         return evaluate_logits(logits, labels, data.class_names, weights)
 
-    optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    settings = LoopSettings.of(cfg, baseline_loss=math.log(data.num_classes), monitor=monitor, channels_last=True)
+    optimizer = engine.OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    settings = engine.LoopSettings.of(cfg, baseline_loss=math.log(data.num_classes), monitor=monitor,
+                                      channels_last=True)
     meta = {"task": "classification", "dataset": data.name, "class_names": list(data.class_names),
             "image_size": data.image_size, "mean": list(data.mean), "std": list(data.std),
             "config": asdict(cfg), "data_path": batches.path}
-    fit(model=model, optimizer=optimizer, train_batches=batches, batch_loss=batch_loss,
+    engine.fit(model=model, optimizer=optimizer, train_batches=batches, batch_loss=batch_loss,
         evaluate=evaluate, settings=settings, meta=meta, trial_started=trial_started)
 
 
@@ -224,10 +216,10 @@ def checkpoint_profile(checkpoint_dir: Path, split: SplitArrays, *, repeats: int
     """Size and speed of a checkpoint's model, for the documents' model comparisons: total and
     trainable parameters, and the median milliseconds to classify one image (batch of one,
     after a warm-up, on the local GPU when there is one)."""
-    config, meta = read_checkpoint_config(checkpoint_dir, ClassificationConfig)
+    config, meta = engine.read_checkpoint_config(checkpoint_dir, ClassificationConfig)
     classifier = build_classifier(config, num_classes=len(meta["class_names"]), in_channels=len(meta["mean"]),
                                   mean=meta["mean"], std=meta["std"])
-    load_checkpoint_model(checkpoint_dir, classifier)
+    engine.load_checkpoint_model(checkpoint_dir, classifier)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     classifier = classifier.to(device).eval()
     image = torch.from_numpy(split.images[:1]).to(device)

@@ -21,24 +21,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
+from trainables import engine
 from trainables.config import ConfigError, LoopConfig, from_config, require_choice, require_positive
 from trainables.datasets.detection import FLIP_MODES, DetectionData, DetectionSplit, flip_sample
 from trainables.detection_inference import candidate_settings, instance_candidates
 from trainables.device_data import loader_workers
-from trainables.engine import (
-    META_FILE,
-    OPTIMIZERS,
-    LoopSettings,
-    Monitor,
-    assigned_cpus,
-    fit,
-    load_checkpoint_model,
-    start_trial,
-)
 from trainables.metrics import coco_average_precision, detection_scores, encode_masks
 from trainables.models.rcnn import BACKBONES, build_detector, default_weights, read_weights, starts_pretrained
 
-OPTIMIZER_NAMES = ("sgd", *OPTIMIZERS)
+OPTIMIZER_NAMES = ("sgd", *engine.OPTIMIZERS)
 SGD_MOMENTUM = 0.9  # Matterport's LEARNING_MOMENTUM
 # Mask probabilities above this are the instance (Matterport's and torchvision's 0.5).
 MASK_THRESHOLD = 0.5
@@ -122,7 +113,7 @@ def build_optimizer(config: DetectionConfig, model: nn.Module) -> torch.optim.Op
         optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=SGD_MOMENTUM,
                                     weight_decay=config.weight_decay)
     else:
-        optimizer = OPTIMIZERS[config.optimizer](parameters, lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = engine.OPTIMIZERS[config.optimizer](parameters, lr=config.lr, weight_decay=config.weight_decay)
     if config.gradient_clip_norm is not None:
         optimizer.register_step_pre_hook(clip_each_gradient(config.gradient_clip_norm))
     return optimizer
@@ -393,20 +384,20 @@ def uniform_guess_loss(num_classes: int, masks: bool) -> float:
     return math.log(num_classes + 1) + math.log(2) * (2 if masks else 1)
 
 
-def detection_trainable(config: dict, *, data: DetectionData, monitor: Monitor) -> None:
+def detection_trainable(config: dict, *, data: DetectionData, monitor: engine.Monitor) -> None:
     """Ray Tune function trainable for detection / instance segmentation (train and val splits
     only). The sweep selects on the spec's metric: ``val_map50`` (box AP@0.5) for box-only data,
     ``val_mask_map50`` (mask AP@0.5, which Mask R-CNN trials report with ``val_mask_map``) for
     instance masks."""
     cfg = from_config(DetectionConfig, config)
-    trial_started, device = start_trial(cfg.seed)
+    trial_started, device = engine.start_trial(cfg.seed)
     side = longest_side(data)
     model = build_detector(cfg, num_classes=data.num_classes, masks=data.has_masks, image_side=side).to(device)
     train = data.splits["train"]
     val = data.splits["val"].take(slice(0, cfg.validation_steps))
     weights = sampling_weights(train.labels, data.num_classes, balance=cfg.balance_classes)
     draws = np.random.default_rng(cfg.seed)
-    workers = loader_workers(assigned_cpus(), device)
+    workers = loader_workers(engine.assigned_cpus(), device)
     components = LossComponents()
 
     def batch_loss(net: nn.Module, batch) -> tuple[torch.Tensor, None]:
@@ -417,11 +408,11 @@ def detection_trainable(config: dict, *, data: DetectionData, monitor: Monitor) 
     def evaluate(net: nn.Module) -> dict:
         return validation_metrics(net, val, cfg, data.class_names, device)
 
-    settings = LoopSettings.of(cfg, baseline_loss=uniform_guess_loss(data.num_classes, data.has_masks),
+    settings = engine.LoopSettings.of(cfg, baseline_loss=uniform_guess_loss(data.num_classes, data.has_masks),
                                monitor=monitor, channels_last=False)
     meta = {"task": "detection", "dataset": data.name, "class_names": list(data.class_names),
             "has_masks": data.has_masks, "image_side": side, "config": asdict(cfg)}
-    fit(model=model, optimizer=build_optimizer(cfg, model),
+    engine.fit(model=model, optimizer=build_optimizer(cfg, model),
         train_batches=lambda: training_batches(train, cfg, weights, draws, workers=workers,
                                                pin_memory=device.type == "cuda"),
         batch_loss=batch_loss,
@@ -434,11 +425,11 @@ def checkpoint_detector(checkpoint_dir: Path) -> tuple[GeneralizedRCNN, dict, to
     there is one, with its metadata. It is rebuilt from the trial's own config rather than
     ``read_checkpoint_config``'s pretraining-off one: whether the trial started from weights
     decides its norm layers, which the weights must fit; nothing is fetched."""
-    meta = json.loads((Path(checkpoint_dir) / META_FILE).read_text())
+    meta = json.loads((Path(checkpoint_dir) / engine.META_FILE).read_text())
     config = from_config(DetectionConfig, meta["config"])
     model = build_detector(config, num_classes=len(meta["class_names"]), masks=meta["has_masks"],
                            image_side=meta["image_side"], load_weights=False)
-    load_checkpoint_model(checkpoint_dir, model)
+    engine.load_checkpoint_model(checkpoint_dir, model)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval(), meta, device
 

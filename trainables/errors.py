@@ -8,9 +8,25 @@ those keep working.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
+USER_ERROR_EXIT = 2
+
 
 class MedsweepError(Exception):
     """Base of every error about the user's input, data, files or environment."""
+
+
+def cli_exit_code(action: Callable[[], object]) -> int:
+    """Run a command line's ``action``: exit code 0, or the ``MedsweepError``'s message on
+    one line of stderr and exit 2. Anything else is a bug and keeps its traceback."""
+    try:
+        action()
+    except MedsweepError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return USER_ERROR_EXIT
+    return 0
 
 
 class UnknownNameError(MedsweepError, KeyError):

@@ -11,20 +11,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainables import engine
 from trainables.arrays import Normalize, in_order
 from trainables.config import ConfigError, LoopConfig, from_config, require_choice, require_positive
 from trainables.datasets.base import ClassificationData, SplitArrays
 from trainables.device_data import DATA_PATHS, training_batches
-from trainables.engine import (
-    OPTIMIZERS,
-    LoopSettings,
-    Monitor,
-    assigned_cpus,
-    fit,
-    load_checkpoint_model,
-    read_checkpoint_config,
-    start_trial,
-)
 from trainables.metrics import binarize, mask_counts, scores_from_counts, segmentation_metrics
 from trainables.models import build_model
 
@@ -60,7 +51,7 @@ class SegmentationConfig(LoopConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require_choice("optimizer", self.optimizer, OPTIMIZERS)
+        require_choice("optimizer", self.optimizer, engine.OPTIMIZERS)
         require_choice("loss", self.loss, LOSSES)
         require_choice("data_path", self.data_path, DATA_PATHS)
         if not 0 <= self.dropout < 1 or not 0 < self.threshold < 1:
@@ -104,9 +95,9 @@ def predict_masks(model: nn.Module, split: SplitArrays, *, batch_size: int, devi
 
 def checkpoint_mask_probabilities(checkpoint_dir: Path, split: SplitArrays, *, batch_size: int = 16) -> np.ndarray:
     """Cell probabilities of a split from a checkpoint this trainable wrote."""
-    config, meta = read_checkpoint_config(checkpoint_dir, SegmentationConfig)
+    config, meta = engine.read_checkpoint_config(checkpoint_dir, SegmentationConfig)
     model = build_segmenter(config, meta["mean"], meta["std"])
-    load_checkpoint_model(checkpoint_dir, model)
+    engine.load_checkpoint_model(checkpoint_dir, model)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return predict_masks(model.to(device), split, batch_size=batch_size, device=device)
 
@@ -139,14 +130,14 @@ def tune_inference(labels: np.ndarray, outputs: np.ndarray,
     return best, grid
 
 
-def segmentation_trainable(config: dict, *, data: ClassificationData, monitor: Monitor) -> None:
+def segmentation_trainable(config: dict, *, data: ClassificationData, monitor: engine.Monitor) -> None:
     """Ray Tune function trainable for binary segmentation (train and val splits only)."""
     cfg = from_config(SegmentationConfig, config)
-    trial_started, device = start_trial(cfg.seed)
+    trial_started, device = engine.start_trial(cfg.seed)
     model = build_segmenter(cfg, data.mean, data.std).to(device)
     batches = training_batches(data.splits["train"], None, augment=cfg.augment, batch_size=cfg.batch_size,
                                epoch_samples=cfg.epoch_samples, seed=cfg.seed, device=device,
-                               data_path=cfg.data_path, cpus=assigned_cpus())
+                               data_path=cfg.data_path, cpus=engine.assigned_cpus())
     loss_fn = segmentation_loss(cfg.loss)
 
     def batch_loss(net: nn.Module, batch) -> tuple[torch.Tensor, None]:
@@ -160,10 +151,10 @@ def segmentation_trainable(config: dict, *, data: ClassificationData, monitor: M
         metrics = segmentation_metrics(val.labels, probabilities, threshold=cfg.threshold)
         return {k: float(v) for k, v in metrics.items()}
 
-    optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    settings = LoopSettings.of(cfg, baseline_loss=math.log(2), monitor=monitor, channels_last=True)
+    optimizer = engine.OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    settings = engine.LoopSettings.of(cfg, baseline_loss=math.log(2), monitor=monitor, channels_last=True)
     meta = {"task": "segmentation", "dataset": data.name, "class_names": list(data.class_names),
             "image_size": data.image_size, "mean": list(data.mean), "std": list(data.std), "config": asdict(cfg),
             "data_path": batches.path}
-    fit(model=model, optimizer=optimizer, train_batches=batches, batch_loss=batch_loss,
+    engine.fit(model=model, optimizer=optimizer, train_batches=batches, batch_loss=batch_loss,
         evaluate=evaluate, settings=settings, meta=meta, trial_started=trial_started)
