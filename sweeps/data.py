@@ -10,15 +10,14 @@ the config before the trainable sees it.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sweeps.space import DataSettings, ResolvedSweep
+from sweeps.space import ResolvedSweep
 from trainables.datasets import get_dataset_entry
 from trainables.datasets.audit import DataAudit
-from trainables.datasets.base import ClassificationData, DatasetError
+from trainables.datasets.base import ClassificationData
 
 TRAINING_SPLITS = ("train", "val")
 
@@ -97,35 +96,15 @@ def prepare_sweep_data(resolved: ResolvedSweep, *, data_dir: str | None,
     entry = get_dataset_entry(resolved.data.dataset)
     values = variant_values(resolved, entry.variant_axis)
     axis = entry.variant_axis if values != [None] else None
-    settings = optional_keywords(resolved.data, entry.prepare)
     variants, audits = {}, {}
     for value in values:
-        keywords = settings | ({} if value is None else {entry.variant_axis: value})
+        options = resolved.data.variant_options(value)
         data, audits[value] = entry.prepare(data_dir=data_dir, image_size=resolved.data.image_size,
-                                            padding=resolved.data.padding, **keywords)
+                                            **options.keywords())
         if resolved.data.images_per_split:
             data = data.subset_sources(resolved.data.images_per_split, seed=int(resolved.fixed.get("seed", 0)))
         variants[value] = data.only(*splits)
     return SweepData(axis=axis, variants=variants, audits=audits)
-
-
-def optional_keywords(settings: DataSettings, prepare: Callable[..., Any]) -> dict[str, Any]:
-    """The keywords for the dataset's ``prepare`` of the optional data settings that are set
-    (``split_fractions`` as ``fractions``, ``bilateral``, ``annotations``, ``leakage``). A set one that
-    ``prepare`` does not take is an error naming it, not a TypeError from deep in the reader."""
-    wanted = {"split_fractions": ("fractions", tuple(settings.split_fractions or ())),
-              "bilateral": ("bilateral", settings.bilateral),
-              "annotations": ("annotations", settings.annotations),
-              "leakage": ("leakage", settings.leakage)}
-    keywords = {setting: pair for setting, pair in wanted.items() if pair[1]}
-    accepted = inspect.signature(prepare).parameters
-    refused = [setting for setting, (keyword, _) in keywords.items() if keyword not in accepted]
-    if refused:
-        raise DatasetError(
-            f"data setting {' and '.join(refused)} {'does' if len(refused) == 1 else 'do'} not apply to "
-            f"dataset {settings.dataset!r}, which does not read it; remove it from the search space's "
-            f"data section or from --set")
-    return dict(keywords.values())
 
 
 def on_variant(function: Callable[..., None]) -> Callable[..., None]:

@@ -20,12 +20,11 @@ chooses among its values when it has no range. Listed values must lie inside the
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import itertools
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -35,7 +34,7 @@ from sweeps.registry import AshaSettings, Resources, SweepSpec
 from trainables.config import ConfigError, check_field_types, config_keys, from_config, require_choice
 from trainables.datasets import DATASETS, get_dataset_entry
 from trainables.datasets.chestmnist import SIZES as CHESTMNIST_SIZES
-from trainables.datasets.leakage_policy import LEAKAGE_POLICIES
+from trainables.datasets.options import DatasetOptions
 from trainables.errors import MedsweepError
 from trainables.registry import get_trainable
 
@@ -45,10 +44,6 @@ SECTIONS = ("data", "fixed", "grid", "profiles")
 MIN_IMAGE_SIZE = 8
 # Datasets that exist at a few image sizes only (MedMNIST publishes ChestMNIST at these).
 FIXED_IMAGE_SIZES = {"chestmnist": CHESTMNIST_SIZES}
-SPLIT_NAMES = ("train", "val", "test")
-# Data settings handed to a dataset's prepare function only when set, by these keyword names.
-PREPARE_KEYWORDS = {"split_fractions": "fractions", "bilateral": "bilateral", "annotations": "annotations",
-                    "leakage": "leakage"}
 
 
 class SearchSpaceError(MedsweepError, ValueError):
@@ -162,56 +157,92 @@ def _check_bounds(where: str, kind: str, bounds: tuple, log: bool) -> None:
 
 @dataclass(frozen=True)
 class DataSettings:
-    """How the driver prepares data once per sweep (not a per-trial setting).
-    ``split_fractions`` (train, val, test) overrides the dataset's own split where it makes one;
-    ``bilateral`` smooths detection images with a bilateral filter before any preprocessing;
-    ``annotations`` names a detection dataset's VIA/COCO JSON file inside its data directory.
+    """How the driver prepares data once per sweep (not a per-trial setting): the dataset, its
+    image size, how many source images per split to keep (None: all), and ``options``, the
+    dataset's own options (its registry entry's options class: BCCD's ``padding``, Taleqani's
+    ``split_fractions``, the detection datasets' ``bilateral`` …; see ``data_keys``).
 
     Every value is checked on construction (types as ``from_config`` checks trial configs, then
-    ranges), so a bad setting is a ConfigError naming its key before any data is read.
+    ranges), so a bad setting is a ConfigError naming its key before any data is read. A data
+    section (the YAML's, ``--set``'s, ``sweep.json``'s) becomes one through ``from_mapping``.
     """
 
     dataset: str
     image_size: int
-    padding: int = 10
+    options: DatasetOptions
     images_per_split: int | None = None
-    split_fractions: list[float] | None = None
-    bilateral: bool = False
-    annotations: str | None = None
-    leakage: str | None = None     # warn, group, drop or fail; None: the dataset's default
 
     def __post_init__(self) -> None:
         check_field_types(self, label="data setting")
         require_choice("dataset", self.dataset, sorted(DATASETS))
+        expected = get_dataset_entry(self.dataset).options
+        if type(self.options) is not expected:
+            raise ConfigError(f"the options of dataset {self.dataset} must be a {expected.__name__}, got "
+                              f"{self.options!r}", key="options")
         check_image_size(self.dataset, self.image_size)
-        if self.padding < 0:
-            raise ConfigError(f"data setting 'padding' must be a whole number of pixels, 0 or more, "
-                              f"got {self.padding!r}", key="padding")
         if self.images_per_split is not None and self.images_per_split < 1:
             raise ConfigError(f"data setting 'images_per_split' must be a whole number of at least 1, or null "
                               f"for every image, got {self.images_per_split!r}", key="images_per_split")
-        if self.split_fractions is not None:
-            check_split_fractions(self.split_fractions)
-        if self.annotations is not None:
-            check_annotations(self.annotations)
-        if self.leakage is not None:
-            require_choice("leakage", self.leakage, LEAKAGE_POLICIES)
-        check_dataset_takes(self)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> DataSettings:
+        """The settings of a flat data section: ``dataset`` and ``image_size`` (both required),
+        ``images_per_split``, and the dataset's options by name. A key the dataset does not
+        have is an error listing the ones it has."""
+        missing = [key for key in ("dataset", "image_size") if key not in data]
+        if missing:
+            raise ConfigError(f"the data section must set {' and '.join(missing)}, for example "
+                              f"dataset: bccd and image_size: 224", key=missing[0])
+        require_choice("dataset", data["dataset"], sorted(DATASETS))
+        dataset = data["dataset"]
+        for key, value in data.items():
+            if key not in data_keys(dataset):
+                raise ConfigError(_not_a_data_key(dataset, key, value), key=key)
+        options = get_dataset_entry(dataset).options(**{k: v for k, v in data.items() if k not in DATA_KEYS})
+        return cls(dataset=dataset, image_size=data["image_size"], options=options,
+                   images_per_split=data.get("images_per_split"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat data section ``from_mapping`` reads back (for ``sweep.json``)."""
+        options = {k: v for k, v in self.options.keywords().items() if k in data_keys(self.dataset)}
+        return {"dataset": self.dataset, "image_size": self.image_size, "images_per_split": self.images_per_split,
+                **options}
+
+    def variant_options(self, value: Any) -> DatasetOptions:
+        """The options a data variant is prepared with: the dataset's variant axis set to
+        ``value``, or the options as they are for None (a dataset without variants)."""
+        if value is None:
+            return self.options
+        return dataclasses.replace(self.options, **{get_dataset_entry(self.dataset).variant_axis: value})
 
 
-def check_dataset_takes(settings: DataSettings) -> None:
-    """Each optional setting that is set must be one the dataset's preparation takes (a bilateral
-    filter means nothing to patch classification, and would fail deep in the data audit)."""
-    for key, keyword in PREPARE_KEYWORDS.items():
-        value = getattr(settings, key)
-        if value is not None and value is not False and not _prepare_takes(settings.dataset, keyword):
-            takers = [name for name in sorted(DATASETS) if _prepare_takes(name, keyword)]
-            raise ConfigError(f"data setting {key!r} does not apply to dataset {settings.dataset} (only to "
-                              f"{', '.join(takers)}), got {value!r}; remove it", key=key)
+# The data settings every dataset has; the rest of a data section is the dataset's options.
+DATA_KEYS = ("dataset", "image_size", "images_per_split")
 
 
-def _prepare_takes(dataset: str, keyword: str) -> bool:
-    return keyword in inspect.signature(get_dataset_entry(dataset).prepare).parameters
+def data_keys(dataset: str) -> tuple[str, ...]:
+    """The keys a data section for ``dataset`` may hold: the common ones, then the fields of
+    its options class except its variant axis (a trial key, set under fixed: or grid:)."""
+    entry = get_dataset_entry(dataset)
+    return DATA_KEYS + tuple(key for key in entry.options.keys() if key != entry.variant_axis)
+
+
+def any_data_key(key: str) -> bool:
+    """Whether ``key`` is a data setting of some dataset (so ``--set key=…`` is one)."""
+    return any(key in data_keys(name) for name in DATASETS)
+
+
+def _not_a_data_key(dataset: str, key: str, value: Any) -> str:
+    """Why ``key`` cannot be in ``dataset``'s data section, and the keys that can."""
+    valid = f"valid data settings for {dataset}: {', '.join(data_keys(dataset))}"
+    if key == get_dataset_entry(dataset).variant_axis:
+        return (f"data setting {key!r} selects {dataset}'s data variant per trial; set it under fixed: or grid: "
+                f"(or with --set {key}=...), not under data:; {valid}")
+    takers = [name for name in sorted(DATASETS) if key in data_keys(name)]
+    if takers:
+        return (f"data setting {key!r} does not apply to dataset {dataset} (only to {', '.join(takers)}), "
+                f"got {value!r}; remove it; {valid}")
+    return f"unknown data setting {key!r}; {valid}"
 
 
 def check_image_size(dataset: str, image_size: int) -> None:
@@ -225,27 +256,20 @@ def check_image_size(dataset: str, image_size: int) -> None:
                           f"(the sizes it is published at), got {image_size!r}", key="image_size")
 
 
-def check_split_fractions(fractions: list[float]) -> None:
-    """Three positive fractions (train, val, test) that sum to 1."""
-    if len(fractions) != len(SPLIT_NAMES) or min(fractions) <= 0 or not math.isclose(sum(fractions), 1.0,
-                                                                                      abs_tol=1e-6):
-        raise ConfigError(f"data setting 'split_fractions' must be {len(SPLIT_NAMES)} positive numbers "
-                          f"({', '.join(SPLIT_NAMES)}) summing to 1, for example [0.7, 0.15, 0.15], "
-                          f"got {fractions!r}", key="split_fractions")
+# The flat data fields sweep.json recorded for every dataset before each had its own options
+# class; an experiment written then holds all of them, whether its dataset read them or not.
+LEGACY_DATA_KEYS = ("padding", "split_fractions", "bilateral", "annotations", "leakage")
 
 
-def check_annotations(name: str) -> None:
-    """A file name or a relative path that stays inside the data directory."""
-    path = PureWindowsPath(name)  # splits on both / and \, and sees drives and leading slashes
-    if not name.strip() or path.anchor or ".." in path.parts:
-        raise ConfigError(f"data setting 'annotations' must be a file name or a relative path inside the data "
-                          f"directory (not empty, not absolute, no '..'), for example via_project.json, "
-                          f"got {name!r}", key="annotations")
-
-
-DATA_KEYS = tuple(f.name for f in dataclasses.fields(DataSettings))
-# Data settings whose one value is a list (so --set split_fractions=[0.6,0.2,0.2] is not an axis).
-LIST_DATA_KEYS = ("split_fractions",)
+def saved_data_settings(saved: Mapping[str, Any]) -> DataSettings:
+    """The data settings ``sweep.json`` recorded. From an experiment written before datasets
+    had their own options, a legacy field the dataset does not declare is left out (the old
+    code ignored ``padding`` there and refused the others when set), and so is a legacy field
+    recorded as null (unset: the dataset's default)."""
+    dataset = saved.get("dataset")
+    declared = data_keys(dataset) if dataset in DATASETS else ()
+    return DataSettings.from_mapping({key: value for key, value in saved.items()
+                                      if key not in LEGACY_DATA_KEYS or (key in declared and value is not None)})
 
 
 @dataclass(frozen=True)
@@ -311,7 +335,7 @@ class ResolvedSweep:
 
     def to_dict(self) -> dict:
         return {"sweep": self.spec.name, "profile": self.profile, "smoke": self.smoke,
-                "data": dataclasses.asdict(self.data), "fixed": self.fixed, "grid": self.grid,
+                "data": self.data.to_dict(), "fixed": self.fixed, "grid": self.grid,
                 "ranges": {k: r.to_dict() for k, r in self.ranges.items()},
                 "asha": dataclasses.asdict(self.asha), "resources": dataclasses.asdict(self.resources),
                 "metric": self.spec.metric, "mode": self.spec.mode, "overrides": list(self.overrides)}
@@ -404,9 +428,7 @@ def _axis_values(key: str, axis: Any, source: str, drawn: Range | None) -> list:
 def data_settings(data: Mapping[str, Any], path: Path, sources: Mapping[str, str]) -> DataSettings:
     """The validated data settings; an error names the ``--set`` item or the file the bad value came from."""
     try:
-        return DataSettings(**data)
-    except TypeError as exc:
-        raise SearchSpaceError(f"{path}: bad data section ({exc}); valid keys: {', '.join(DATA_KEYS)}") from exc
+        return DataSettings.from_mapping(data)
     except ConfigError as exc:
         raise SearchSpaceError(f"{source_of(exc, path, sources)}: {exc}") from exc
 
@@ -467,9 +489,9 @@ def _yaml_number(text: str) -> Any:
 
 
 def _apply_override(key: str, value: Any, data: dict, fixed: dict, grid: dict, trial_keys: list[str]) -> None:
-    if key in DATA_KEYS:
-        if isinstance(value, list) and key not in LIST_DATA_KEYS:
-            raise SearchSpaceError(f"--set {key}: data settings take one value, not a list")
+    """A data setting of any dataset goes to the data section (whose validation refuses one the
+    sweep's dataset does not have, listing those it has); a trial key fixes or replaces an axis."""
+    if any_data_key(key):
         data[key] = value
     elif key in trial_keys:
         if isinstance(value, (list, Mapping)):
@@ -481,7 +503,7 @@ def _apply_override(key: str, value: Any, data: dict, fixed: dict, grid: dict, t
             fixed[key] = value
             grid.pop(key, None)
     else:
-        valid = sorted(set(trial_keys) | set(DATA_KEYS))
+        valid = sorted(set(trial_keys) | set(data_keys(data["dataset"])))
         raise SearchSpaceError(f"--set {key}: unknown key; valid keys: {', '.join(valid)}")
 
 
@@ -494,6 +516,11 @@ def validate_configs(resolved: ResolvedSweep, config_class: type, path: Path,
         raise SearchSpaceError(f"{resolved.ranges[axis].source}: grid.{axis} selects the data variant, "
                                f"which is prepared per listed value before the sweep; "
                                f"list its values (grid.{axis}: [...]) instead of a range")
+    for value in resolved.grid.get(axis, [resolved.fixed[axis]] if axis in resolved.fixed else []):
+        try:
+            resolved.data.variant_options(value)
+        except ConfigError as exc:
+            raise SearchSpaceError(f"{source_of(exc, path, sources)}: {exc}") from exc
     for config in [*resolved.configs(), *range_endpoint_configs(resolved)]:
         try:
             from_config(config_class, {k: v for k, v in config.items() if k != axis})
@@ -517,7 +544,7 @@ def grid_size_of(spec: SweepSpec) -> int:
     doc = load_yaml(path)
     fixed = doc.get("fixed", {})
     values, ranges = split_axes({k: v for k, v in doc.get("grid", {}).items() if k not in fixed}, path)
-    return ResolvedSweep(spec=spec, profile="full", smoke=False, data=DataSettings(**doc["data"]),
+    return ResolvedSweep(spec=spec, profile="full", smoke=False, data=DataSettings.from_mapping(doc["data"]),
                          fixed=fixed, grid=values, asha=spec.asha, resources=spec.resources["full"],
                          ranges=ranges).grid_size
 
@@ -525,7 +552,7 @@ def grid_size_of(spec: SweepSpec) -> int:
 def from_saved(spec: SweepSpec, saved: Mapping[str, Any]) -> ResolvedSweep:
     """Rebuild the exact resolved sweep an experiment ran with (for ``--resume`` and analysis)."""
     return ResolvedSweep(spec=spec, profile=saved["profile"], smoke=saved["smoke"],
-                         data=DataSettings(**saved["data"]), fixed=dict(saved["fixed"]),
+                         data=saved_data_settings(saved["data"]), fixed=dict(saved["fixed"]),
                          grid={k: list(v) for k, v in saved["grid"].items()},
                          asha=AshaSettings(**saved["asha"]), resources=Resources(**saved["resources"]),
                          overrides=tuple(saved.get("overrides", ())),

@@ -78,7 +78,7 @@ def test_a_valid_annotations_setting_reaches_the_data_preparation(monkeypatch):
     seen = {}
 
     def audit(resolved, **kwargs):
-        seen["annotations"] = resolved.data.annotations
+        seen["annotations"] = resolved.data.options.annotations
         raise AssertionError("stop here: the data settings were accepted")
 
     monkeypatch.setattr(sweeps.run, "prepare_sweep_data", audit)

@@ -139,6 +139,7 @@ def test_group_puts_a_planted_pair_into_one_split_that_plain_splitting_separates
 
 
 def test_the_leakage_data_setting_takes_only_the_four_policies():
-    assert DataSettings(dataset="chestmnist", image_size=28, leakage="drop").leakage == "drop"
+    settings = DataSettings.from_mapping({"dataset": "chestmnist", "image_size": 28, "leakage": "drop"})
+    assert settings.options.leakage == "drop"
     with pytest.raises(ConfigError, match="leakage 'sometimes' is unknown; valid: warn, group, drop, fail"):
-        DataSettings(dataset="chestmnist", image_size=28, leakage="sometimes")
+        DataSettings.from_mapping({"dataset": "chestmnist", "image_size": 28, "leakage": "sometimes"})

@@ -83,54 +83,59 @@ def test_all_unet_holds_study_6s_grid():
     assert smoke.grid == resolved.grid
 
 
+# The sweep each bad data setting is tried on: one whose dataset has the key, unless the point is that it has not.
+BCCD, TALEQANI, DETECTION, LYMPHOBLAST = "bccd_imbalance", "all_transfer", "bccd_detection", "lymphoblast_maskrcnn"
+FRACTIONS = "'split_fractions' must be 3 positive numbers (train, val, test) summing to 1"
+PER_SPLIT = "'images_per_split' must be a whole number of at least 1, or null for every image"
+RELATIVE = "'annotations' must be a file name or a relative path inside the data directory"
 BAD_DATA_SETTINGS = [
-    ("image_size=-5", "must be a whole number of pixels, at least 8, got -5"),
-    ("image_size=7", "must be a whole number of pixels, at least 8, got 7"),
-    ("image_size=abc", "data setting 'image_size' must be int, got 'abc'"),
-    ("image_size=32.0", "data setting 'image_size' must be int, got 32.0"),
-    ("image_size=true", "data setting 'image_size' must be int, got True"),
-    ("padding=-100", "data setting 'padding' must be a whole number of pixels, 0 or more, got -100"),
-    ("images_per_split=0", "'images_per_split' must be a whole number of at least 1, or null for every image"),
-    ("images_per_split=-1", "'images_per_split' must be a whole number of at least 1, or null for every image"),
-    ("split_fractions=[0.5,0.5,0.5]", "'split_fractions' must be 3 positive numbers (train, val, test) summing to 1"),
-    ("split_fractions=[1,0,0]", "'split_fractions' must be 3 positive numbers (train, val, test) summing to 1"),
-    ("split_fractions=[0.5,0.5]", "'split_fractions' must be 3 positive numbers (train, val, test) summing to 1"),
-    ("split_fractions=[0.5,.nan,0.5]", "data setting 'split_fractions' must be a finite number"),
-    ("bilateral=3", "data setting 'bilateral' must be bool, got 3"),
-    ("bilateral=true", "data setting 'bilateral' does not apply to dataset bccd (only to bccd_detection, "
-                       "lymphoblast), got True; remove it"),
-    ("split_fractions=[0.7,0.15,0.15]", "data setting 'split_fractions' does not apply to dataset bccd (only to "
-                                        "taleqani)"),
-    ("annotations=via_project.json", "data setting 'annotations' does not apply to dataset bccd (only to "
-                                     "lymphoblast)"),
-    ("annotations=/data/via.json", "'annotations' must be a file name or a relative path inside the data directory"),
-    ("annotations=../via.json", "'annotations' must be a file name or a relative path inside the data directory"),
-    ("annotations=''", "'annotations' must be a file name or a relative path inside the data directory"),
-    ("dataset=nope", "dataset 'nope' is unknown; valid: bccd, bccd_detection"),
+    (BCCD, "image_size=-5", "must be a whole number of pixels, at least 8, got -5"),
+    (BCCD, "image_size=7", "must be a whole number of pixels, at least 8, got 7"),
+    (BCCD, "image_size=abc", "data setting 'image_size' must be int, got 'abc'"),
+    (BCCD, "image_size=32.0", "data setting 'image_size' must be int, got 32.0"),
+    (BCCD, "image_size=true", "data setting 'image_size' must be int, got True"),
+    (BCCD, "padding=-100", "data setting 'padding' must be a whole number of pixels, 0 or more, got -100"),
+    (BCCD, "images_per_split=0", PER_SPLIT),
+    (BCCD, "images_per_split=-1", PER_SPLIT),
+    (TALEQANI, "split_fractions=[0.5,0.5,0.5]", FRACTIONS),
+    (TALEQANI, "split_fractions=[1,0,0]", FRACTIONS),
+    (TALEQANI, "split_fractions=[0.5,0.5]", FRACTIONS),
+    (TALEQANI, "split_fractions=[0.5,.nan,0.5]", "data setting 'split_fractions' must be a finite number"),
+    (DETECTION, "bilateral=3", "data setting 'bilateral' must be bool, got 3"),
+    (BCCD, "bilateral=true", "data setting 'bilateral' does not apply to dataset bccd (only to bccd_detection, "
+                             "lymphoblast), got True; remove it"),
+    (BCCD, "split_fractions=[0.7,0.15,0.15]", "data setting 'split_fractions' does not apply to dataset bccd (only to "
+                                              "taleqani)"),
+    (BCCD, "annotations=via_project.json", "data setting 'annotations' does not apply to dataset bccd (only to "
+                                           "lymphoblast)"),
+    (LYMPHOBLAST, "annotations=/data/via.json", RELATIVE),
+    (LYMPHOBLAST, "annotations=../via.json", RELATIVE),
+    (LYMPHOBLAST, "annotations=''", RELATIVE),
+    (BCCD, "dataset=nope", "dataset 'nope' is unknown; valid: bccd, bccd_detection"),
 ]
 
 
-@pytest.mark.parametrize("item, message", BAD_DATA_SETTINGS, ids=[item for item, _ in BAD_DATA_SETTINGS])
-def test_a_bad_data_setting_names_its_set_item_and_what_is_allowed(item, message):
+@pytest.mark.parametrize("sweep, item, message", BAD_DATA_SETTINGS, ids=[item for _, item, _ in BAD_DATA_SETTINGS])
+def test_a_bad_data_setting_names_its_set_item_and_what_is_allowed(sweep, item, message):
     with pytest.raises(SearchSpaceError) as caught:
-        resolve(SPEC, profile="cpu", overrides=(item,))
+        resolve(get_sweep(sweep), profile="cpu", overrides=(item,))
     assert str(caught.value).startswith(f"--set {item}: ") and message in str(caught.value)
 
 
 def test_good_data_settings_are_accepted_at_their_limits():
     resolved = resolve(SPEC, profile="cpu", overrides=("image_size=8", "padding=0", "images_per_split=1"))
-    assert (resolved.data.image_size, resolved.data.padding, resolved.data.images_per_split) == (8, 0, 1)
+    assert (resolved.data.image_size, resolved.data.options.padding, resolved.data.images_per_split) == (8, 0, 1)
     taleqani = resolve(get_sweep("all_transfer"), profile="cpu", overrides=("split_fractions=[0.7,0.15,0.15]",))
-    assert taleqani.data.split_fractions == [0.7, 0.15, 0.15]
+    assert taleqani.data.options.split_fractions == [0.7, 0.15, 0.15]
     detection = resolve(get_sweep("bccd_detection"), profile="cpu", overrides=("bilateral=true",))
-    assert detection.data.bilateral is True
+    assert detection.data.options.bilateral is True
 
 
 def test_annotations_take_a_file_name_or_a_relative_path_and_default_to_none():
     lymphoblast = get_sweep("lymphoblast_maskrcnn")
-    assert resolve(lymphoblast, profile="cpu").data.annotations is None
+    assert resolve(lymphoblast, profile="cpu").data.options.annotations is None
     for name in ("via_project.json", "labels/coco.json"):
-        assert resolve(lymphoblast, profile="cpu", overrides=(f"annotations={name}",)).data.annotations == name
+        assert resolve(lymphoblast, profile="cpu", overrides=(f"annotations={name}",)).data.options.annotations == name
 
 
 def test_chestmnist_takes_only_the_image_sizes_it_is_published_at():
@@ -143,10 +148,10 @@ def test_chestmnist_takes_only_the_image_sizes_it_is_published_at():
 
 def test_data_settings_validate_themselves_on_construction():
     with pytest.raises(ConfigError, match="'image_size' must be a whole number of pixels, at least 8") as caught:
-        DataSettings(dataset="bccd", image_size=-5)
+        DataSettings.from_mapping({"dataset": "bccd", "image_size": -5})
     assert caught.value.key == "image_size"
     with pytest.raises(ConfigError, match="'padding' must be int, got 2.5"):
-        DataSettings(dataset="bccd", image_size=32, padding=2.5)
+        DataSettings.from_mapping({"dataset": "bccd", "image_size": 32, "padding": 2.5})
     saved = resolve(SPEC, profile="cpu").to_dict()
     with pytest.raises(ConfigError, match="'images_per_split' must be a whole number of at least 1"):
         from_saved(SPEC, {**saved, "data": {**saved["data"], "images_per_split": -1}})

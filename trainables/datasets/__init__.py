@@ -7,10 +7,13 @@ from dataclasses import dataclass
 
 from trainables.datasets.audit import DataAudit
 from trainables.datasets.base import ClassificationData
-from trainables.datasets.bccd import prepare_bccd
+from trainables.datasets.bccd import BCCDOptions, prepare_bccd
 from trainables.datasets.chestmnist import prepare_chestmnist
 from trainables.datasets.detection import prepare_bccd_detection, prepare_lymphoblast
-from trainables.datasets.taleqani_classification import prepare_taleqani_classification
+from trainables.datasets.detection.lymphoblast import LymphoblastOptions
+from trainables.datasets.detection.reading import DetectionOptions
+from trainables.datasets.options import DatasetOptions, LeakageOptions
+from trainables.datasets.taleqani_classification import TaleqaniOptions, prepare_taleqani_classification
 from trainables.datasets.taleqani_segmentation import prepare_taleqani_segmentation
 from trainables.registries import Registry
 
@@ -19,21 +22,29 @@ PrepareFn = Callable[..., tuple[ClassificationData, DataAudit]]
 
 @dataclass(frozen=True)
 class DatasetEntry:
-    """``prepare(data_dir=, image_size=, padding=)`` gives the decoded splits and the audit.
-    ``variant_axis`` names a keyword of ``prepare`` that a study sweeps as a grid axis (a
-    different split of the same images, say); the sweep prepares one variant per value."""
+    """``prepare(data_dir=, image_size=, **options.keywords())`` gives the decoded splits and
+    the audit; ``options`` is the dataset's frozen options class (``trainables.datasets.options``),
+    whose fields are exactly ``prepare``'s other keywords (``use_cache`` aside).
+    ``variant_axis`` names an options field that a study sweeps as a grid axis (a different
+    split of the same images, say); the sweep prepares one variant per value."""
 
     prepare: PrepareFn
+    options: type[DatasetOptions]
     variant_axis: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.variant_axis is not None and self.variant_axis not in self.options.keys():
+            raise ValueError(f"variant axis {self.variant_axis!r} is not a field of {self.options.__name__} "
+                             f"({', '.join(self.options.keys())}); declare it there")
 
 
 DATASETS: Registry[DatasetEntry] = Registry("dataset", entries={
-    "bccd": DatasetEntry(prepare_bccd),
-    "taleqani_segmentation": DatasetEntry(prepare_taleqani_segmentation),
-    "taleqani": DatasetEntry(prepare_taleqani_classification, variant_axis="loading_option"),
-    "chestmnist": DatasetEntry(prepare_chestmnist),
-    "lymphoblast": DatasetEntry(prepare_lymphoblast, variant_axis="preprocessing"),
-    "bccd_detection": DatasetEntry(prepare_bccd_detection, variant_axis="preprocessing"),
+    "bccd": DatasetEntry(prepare_bccd, BCCDOptions),
+    "taleqani_segmentation": DatasetEntry(prepare_taleqani_segmentation, LeakageOptions),
+    "taleqani": DatasetEntry(prepare_taleqani_classification, TaleqaniOptions, variant_axis="loading_option"),
+    "chestmnist": DatasetEntry(prepare_chestmnist, LeakageOptions),
+    "lymphoblast": DatasetEntry(prepare_lymphoblast, LymphoblastOptions, variant_axis="preprocessing"),
+    "bccd_detection": DatasetEntry(prepare_bccd_detection, DetectionOptions, variant_axis="preprocessing"),
 })
 
 

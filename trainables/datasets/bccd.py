@@ -10,10 +10,12 @@ or the download cache), from the same digests the cache key is made of.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from trainables.config import ConfigError
 from trainables.datasets.audit import DataAudit
 from trainables.datasets.base import ClassificationData, SplitArrays
 from trainables.datasets.cache import file_digests, fingerprint_of_digests, read_through_cache
@@ -21,6 +23,7 @@ from trainables.datasets.download import Manifest, cache_dir, compare_with_manif
 from trainables.datasets.images import CorruptImageError, crop_with_padding, decode_rgb, resize_square
 from trainables.datasets.leakage import ImagePrint, check_leakage, image_print
 from trainables.datasets.leakage_policy import apply_to_fixed_splits
+from trainables.datasets.options import LeakageOptions
 from trainables.datasets.voc import MalformedAnnotationError, parse_annotation, read_split_list
 
 CLASS_NAMES = ("RBC", "WBC", "Platelets")
@@ -30,15 +33,29 @@ SPLIT_LIST_FOLDER = "ImageSets/Main"
 SOURCE_FOLDERS = (("Annotations", ".xml"), ("JPEGImages", ".jpg"))     # (folder, file suffix)
 
 
+@dataclass(frozen=True)
+class BCCDOptions(LeakageOptions):
+    """``padding``: pixels added on every side of a box before its patch is cropped (seed 000 §2.1)."""
+
+    padding: int = 10
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.padding < 0:
+            raise ConfigError(f"data setting 'padding' must be a whole number of pixels, 0 or more, "
+                              f"got {self.padding!r}", key="padding")
+
+
 def locate_bccd(data_dir: str | None) -> Path:
     """The ``BCCD`` folder (VOC layout) of the dataset, downloading it when needed."""
     return locate_or_download("BCCD_Dataset", data_dir=data_dir, marker="BCCD/ImageSets/Main") / "BCCD"
 
 
-def prepare_bccd(*, data_dir: str | None, image_size: int, padding: int = 10, leakage: str | None = None,
+def prepare_bccd(*, data_dir: str | None, image_size: int, leakage: str | None = None, padding: int = 10,
                  use_cache: bool = True) -> tuple[ClassificationData, DataAudit]:
     """Decoded BCCD patches of every split, and the audit of the whole dataset; ``leakage`` is
-    the duplicate policy for its fixed splits (warn by default, drop or fail)."""
+    the duplicate policy for its fixed splits (warn by default, drop or fail). The keywords
+    after ``image_size`` are ``BCCDOptions``'s fields."""
     root = locate_bccd(data_dir)
     params = {"reader": READER_VERSION, "image_size": image_size, "padding": padding}
     digests = file_digests(bccd_source_files(root))

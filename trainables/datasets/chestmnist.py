@@ -223,16 +223,14 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def prepare_chestmnist(*, data_dir: str | None, image_size: int = 28, padding: int = 10,
+def prepare_chestmnist(*, data_dir: str | None, image_size: int = 28,
                        leakage: str | None = None, use_cache: bool = True) -> tuple[ClassificationData, DataAudit]:
     """Cardiomegaly vs Pneumothorax images of every split, and the audit of the whole file.
 
     The splits are MedMNIST's, so the ``leakage`` policy is ``warn`` (the default), ``drop``
-    or ``fail`` (see ``leakage_policy``); ``group`` is an error.
-
-    ``padding`` is accepted because every dataset's prepare function takes the same keywords;
-    ChestMNIST images are used whole, so it is ignored. Images keep their single channel and
-    are normalised with mean 0.485, std 0.229 (STUDIES.md section 3).
+    or ``fail`` (see ``leakage_policy``); ``group`` is an error. ``leakage`` is the one option
+    (``LeakageOptions``). Images keep their single channel and are normalised with mean 0.485,
+    std 0.229 (STUDIES.md section 3).
     """
     path = locate_chestmnist(data_dir, image_size)
     params = {"reader": READER_VERSION, "image_size": image_size, "file": path.name}

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from trainables.config import ConfigError
 from trainables.datasets.audit import DataAudit
 from trainables.datasets.base import ClassificationData, DatasetError, SplitArrays
 from trainables.datasets.cache import fingerprint, load_splits, save_splits
@@ -31,6 +34,7 @@ from trainables.datasets.leakage_policy import (
     resolve_policy,
     split_keeping_groups,
 )
+from trainables.datasets.options import LeakageOptions
 from trainables.datasets.taleqani_common import (
     IMAGE_SUFFIXES,
     SPLIT_FRACTIONS,
@@ -140,6 +144,29 @@ def list_labelled_images(root: Path) -> tuple[list[LabelledImage], dict[int, Pat
 def image_files_in(folder: Path) -> list[Path]:
     """The images directly inside one class folder, sorted."""
     return sorted(p for p in folder.iterdir() if is_image_file(p))
+
+
+@dataclass(frozen=True)
+class TaleqaniOptions(LeakageOptions):
+    """``loading_option`` (the study's variant axis, set per trial under fixed: or grid:) splits
+    each class on its own (1) or all images at once (2); ``split_fractions`` are the train, val
+    and test fractions."""
+
+    loading_option: int = 2
+    split_fractions: list[float] = field(default_factory=lambda: list(SPLIT_FRACTIONS))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.loading_option not in LOADING_OPTIONS:
+            raise ConfigError(f"data setting 'loading_option' must be one of {', '.join(map(str, LOADING_OPTIONS))} "
+                              f"(1: each class split on its own; 2: one global shuffle split), "
+                              f"got {self.loading_option!r}", key="loading_option")
+        fractions = self.split_fractions
+        if len(fractions) != len(SPLITS) or min(fractions) <= 0 or not math.isclose(sum(fractions), 1.0,
+                                                                                    abs_tol=1e-6):
+            raise ConfigError(f"data setting 'split_fractions' must be {len(SPLITS)} positive numbers "
+                              f"({', '.join(SPLITS)}) summing to 1, for example [0.7, 0.15, 0.15], "
+                              f"got {fractions!r}", key="split_fractions")
 
 
 def check_loading_option(loading_option: int) -> None:
@@ -283,18 +310,16 @@ def _digest(params: dict) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
 
 
-def prepare_taleqani_classification(*, data_dir: str | None, image_size: int, padding: int = 10,
-                                    loading_option: int = 2, fractions: tuple[float, ...] = SPLIT_FRACTIONS,
-                                    leakage: str | None = None,
+def prepare_taleqani_classification(*, data_dir: str | None, image_size: int, leakage: str | None = None,
+                                    loading_option: int = 2, split_fractions: Sequence[float] = SPLIT_FRACTIONS,
                                     use_cache: bool = True) -> tuple[ClassificationData, DataAudit]:
     """Benign / Early / Pre / Pro images of every split (by ``loading_option`` and the
-    train/val/test ``fractions``, see ``assign_splits``), and the audit of the whole dataset.
+    train/val/test ``split_fractions``, see ``assign_splits``), and the audit of the whole dataset.
 
-    ``leakage`` is the duplicate policy (``group`` by default; see ``leakage_policy``).
-    Only ``Original/`` is needed. ``padding`` is accepted because every dataset's prepare
-    function takes the same keywords; classification uses whole images, so it is ignored.
+    ``leakage`` is the duplicate policy (``group`` by default; see ``leakage_policy``); the
+    keywords after ``image_size`` are ``TaleqaniOptions``'s fields. Only ``Original/`` is needed.
     """
     check_loading_option(loading_option)
     root = locate_taleqani(data_dir, folders=CLASSIFICATION_FOLDERS)
     return read_taleqani_classification(root, image_size=image_size, loading_option=loading_option,
-                                        fractions=tuple(fractions), leakage=leakage, use_cache=use_cache)
+                                        fractions=tuple(split_fractions), leakage=leakage, use_cache=use_cache)

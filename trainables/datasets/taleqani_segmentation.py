@@ -191,14 +191,12 @@ def _size(image: np.ndarray) -> str:
     return f"{image.shape[1]}x{image.shape[0]}"
 
 
-def prepare_taleqani_segmentation(*, data_dir: str | None, image_size: int, padding: int = 10,
-                                  leakage: str | None = None,
+def prepare_taleqani_segmentation(*, data_dir: str | None, image_size: int, leakage: str | None = None,
                                   use_cache: bool = True) -> tuple[ClassificationData, DataAudit]:
     """Images and masks of every split, and the audit of the whole dataset.
 
-    ``leakage`` is the duplicate policy (``group`` by default; see ``leakage_policy``).
-    ``padding`` is accepted because every dataset's prepare function takes the same keywords;
-    segmentation uses whole images, so it is ignored.
+    ``leakage`` is the duplicate policy (``group`` by default; see ``leakage_policy``), the one
+    option (``LeakageOptions``).
     """
     policy = resolve_policy(leakage, dataset=DATASET, splits_made_here=True)
     root = locate_taleqani(data_dir, folders=SEGMENTATION_FOLDERS)

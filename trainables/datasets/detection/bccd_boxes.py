@@ -87,14 +87,14 @@ def _kept_voc_box(split: str, item: str, box: VocBox, width: int, height: int,
     return np.clip(np.asarray(box.as_tuple(), np.float32), 0, [width, height, width, height])
 
 
-def prepare_bccd_detection(*, data_dir: str | None, image_size: int, padding: int = 10,
+def prepare_bccd_detection(*, data_dir: str | None, image_size: int,
                            preprocessing: str = "raw", bilateral: bool = False,
                            use_cache: bool = True) -> tuple[DetectionData, DataAudit]:
     """BCCD's RBC / WBC / Platelets boxes of every split (no masks), and the audit.
 
-    ``padding`` is accepted because every dataset's prepare function takes the same keywords;
-    whole images are used, so it is ignored. Cached like ``prepare_lymphoblast``; the files read
-    are compared with the pinned manifest like ``prepare_bccd``'s.
+    The keywords after ``image_size`` are ``DetectionOptions``'s fields. Cached like
+    ``prepare_lymphoblast``; the files read are compared with the pinned manifest like
+    ``prepare_bccd``'s.
     """
     settings = ReadSettings(image_size, preprocessing, bilateral)
     root = locate_bccd(data_dir)

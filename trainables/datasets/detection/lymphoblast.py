@@ -7,10 +7,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 
+from trainables.config import ConfigError
 from trainables.datasets.audit import DataAudit
 from trainables.datasets.cache import file_digests
 from trainables.datasets.detection.annotation_files import (
@@ -23,7 +24,13 @@ from trainables.datasets.detection.annotation_files import (
     read_annotation_file,
 )
 from trainables.datasets.detection.cache import cached_detection_data
-from trainables.datasets.detection.reading import ReadSettings, ReadState, SplitBuilder, read_annotated_image
+from trainables.datasets.detection.reading import (
+    DetectionOptions,
+    ReadSettings,
+    ReadState,
+    SplitBuilder,
+    read_annotated_image,
+)
 from trainables.datasets.detection.regions import IMAGE_FOLDER, AnnotatedImage, AnnotationSet, ClassMap
 from trainables.datasets.detection.types import LISTING, SPLITS, DetectionData, DetectionSplit
 from trainables.datasets.download import DATA_DIR_ENV, DataNotFoundError
@@ -34,6 +41,7 @@ from trainables.datasets.leakage_policy import (
     split_keeping_groups,
     unassigned_prints,
 )
+from trainables.datasets.options import LeakageOptions
 from trainables.datasets.taleqani_common import shuffled_split
 
 LYMPHOBLAST = "lymphoblast"
@@ -225,19 +233,36 @@ def read_lymphoblast(root: Path, *, image_size: int, preprocessing: str = "raw",
     return read_lymphoblast_plan(plan, settings, lymphoblast_policy(plan, leakage))
 
 
-def prepare_lymphoblast(*, data_dir: str | None, image_size: int, padding: int = 10,
+@dataclass(frozen=True)
+class LymphoblastOptions(DetectionOptions, LeakageOptions):
+    """``DetectionOptions`` and a leakage policy, and ``annotations``: the annotation file, a
+    name or a path relative to the data folder (None: found as ``find_annotation_file`` says)."""
+
+    annotations: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.annotations is None:
+            return
+        path = PureWindowsPath(self.annotations)  # splits on both / and \, and sees drives and leading slashes
+        if not self.annotations.strip() or path.anchor or ".." in path.parts:
+            raise ConfigError(f"data setting 'annotations' must be a file name or a relative path inside the data "
+                              f"directory (not empty, not absolute, no '..'), for example via_project.json, "
+                              f"got {self.annotations!r}", key="annotations")
+
+
+def prepare_lymphoblast(*, data_dir: str | None, image_size: int,
                         preprocessing: str = "raw", bilateral: bool = False, annotations: str | None = None,
                         leakage: str | None = None, use_cache: bool = True) -> tuple[DetectionData, DataAudit]:
-    """Lymphoblast / non-lymphoblast instances of every split, and the audit of the dataset.
+    """Lymphoblast / non-lymphoblast instances of every split, and the audit of the dataset;
+    the keywords after ``image_size`` are ``LymphoblastOptions``'s fields.
 
     ``preprocessing`` is ``raw`` or ``segmented`` (see ``preprocess``); ``bilateral`` adds the
     bilateral filter first. ``annotations`` names the annotation file (relative to the data
     folder) when the folder's own cannot be found unambiguously (see ``find_annotation_file``).
     ``leakage`` is the duplicate policy (``group`` by default where medsweep makes the split,
-    ``warn`` where train/val/test folders fix it; see ``leakage_policy``).
-    ``padding`` is accepted because every dataset's prepare function takes the same keywords;
-    whole images are used, so it is ignored. The result is cached by the data's checksum, the
-    image size, the preprocessing and the leakage policy.
+    ``warn`` where train/val/test folders fix it; see ``leakage_policy``). The result is cached
+    by the data's checksum, the image size, the preprocessing and the leakage policy.
     """
     settings = ReadSettings(image_size, preprocessing, bilateral)
     plan = plan_lymphoblast(locate_lymphoblast(data_dir, annotations=annotations), annotations=annotations)

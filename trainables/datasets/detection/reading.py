@@ -9,15 +9,30 @@ from pathlib import Path
 
 import numpy as np
 
+from trainables.config import require_choice
 from trainables.datasets.audit import DataAudit
 from trainables.datasets.detection.geometry import mask_box, scale_image, scaled_size
-from trainables.datasets.detection.preprocessing import check_preprocessing, preprocess
+from trainables.datasets.detection.preprocessing import PREPROCESSING_VARIANTS, check_preprocessing, preprocess
 from trainables.datasets.detection.regions import AnnotatedImage, Region
 from trainables.datasets.detection.types import DetectionSplit
 from trainables.datasets.images import CorruptImageError, decode_rgb
 from trainables.datasets.leakage import ImagePrint, check_leakage, image_print
+from trainables.datasets.options import DatasetOptions
 
 READER_VERSION = 2
+
+
+@dataclass(frozen=True)
+class DetectionOptions(DatasetOptions):
+    """A detection dataset's options: ``preprocessing`` (the variant axis, set per trial under
+    fixed: or grid:) and ``bilateral``, a bilateral filter before any preprocessing."""
+
+    preprocessing: str = "raw"
+    bilateral: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_choice("preprocessing", self.preprocessing, PREPROCESSING_VARIANTS)
 
 
 @dataclass(frozen=True)
