@@ -12,7 +12,14 @@ from trainables.datasets.bccd import bccd_manifest_check, bccd_source_files, loc
 from trainables.datasets.cache import file_digests
 from trainables.datasets.detection.cache import cached_detection_data
 from trainables.datasets.detection.geometry import scaled_size
-from trainables.datasets.detection.reading import ReadSettings, ReadState, SplitBuilder, crosses_edge, lies_outside
+from trainables.datasets.detection.reading import (
+    ReadSettings,
+    ReadState,
+    SplitBuilder,
+    build_splits,
+    crosses_edge,
+    lies_outside,
+)
 from trainables.datasets.detection.types import SPLITS, DetectionData, DetectionSplit
 from trainables.datasets.voc import MalformedAnnotationError, VocBox, parse_annotation, read_split_list
 
@@ -29,14 +36,10 @@ def read_bccd_detection(root: Path, *, image_size: int, preprocessing: str = "ra
     audit = DataAudit(dataset=BCCD_DETECTION, root=str(root), class_names=BCCD_CLASSES,
                       notes=["Splits: the dataset's own ImageSets/Main lists.", settings.note()])
     state = ReadState(audit)
-    splits = {}
-    for split in SPLITS:
-        image_ids = read_split_list(root, split)
-        audit.images_listed[split] = len(image_ids)
-        builder = SplitBuilder(with_masks=False)
-        for image_id in image_ids:
-            _read_voc_image(root, split, image_id, settings, state, builder)
-        splits[split] = builder.build()
+    splits = build_splits({split: read_split_list(root, split) for split in SPLITS},
+                          lambda split, image_id, builder: _read_voc_image(root, split, image_id, settings, state,
+                                                                           builder),
+                          audit=audit, with_masks=False)
     return splits, state.finish()
 
 

@@ -28,7 +28,7 @@ from trainables.datasets.detection.reading import (
     DetectionOptions,
     ReadSettings,
     ReadState,
-    SplitBuilder,
+    build_splits,
     read_annotated_image,
 )
 from trainables.datasets.detection.regions import IMAGE_FOLDER, AnnotatedImage, AnnotationSet, ClassMap
@@ -193,13 +193,8 @@ def read_planned(plan: DetectionPlan, class_names: tuple[str, ...], settings: Re
     for annotation_set in plan.annotation_sets:
         for item, reason in annotation_set.listing_drops:
             audit.drop(LISTING, f"{annotation_set.path.relative_to(plan.root).as_posix()}: {item}", reason)
-    splits = {}
-    for split, entries in plan.splits.items():
-        audit.images_listed[split] = len(entries)
-        builder = SplitBuilder(with_masks=True)
-        for entry in entries:
-            read_annotated_image(split, entry, class_names, settings, state, builder)
-        splits[split] = builder.build()
+    splits = build_splits(plan.splits, lambda split, entry, builder: read_annotated_image(
+        split, entry, class_names, settings, state, builder), audit=audit, with_masks=True)
     return splits, state.finish()
 
 

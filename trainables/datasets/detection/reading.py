@@ -4,6 +4,7 @@ reading accumulates, and one annotated image read into its split with its region
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +88,20 @@ class SplitBuilder:
         return DetectionSplit(images=tuple(self.images), boxes=tuple(self.boxes), labels=tuple(self.labels),
                               masks=tuple(self.masks) if self.with_masks else None,
                               sources=np.asarray(self.sources, dtype=str))
+
+
+def build_splits(listed: dict[str, list], read: Callable[[str, object, SplitBuilder], None], *, audit: DataAudit,
+                 with_masks: bool) -> dict[str, DetectionSplit]:
+    """Each split's listed images, read one at a time by ``read(split, item, builder)`` into a
+    ``DetectionSplit``; the audit counts what each split listed."""
+    splits = {}
+    for split, items in listed.items():
+        audit.images_listed[split] = len(items)
+        builder = SplitBuilder(with_masks=with_masks)
+        for item in items:
+            read(split, item, builder)
+        splits[split] = builder.build()
+    return splits
 
 
 @dataclass
