@@ -54,8 +54,8 @@ def write_report(options: ReportOptions, *, echo: Callable[[str], None] = print)
     if options.seeds < 0 or options.top_k < 1 or options.bootstrap < 1 or not 0 < options.confidence < 1:
         raise ReportOptionsError("--seeds must be >= 0, --top-k and --bootstrap >= 1, and --confidence in (0, 1)")
     experiment = load_experiment(options.experiment_dir)
+    validate_spec(experiment.spec)
     spec = experiment.spec.report
-    validate_spec(spec)
     out_dir = Path(options.out) if options.out else experiment.directory / "report"
     winners = pick_winners(experiment, top_k=options.top_k)
     echo(f"{experiment.spec.name}: {len(experiment.trials)} trials, {len(winners.ranking)} eligible; "

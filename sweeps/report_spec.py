@@ -6,27 +6,77 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from trainables.errors import MedsweepError, UnknownNameError
+from trainables.metrics import metric_direction
+
 OPERATORS = (">", "<", "≈", "=")
+WINNER = "winner"
+COUNT_SPLITS = ("all", "train", "val", "test")
 
 
-@dataclass(frozen=True)
+class ReportSpecError(MedsweepError, ValueError):
+    """A report check that names something its sweep does not have."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class WinnerScore:
+    """A test-split metric of a compared group's winner (``group``: its name in ``group_labels``)
+    or of the overall winner (``group=WINNER``), averaged over its retrained seeds."""
+
+    metric: str
+    group: str = WINNER
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialScore:
+    """A test metric of the trial with exactly the grid values ``where`` (its sweep checkpoint;
+    needs ``evaluate_all_trials``)."""
+
+    metric: str
+    where: dict[str, object]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassCount:
+    """Patches (or images) of a class in the audited data: one split's, or ``split="all"``."""
+
+    split: str
+    class_name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class BestGroup:
+    """Which compared group is best on a test metric."""
+
+    metric: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Diverged:
+    """"all", "none" or "some": how many trials with the grid values ``where`` diverged."""
+
+    where: dict[str, object]
+
+
+QUANTITIES = (WinnerScore, TrialScore, ClassCount, BestGroup, Diverged)
+Quantity = WinnerScore | TrialScore | ClassCount | BestGroup | Diverged
+
+
+def axis_values_text(where: dict[str, object]) -> str:
+    """``{"lr": 0.001, "dropout": 0.0}`` → ``lr=0.001,dropout=0.0``."""
+    return ",".join(f"{axis}={value}" for axis, value in where.items())
+
+
+@dataclass(frozen=True, kw_only=True)
 class Check:
-    """A number the study's document states, to set beside what was measured.
-
-    ``quantity`` names the measurement:
-      ``test:<metric>@<group label>`` or ``test:<metric>@winner`` — a test-split metric of the
-      group's (or the overall) winner, averaged over its retrained seeds;
-      ``count:<split|all>:<class>`` — patches of a class in the audited data;
-      ``best_group:<metric>`` — which group is best on that test metric;
-      ``config:<metric>@<axis>=<value>,...`` — a test metric of the trial with exactly those grid
-      values (its sweep checkpoint; needs ``evaluate_all_trials``);
-      ``diverged:<axis>=<value>,...`` — "all", "none" or "k of n": how many such trials diverged.
-    ``kind`` is "target" (a goal the document set) or "claim" (a statement of fact).
-    """
+    """A number the study's document states, to set beside what was measured: ``quantity``
+    (one of ``QUANTITIES``) names the measurement, ``op`` and ``value`` the document's
+    statement about it. ``kind`` is "target" (a goal the document set) or "claim" (a statement
+    of fact)."""
 
     source: str
     statement: str
-    quantity: str
+    quantity: Quantity
     op: str
     value: float | str
     kind: str = "claim"
@@ -67,3 +117,31 @@ class ReportSpec:
 
     def citation(self, topic: str) -> str:
         return dict(self.citations).get(topic, "")
+
+    def validate(self, sweep: str) -> None:
+        """Every check measures a known quantity of a metric declared in ``METRIC_DIRECTIONS``
+        and names one of this report's groups (by its name in ``group_labels``; a report without
+        them can name only the winner) or the winner; the error names the sweep, the check and
+        the valid choices."""
+        labels = tuple(name for _, name in self.group_labels)
+        groups = (WINNER, *labels)
+        for check in self.checks:
+            where = f"sweep {sweep!r}, check {check.statement!r}"
+            quantity = check.quantity
+            if not isinstance(quantity, QUANTITIES):
+                raise ReportSpecError(f"{where}: quantity {quantity!r} is unknown; valid: "
+                                      f"{', '.join(kind.__name__ for kind in QUANTITIES)}")
+            if isinstance(quantity, WinnerScore | TrialScore | BestGroup):
+                try:
+                    metric_direction(quantity.metric)
+                except UnknownNameError as exc:
+                    raise ReportSpecError(f"{where}: {exc}") from None
+            if isinstance(quantity, WinnerScore) and quantity.group not in groups:
+                raise ReportSpecError(f"{where}: group {quantity.group!r} is not one of the report's groups; "
+                                      f"valid: {', '.join(map(repr, groups))}")
+            if isinstance(quantity, BestGroup) and check.value not in labels:
+                raise ReportSpecError(f"{where}: the best group {check.value!r} is not one of the report's groups; "
+                                      f"valid: {', '.join(map(repr, labels))}")
+            if isinstance(quantity, ClassCount) and quantity.split not in COUNT_SPLITS:
+                raise ReportSpecError(f"{where}: split {quantity.split!r} is unknown; valid: "
+                                      f"{', '.join(COUNT_SPLITS)}")

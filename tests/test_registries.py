@@ -3,10 +3,12 @@ every sweep's space resolves in every profile, every model builds and trains one
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
-from sweeps.registry import SWEEPS, get_sweep
+from sweeps.registry import GPU_TRIAL_OR_ONE_CPU, SWEEPS, AshaSettings, SweepSpec, get_sweep
 from sweeps.space import resolve
 from trainables.augment import AUGMENTATIONS, build_augmentation
 from trainables.datasets import DATASETS, get_dataset_entry
@@ -34,6 +36,16 @@ def test_unknown_names_list_the_valid_ones(lookup, registry, kind):
     message = info.value.args[0]
     assert f"unknown {kind} 'no_such_thing'" in message
     assert all(name in message for name in registry)
+
+
+def test_a_sweeps_search_space_mode_asha_and_resources_default_from_its_name_and_metric():
+    spec = SweepSpec(name="new_study", study="A study", study_tag="new", trainable="classification",
+                     metric="val_loss")
+    assert (spec.search_space, spec.mode) == ("new_study.yaml", "min")
+    assert spec.asha == AshaSettings(grace_period=10, reduction_factor=3)
+    assert spec.resources == GPU_TRIAL_OR_ONE_CPU
+    assert [name for name in SWEEPS] == [spec.name for spec in SWEEPS.values()]
+    assert all(spec.search_space == f"{spec.name}.yaml" for spec in SWEEPS.values())
 
 
 @pytest.mark.parametrize("name", sorted(SWEEPS))
@@ -104,13 +116,25 @@ def test_local_weights_file_is_loaded(tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(SWEEPS))
-def test_every_sweeps_report_names_known_sections_and_check_quantities(name):
+def test_every_sweeps_report_names_known_sections_of_its_kind_of_study(name):
     from analysis.sections import validate_spec
-    validate_spec(SWEEPS[name].report)
+    validate_spec(SWEEPS[name])
 
 
 def test_an_unknown_report_section_is_an_error_listing_the_valid_ones():
     from analysis.sections import validate_spec
     from sweeps.report_spec import ReportSpec
+    sweep = replace(get_sweep("bccd_imbalance"), report=ReportSpec(sections=("summary", "tabels")))
     with pytest.raises(KeyError, match="unknown report section 'tabels'; valid report sections: .*ablation"):
-        validate_spec(ReportSpec(sections=("summary", "tabels")))
+        validate_spec(sweep)
+
+
+@pytest.mark.parametrize("name", ["all_unet", "lymphoblast_maskrcnn"])
+def test_the_model_comparison_is_an_error_in_a_study_that_does_not_classify(name):
+    from analysis.sections import validate_spec
+    from sweeps.report_spec import ReportSpecError
+    spec = get_sweep(name)
+    sweep = replace(spec, report=replace(spec.report, sections=(*spec.report.sections, "model_comparison")))
+    with pytest.raises(ReportSpecError, match=f"sweep '{name}': report section 'model_comparison' is for "
+                                              f"classification studies only"):
+        validate_spec(sweep)

@@ -21,12 +21,13 @@ from analysis.sections.common import checks
 from analysis.winners import pick_winners
 from sweeps import tuner
 from sweeps.registry import get_sweep
-from sweeps.report_spec import Check
+from sweeps.report_spec import BestGroup, Check
 from tests.synthetic_experiment import make_experiment, trial
 
 ARMS = {"1. Baseline": (False, False), "2. Weighted Loss": (True, False), "3. Oversampling": (False, True),
         "4. Final Model": (True, True)}
-CLAIM = Check("seed 000 §8.3", "The final model is the best", "best_group:macro_f1", "=", "4. Final Model")
+CLAIM = Check(source="seed 000 §8.3", statement="The final model is the best", quantity=BestGroup(metric="macro_f1"),
+              op="=", value="4. Final Model")
 
 
 def arm_trial(label: str, values: list[float], *, suffix: str = "", stop_reason: str = "completed") -> dict:
@@ -107,7 +108,8 @@ def test_a_clear_best_reads_yes_and_a_tie_without_the_claimed_group_reads_no(tmp
 
 
 def test_ties_on_a_minimised_metric_read_tied(tmp_path):
-    claim = Check("doc", "Baseline has the lowest test loss", "best_group:loss", "=", "1. Baseline")
+    claim = Check(source="doc", statement="Baseline has the lowest test loss", quantity=BestGroup(metric="loss"),
+                  op="=", value="1. Baseline")
     context = context_for(tmp_path, one_trial_per_arm({label: 0.5 for label in ARMS}),
                           test={f"t{label[0]}": 0.25 for label in ARMS}, checks_=(claim,))
     context.confirmation.estimates.loc[context.confirmation.estimates["metric"] == "accuracy", "metric"] = "loss"

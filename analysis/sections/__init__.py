@@ -10,9 +10,10 @@ trial lookups that sections of more than one study kind use; ``common`` the sect
 can list (summary, confirmation, checks, sweep, trials, …); ``classification``, ``segmentation``
 and ``detection`` the sections of that kind of
 study. To add one, decorate a function of the ``ReportContext`` with ``@section("name")`` (and
-``needs=`` when it needs a winner, test-split results or the winner's checkpoint) in the module
-of its study kind, and list ``"name"`` in the study's ``ReportSpec``; a new module must also be
-imported below so that its sections register.
+``needs=`` when it needs a winner, test-split results or the winner's checkpoint; ``trainable=``
+when only that kind of study may list it) in the module of its study kind, and list
+``"name"`` in the study's ``ReportSpec``; a new module must also be imported below so that its
+sections register.
 """
 
 # Importing each study kind's module runs its @section decorators, which fill SECTIONS.

@@ -18,8 +18,10 @@ from analysis.rerun import CHECKPOINT, RETRAINED, Confirmation, RerunSettings
 from analysis.results import Experiment
 from analysis.stats import Estimate
 from analysis.winners import Winners, format_group, group_key
-from sweeps.report_spec import ReportSpec
+from sweeps.registry import SweepSpec
+from sweeps.report_spec import ReportSpec, ReportSpecError
 from trainables.registries import Registry
+from trainables.registry import get_trainable
 
 
 @dataclass(frozen=True)
@@ -76,21 +78,24 @@ NEEDS = ("", "winner", "confirmation", "checkpoint")
 @dataclass(frozen=True)
 class SectionEntry:
     """A section and what it needs to run: nothing, a winner, test-split results of the
-    candidates (``confirmation``), or the winner's own sweep checkpoint on the test split."""
+    candidates (``confirmation``), or the winner's own sweep checkpoint on the test split.
+    ``trainable`` names the kind of study the section reads ("" for any): only a study whose
+    trainable takes that trainable's config may list it."""
 
     function: Callable[[ReportContext], list[Block]]
     needs: str
+    trainable: str = ""
 
 
 SECTIONS: Registry[SectionEntry] = Registry("report section")
 
 
-def section(name: str, *, needs: str = ""):
+def section(name: str, *, needs: str = "", trainable: str = ""):
     if needs not in NEEDS:
         raise ValueError(f"section {name!r}: needs={needs!r} is unknown; valid: {NEEDS}")
 
     def register(function: Callable[[ReportContext], list[Block]]):
-        SECTIONS.add(name, SectionEntry(function, needs))
+        SECTIONS.add(name, SectionEntry(function, needs, trainable))
         return function
     return register
 
@@ -115,18 +120,19 @@ def can_run(needs: str, context: ReportContext) -> bool:
     return needs != "checkpoint" or context.checkpoint_outputs(context.winners.overall) is not None
 
 
-# The kinds of ``Check`` quantity that ``common.measure`` reads; ``validate_spec`` rejects any other.
-CHECK_QUANTITIES = ("test", "count", "best_group", "config", "diverged")
+def validate_spec(sweep: SweepSpec) -> None:
+    """Unknown section names, and sections of another kind of study, fail before any work.
 
-
-def validate_spec(spec: ReportSpec) -> None:
-    """Unknown section names or check quantities fail before any work."""
-    for name in spec.sections:
-        get_section(name)
-    for check in spec.checks:
-        if check.quantity.partition(":")[0] not in CHECK_QUANTITIES:
-            raise KeyError(f"check {check.statement!r}: quantity {check.quantity!r} is unknown; valid kinds: "
-                           f"{', '.join(CHECK_QUANTITIES)}")
+    The checks are validated when the sweep registry loads (``ReportSpec.validate``); the
+    sections cannot be: they register in ``analysis``, whose modules import the sweep registry,
+    so ``python -m analysis.report`` runs this first and tests/test_registries.py runs it for
+    every registered sweep."""
+    config_class = get_trainable(sweep.trainable).config_class
+    for name in sweep.report.sections:
+        entry = get_section(name)
+        if entry.trainable and get_trainable(entry.trainable).config_class is not config_class:
+            raise ReportSpecError(f"sweep {sweep.name!r}: report section {name!r} is for {entry.trainable} studies "
+                                  f"only, and this sweep's trainable is {sweep.trainable!r}")
 
 
 # ---- formatting ---------------------------------------------------------------------------

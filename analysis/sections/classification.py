@@ -1,10 +1,12 @@
 """Sections of classification studies: the winner's confusion matrix, classification report,
 ROC-AUC, error analysis and sample predictions, the ablation of compared arms with its
-factorial findings, and the per-trial tables of seed 004."""
+factorial findings, the per-trial tables of seed 004, and the model comparison (each group's
+winner with its size and speed beside its test scores)."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -315,3 +317,40 @@ def trial_tables(context: ReportContext) -> list[Block]:
                       "test accuracy and loss are the checkpoint's on the test split of its own loading option. "
                       "Losses are cross-entropy (the document prints them × 100). Trials with no checkpoint say why."),
             *per_group_trial_tables(context, caption="classification report and scores per split", row=row)]
+
+
+@section("model_comparison", needs="confirmation", trainable="classification")
+def model_comparison(context: ReportContext) -> list[Block]:
+    """The documents' model comparison: each group's winner with its size and measured speed
+    beside its test scores."""
+    from trainables.classification import checkpoint_profile
+
+    binary = len(context.class_names) == 2
+    metrics = (("Accuracy (%)", "accuracy"), ("Sensitivity (%)", "sensitivity"), ("Specificity (%)", "specificity"),
+               ("Precision (%)", "precision"), ("F1 (%)", "f1"), ("AUC", "auc")) if binary else (
+               ("Accuracy (%)", "accuracy"), ("Macro F1 (%)", "macro_f1"), ("Weighted F1 (%)", "weighted_f1"),
+               ("Macro AUC", "macro_auc"))
+    rows, device = [], "cpu"
+    for key, trial_id in context.winners.per_group.items():
+        checkpoint = context.trial(trial_id)["best_checkpoint"]
+        if (trial_id, CHECKPOINT) not in context.confirmation.predictions:
+            continue
+        profile = checkpoint_profile(Path(checkpoint), context.confirmation.test_of(trial_id))
+        device = profile["device"]
+        row = {"Model": context.group_name(key), "Trial": trial_id,
+               "Parameters": f"{profile['parameters']:,.0f}", "Trainable": f"{profile['trainable_parameters']:,.0f}",
+               "Latency (ms/image)": f"{profile['latency_ms']:.1f}"}
+        for label, metric in metrics:
+            e = context.estimate(trial_id, metric)
+            row[label] = estimate_text(e, scale=1 if "AUC" in label else 100, digits=3 if "AUC" in label else 1)
+        rows.append(row)
+    if not rows:
+        return []
+    return [Heading("Model comparison"),
+            Paragraph(f"Each model's best trial: parameters (all / trainable), the median time to classify one "
+                      f"image (batch of one, {device}, this machine, after a warm-up) and its test scores "
+                      f"({context.seeds_label() if context.retraining else 'sweep checkpoint'}). Latency depends on "
+                      f"the machine and the input size of this run's profile; compare models with each other, not "
+                      f"with the document's milliseconds."),
+            Table(pd.DataFrame(rows), caption="Model comparison on the test split",
+                  source=context.cite("model_comparison"))]

@@ -1,7 +1,7 @@
 """Sections any study can list: the summary, the winner's model performance, the confirmation
 of the candidates on the test split, training curves, the document's targets and claims
 (``checks``), the sweep (with parameter importance and parallel coordinates of its trials) and
-its trials, the model comparison, and the environment."""
+its trials, and the environment."""
 
 from __future__ import annotations
 
@@ -18,12 +18,22 @@ from analysis.document import Block, Bullets, Figure, Heading, Paragraph, Table
 from analysis.importance import Importance, param_value, parameter_importance, trial_values
 from analysis.rerun import CHECKPOINT, RETRAINED, metric_on_test
 from sweeps.environment import code_and_packages, environment_differences, recorded_environment
-from sweeps.report_spec import Check
+from sweeps.report_spec import (
+    QUANTITIES,
+    WINNER,
+    BestGroup,
+    Check,
+    ClassCount,
+    Diverged,
+    Quantity,
+    TrialScore,
+    WinnerScore,
+    axis_values_text,
+)
 from sweeps.summary import STOPPED_BY_ASHA
 from trainables.metrics import metric_direction
 
 from .base import (
-    CHECK_QUANTITIES,
     ReportContext,
     axis_values,
     duration,
@@ -208,68 +218,60 @@ def holds_text(check: Check, measured: float | str | Tie | None) -> str:
     return "yes" if check.holds(measured) else "no"
 
 
-def parse_axis_values(text: str) -> dict[str, str]:
-    """``lr=0.001,dropout=0.0`` → {"lr": "0.001", "dropout": "0.0"} (compared as text)."""
-    return dict(item.split("=", 1) for item in text.split(",") if item)
-
-
-def trials_with(context: ReportContext, values: dict[str, str]) -> pd.DataFrame:
+def trials_with(context: ReportContext, where: dict[str, object]) -> pd.DataFrame:
     trials = context.experiment.trials
     mask = np.ones(len(trials), dtype=bool)
-    for axis, value in values.items():
+    for axis, value in where.items():
         column = trials.get(f"config/{axis}")
         if column is None:
             return trials.iloc[0:0]
-        mask &= column.map(lambda v, text=value: same_value(v, text)).to_numpy(dtype=bool)
+        mask &= column.map(lambda v, wanted=value: same_value(v, wanted)).to_numpy(dtype=bool)
     return trials[mask]
 
 
-def same_value(value, text: str) -> bool:
+def same_value(value, wanted) -> bool:
     try:
-        return float(value) == float(text)
+        return float(value) == float(wanted)
     except (TypeError, ValueError):
-        return str(value) == text
+        return str(value) == str(wanted)
 
 
-def trial_with(context: ReportContext, values: dict[str, str]) -> str | None:
-    found = trials_with(context, values)
+def trial_with(context: ReportContext, where: dict[str, object]) -> str | None:
+    found = trials_with(context, where)
     return str(found["trial_id"].iloc[0]) if len(found) else None
 
 
-def measure(context: ReportContext, quantity: str) -> tuple[float | str | Tie | None, str]:
+def measure(context: ReportContext, quantity: Quantity) -> tuple[float | str | Tie | None, str]:
     """The measured value of a ``Check`` quantity, and how to show it."""
-    kind, _, rest = quantity.partition(":")
-    if kind == "test":
-        metric, _, who = rest.partition("@")
-        trial_id = context.winners.overall if who == "winner" else group_trial(context, who)
-        e = context.estimate(trial_id, metric) if trial_id else None
+    if isinstance(quantity, WinnerScore):
+        who = quantity.group
+        trial_id = context.winners.overall if who == WINNER else group_trial(context, who)
+        e = context.estimate(trial_id, quantity.metric) if trial_id else None
         return (None, f"no trial for {who}") if e is None else (e.mean, f"{estimate_text(e)} ({who}, {trial_id})")
-    if kind == "count":
-        split, _, name = rest.partition(":")
+    if isinstance(quantity, ClassCount):
         kept = context.experiment.audit.get("kept", {})
-        splits = list(kept) if split == "all" else [split]
-        total = sum(int(kept.get(s, {}).get(name, 0)) for s in splits)
+        splits = list(kept) if quantity.split == "all" else [quantity.split]
+        total = sum(int(kept.get(s, {}).get(quantity.class_name, 0)) for s in splits)
         return total, f"{total:,}"
-    if kind == "config":
-        metric, _, values = rest.partition("@")
-        trial_id = trial_with(context, parse_axis_values(values))
-        e = context.estimate(trial_id, metric, CHECKPOINT) if trial_id else None
+    if isinstance(quantity, TrialScore):
+        trial_id = trial_with(context, quantity.where)
+        e = context.estimate(trial_id, quantity.metric, CHECKPOINT) if trial_id else None
         if e is None:
-            return None, f"no evaluated trial with {values}"
+            return None, f"no evaluated trial with {axis_values_text(quantity.where)}"
         return e.mean, f"{number(e.mean)} [{number(e.low)}, {number(e.high)}] (sweep checkpoint {trial_id})"
-    if kind == "diverged":
-        chosen = trials_with(context, parse_axis_values(rest))
+    if isinstance(quantity, Diverged):
+        chosen = trials_with(context, quantity.where)
         diverged = int((chosen["stop_reason"] == "diverged").sum())
         verdict = "all" if diverged == len(chosen) and diverged else ("none" if not diverged else "some")
         return verdict, f"{diverged} of {len(chosen)} diverged; the others " + (
             ", ".join(f"{n} {r}" for r, n in chosen.loc[chosen["stop_reason"] != "diverged", "stop_reason"]
                       .value_counts().items()) or "—")
-    if kind == "best_group":
-        best = best_groups(context, rest)
+    if isinstance(quantity, BestGroup):
+        best = best_groups(context, quantity.metric)
         if len(best) > 1:
             return Tie(tuple(best)), f"tied: {', '.join(best)}"
         return (best[0], best[0]) if best else (None, "n/a")
-    raise ValueError(f"unknown check quantity {quantity!r}; valid kinds: {', '.join(CHECK_QUANTITIES)}")
+    raise TypeError(f"unknown check quantity {quantity!r}; valid: {', '.join(k.__name__ for k in QUANTITIES)}")
 
 
 def best_groups(context: ReportContext, metric: str) -> list[str]:
@@ -447,43 +449,6 @@ def trials_section(context: ReportContext) -> list[Block]:
     shown["Time"] = experiment.trials["wall_seconds"].map(duration)
     shown["Detail"] = experiment.trials["detail"].fillna("").map(lambda text: str(text)[:90] or "—")
     return [Heading("All trials"), Table(shown, caption="Every trial, also in results.csv")]
-
-
-@section("model_comparison", needs="confirmation")
-def model_comparison(context: ReportContext) -> list[Block]:
-    """The documents' model comparison: each group's winner with its size and measured speed
-    beside its test scores."""
-    from trainables.classification import checkpoint_profile
-
-    binary = len(context.class_names) == 2
-    metrics = (("Accuracy (%)", "accuracy"), ("Sensitivity (%)", "sensitivity"), ("Specificity (%)", "specificity"),
-               ("Precision (%)", "precision"), ("F1 (%)", "f1"), ("AUC", "auc")) if binary else (
-               ("Accuracy (%)", "accuracy"), ("Macro F1 (%)", "macro_f1"), ("Weighted F1 (%)", "weighted_f1"),
-               ("Macro AUC", "macro_auc"))
-    rows, device = [], "cpu"
-    for key, trial_id in context.winners.per_group.items():
-        checkpoint = context.trial(trial_id)["best_checkpoint"]
-        if (trial_id, CHECKPOINT) not in context.confirmation.predictions:
-            continue
-        profile = checkpoint_profile(Path(checkpoint), context.confirmation.test_of(trial_id))
-        device = profile["device"]
-        row = {"Model": context.group_name(key), "Trial": trial_id,
-               "Parameters": f"{profile['parameters']:,.0f}", "Trainable": f"{profile['trainable_parameters']:,.0f}",
-               "Latency (ms/image)": f"{profile['latency_ms']:.1f}"}
-        for label, metric in metrics:
-            e = context.estimate(trial_id, metric)
-            row[label] = estimate_text(e, scale=1 if "AUC" in label else 100, digits=3 if "AUC" in label else 1)
-        rows.append(row)
-    if not rows:
-        return []
-    return [Heading("Model comparison"),
-            Paragraph(f"Each model's best trial: parameters (all / trainable), the median time to classify one "
-                      f"image (batch of one, {device}, this machine, after a warm-up) and its test scores "
-                      f"({context.seeds_label() if context.retraining else 'sweep checkpoint'}). Latency depends on "
-                      f"the machine and the input size of this run's profile; compare models with each other, not "
-                      f"with the document's milliseconds."),
-            Table(pd.DataFrame(rows), caption="Model comparison on the test split",
-                  source=context.cite("model_comparison"))]
 
 
 @section("environment")
