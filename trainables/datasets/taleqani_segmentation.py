@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from trainables.datasets import taleqani_common as common
 from trainables.datasets.audit import DataAudit
 from trainables.datasets.base import ClassificationData, SplitArrays
 from trainables.datasets.cache import fingerprint, read_through_cache
@@ -29,15 +30,6 @@ from trainables.datasets.leakage_policy import (
     resolve_policy,
     split_keeping_groups,
     unassigned_prints,
-)
-from trainables.datasets.taleqani_common import (
-    SEGMENTATION_FOLDERS,
-    SPLIT_FRACTIONS,
-    SPLIT_SEED,
-    SPLITS,
-    is_image_file,
-    locate_taleqani,
-    shuffled_split,
 )
 
 DATASET = "taleqani_segmentation"
@@ -83,8 +75,8 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
 
 
-def read_segmentation_pairs(root: Path, *, image_size: int, seed: int = SPLIT_SEED,
-                            fractions: tuple[float, ...] = SPLIT_FRACTIONS, leakage: str | None = None,
+def read_segmentation_pairs(root: Path, *, image_size: int, seed: int = common.SPLIT_SEED,
+                            fractions: tuple[float, ...] = common.SPLIT_FRACTIONS, leakage: str | None = None,
                             ) -> tuple[dict[str, SplitArrays], DataAudit]:
     """Images and binary masks of every split, and the audit of the whole tree.
 
@@ -101,10 +93,10 @@ def read_segmentation_pairs(root: Path, *, image_size: int, seed: int = SPLIT_SE
     audit = DataAudit(dataset=DATASET, root=str(root), class_names=CLASS_NAMES)
     pairs = match_pairs(root, audit)
     groups = duplicate_pair_groups(pairs) if policy == "group" else []
-    parts = split_keeping_groups(len(pairs), groups, lambda representatives: shuffled_split(
+    parts = split_keeping_groups(len(pairs), groups, lambda representatives: common.shuffled_split(
         np.arange(len(representatives)), np.random.default_rng(seed), fractions))
     result, prints = {}, []
-    for split, indices in zip(SPLITS, parts):
+    for split, indices in zip(common.SPLITS, parts):
         chosen = [pairs[i] for i in indices]
         audit.images_listed[split] = len(chosen)
         result[split] = _read_split(split, chosen, image_size, audit, prints)
@@ -149,7 +141,7 @@ def _index_images(root: Path, side: str, audit: DataAudit) -> dict[tuple[str, st
 
 def image_files(folder: Path) -> list[Path]:
     """The images inside the class folders of ``folder`` (one level down), sorted."""
-    return sorted(p for p in folder.glob("*/*") if is_image_file(p))
+    return sorted(p for p in folder.glob("*/*") if common.is_image_file(p))
 
 
 def _read_split(split: str, pairs: list[Pair], image_size: int, audit: DataAudit,
@@ -199,9 +191,9 @@ def prepare_taleqani_segmentation(*, data_dir: str | None, image_size: int, leak
     option (``LeakageOptions``).
     """
     policy = resolve_policy(leakage, dataset=DATASET, splits_made_here=True)
-    root = locate_taleqani(data_dir, folders=SEGMENTATION_FOLDERS)
-    params = {"reader": READER_VERSION, "image_size": image_size, "seed": SPLIT_SEED,
-              "fractions": list(SPLIT_FRACTIONS), "threshold": MASK_THRESHOLD, "leakage": policy}
+    root = common.locate_taleqani(data_dir, folders=common.SEGMENTATION_FOLDERS)
+    params = {"reader": READER_VERSION, "image_size": image_size, "seed": common.SPLIT_SEED,
+              "fractions": list(common.SPLIT_FRACTIONS), "threshold": MASK_THRESHOLD, "leakage": policy}
     key = fingerprint(_source_files(root), root, params)
     cache_path = cache_dir() / "masks" / f"taleqani-{key[:20]}.npz"
     splits, audit = read_through_cache(

@@ -5,22 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainables.datasets.detection.regions import (
-    AnnotatedImage,
-    AnnotationSet,
-    ClassMap,
-    Region,
-    RegionProblem,
-    checked_polygon,
-    checked_rect,
-    image_candidates,
-    structure_error,
-)
+from trainables.datasets.detection import regions as shared
 from trainables.datasets.detection.types import MalformedAnnotationFileError
 
 
-def parse_via(doc: dict, path: Path, class_map: ClassMap, *,
-              class_attribute: str | None = None) -> AnnotationSet:
+def parse_via(doc: dict, path: Path, class_map: shared.ClassMap, *,
+              class_attribute: str | None = None) -> shared.AnnotationSet:
     """A VIA 2.x document (project or export). The class is the region attribute
     ``class_attribute``; by default the only region attribute, or else the only one whose
     values name a known class."""
@@ -40,26 +30,27 @@ def parse_via(doc: dict, path: Path, class_map: ClassMap, *,
             item = f"{name} region {number}"
             try:
                 regions.append(_via_region(region, item, attribute, class_map))
-            except RegionProblem as problem:
+            except shared.RegionProblem as problem:
                 rejected.append((item, str(problem)))
-        images.append(AnnotatedImage(name, image_candidates(path.parent, name), tuple(regions), tuple(rejected)))
-    return AnnotationSet(path, form, tuple(sorted(images, key=lambda i: i.source)), tuple(drops),
-                         class_attribute=attribute)
+        images.append(shared.AnnotatedImage(name, shared.image_candidates(path.parent, name), tuple(regions),
+                                            tuple(rejected)))
+    return shared.AnnotationSet(path, form, tuple(sorted(images, key=lambda i: i.source)), tuple(drops),
+                                class_attribute=attribute)
 
 
 def _via_regions(entry, path: Path, key: str) -> list:
     """An entry's regions as a list (VIA 2.x writes a list, VIA 1.x a dict keyed "0", "1"...)."""
     if not isinstance(entry, dict) or not isinstance(entry.get("filename"), str):
-        raise structure_error(path, f"entry {key!r}", "has no 'filename' string")
+        raise shared.structure_error(path, f"entry {key!r}", "has no 'filename' string")
     regions = entry.get("regions")
     if isinstance(regions, dict):
         return [regions[k] for k in sorted(regions, key=lambda k: (len(k), k))]
     if not isinstance(regions, list):
-        raise structure_error(path, f"entry {key!r} key 'regions'", "is missing or neither a list nor a dict")
+        raise shared.structure_error(path, f"entry {key!r} key 'regions'", "is missing or neither a list nor a dict")
     return regions
 
 
-def _via_class_attribute(regions_by_key: dict[str, list], path: Path, class_map: ClassMap) -> str | None:
+def _via_class_attribute(regions_by_key: dict[str, list], path: Path, class_map: shared.ClassMap) -> str | None:
     values: dict[str, set] = {}
     for regions in regions_by_key.values():
         for region in regions:
@@ -91,22 +82,22 @@ def _attribute_labels(value) -> list[str]:
     return []
 
 
-def _via_region(region, item: str, attribute: str | None, class_map: ClassMap) -> Region:
+def _via_region(region, item: str, attribute: str | None, class_map: shared.ClassMap) -> shared.Region:
     if not isinstance(region, dict) or not isinstance(region.get("shape_attributes"), dict):
-        raise RegionProblem("region has no 'shape_attributes' object")
+        raise shared.RegionProblem("region has no 'shape_attributes' object")
     if attribute is None:
-        raise RegionProblem("no class label: no region of the file has any attribute")
+        raise shared.RegionProblem("no class label: no region of the file has any attribute")
     labels = _attribute_labels(_region_attributes(region).get(attribute))
     if len(labels) != 1:
-        raise RegionProblem(f"region attribute {attribute!r} holds {len(labels)} labels, not one")
+        raise shared.RegionProblem(f"region attribute {attribute!r} holds {len(labels)} labels, not one")
     shape = region["shape_attributes"]
     if shape.get("name") == "polygon":
-        geometry = {"polygons": (checked_polygon(shape.get("all_points_x"), shape.get("all_points_y")),)}
+        geometry = {"polygons": (shared.checked_polygon(shape.get("all_points_x"), shape.get("all_points_y")),)}
     elif shape.get("name") == "rect":
-        geometry = {"box": checked_rect(*(shape.get(k) for k in ("x", "y", "width", "height")))}
+        geometry = {"box": shared.checked_rect(*(shape.get(k) for k in ("x", "y", "width", "height")))}
     else:
-        raise RegionProblem(f"shape {shape.get('name')!r} is not supported (polygon or rect)")
+        raise shared.RegionProblem(f"shape {shape.get('name')!r} is not supported (polygon or rect)")
     class_name = class_map.resolve(labels[0])
     if class_name is None:
-        raise RegionProblem(class_map.unknown(labels[0]))
-    return Region(item=item, class_name=class_name, **geometry)
+        raise shared.RegionProblem(class_map.unknown(labels[0]))
+    return shared.Region(item=item, class_name=class_name, **geometry)
