@@ -9,9 +9,10 @@ or the download cache), from the same digests the cache key is made of.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 import numpy as np
 
@@ -118,29 +119,38 @@ def read_voc_patches(root: Path, *, image_size: int, padding: int,
     return result, audit
 
 
+T = TypeVar("T")
+
+
+def _read_or_drop(read: Callable[[Path], T], path: Path, errors: type[Exception], audit: DataAudit, split: str,
+                  image_id: str, *, missing: str, damaged: str) -> T | None:
+    """``read(path)``, or None with the reason dropped in the audit: ``missing`` when the file
+    is not there, ``damaged`` and the error when ``read`` raises one of ``errors``."""
+    if not path.is_file():
+        audit.drop(split, image_id, missing)
+        return None
+    try:
+        return read(path)
+    except errors as exc:
+        audit.drop(split, image_id, f"{damaged}: {exc}")
+        return None
+
+
 def _image_patches(root: Path, split: str, image_id: str, padding: int,
                    class_names: tuple[str, ...], audit: DataAudit, prints: list[ImagePrint]):
     """Yield (class index, patch) for each usable box of one image, auditing the rest and
     adding the image's print for the leakage check."""
     xml_path = root / "Annotations" / f"{image_id}.xml"
     jpg_path = root / "JPEGImages" / f"{image_id}.jpg"
-    if not xml_path.is_file():
-        audit.drop(split, image_id, f"annotation {xml_path.name} is missing")
-        return
-    try:
-        annotation = parse_annotation(xml_path)
-    except MalformedAnnotationError as exc:
-        audit.drop(split, image_id, f"malformed annotation: {exc}")
+    annotation = _read_or_drop(parse_annotation, xml_path, MalformedAnnotationError, audit, split, image_id,
+                               missing=f"annotation {xml_path.name} is missing", damaged="malformed annotation")
+    if annotation is None:
         return
     audit.annotations_read[split] += len(annotation.boxes)
-    if not jpg_path.is_file():
-        audit.drop(split, image_id, f"image {jpg_path.name} is missing "
-                                    f"({len(annotation.boxes)} boxes lost)")
-        return
-    try:
-        image = decode_rgb(jpg_path)
-    except CorruptImageError as exc:
-        audit.drop(split, image_id, f"corrupt image ({len(annotation.boxes)} boxes lost): {exc}")
+    lost = f"({len(annotation.boxes)} boxes lost)"
+    image = _read_or_drop(decode_rgb, jpg_path, CorruptImageError, audit, split, image_id,
+                          missing=f"image {jpg_path.name} is missing {lost}", damaged=f"corrupt image {lost}")
+    if image is None:
         return
     audit.images_read[split] += 1
     prints.append(image_print(split, image_id, jpg_path, image))
