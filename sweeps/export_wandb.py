@@ -17,8 +17,9 @@ from pathlib import Path
 
 import yaml
 
+from sweeps.ranges import Range
 from sweeps.registry import SWEEPS, get_sweep
-from sweeps.space import Range, ResolvedSweep, SearchSpaceError, resolve
+from sweeps.space import ResolvedSweep, SearchSpaceError, resolve
 from trainables.errors import MedsweepError
 
 GOALS = {"max": "maximize", "min": "minimize"}

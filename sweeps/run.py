@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from sweeps.arguments import AUTO, build_parser
 from sweeps.data import SweepData, prepare_sweep_data
 from sweeps.environment import capture_environment, mismatch_warning
 from sweeps.packing import auto_gpus_per_trial, calibrate_step_time, no_gpu_choice
@@ -24,20 +25,22 @@ from sweeps.plan import Forecast, Timing, calibrated_timing, comparison, forecas
 from sweeps.progress import SweepProgress
 from sweeps.ray_session import alive_nodes, check_dashboard, check_trial_resources, ensure_ray, node_capacities
 from sweeps.registry import SWEEPS, Resources, SweepSpec, get_sweep
-from sweeps.space import PROFILES, ResolvedSweep, SearchSpaceError, from_saved, grid_size_of, resolve
-from sweeps.storage import ExperimentLocation, check_shared_storage, check_writable_storage, list_experiments
+from sweeps.space import ResolvedSweep, SearchSpaceError, from_saved, grid_size_of, resolve
+from sweeps.storage import (
+    SWEEP_FILE,
+    ExperimentLocation,
+    check_shared_storage,
+    check_writable_storage,
+    find_experiment,
+    new_experiment,
+)
 from sweeps.summary import INTERRUPTED, exit_code, format_table, saved_trials, trial_rows
-from sweeps.tuner import SEARCH_ALGORITHMS, RunSettings, configure_tune_environment
+from sweeps.tuner import RunSettings, configure_tune_environment
+from sweeps.wandb_logging import report_to_wandb, wandb_callbacks
 from trainables.datasets.base import DatasetError
-from trainables.errors import ExperimentExistsError, ExperimentNotFoundError, MedsweepError
+from trainables.errors import MedsweepError
 from trainables.registry import get_trainable
 
-SWEEP_FILE = "sweep.json"
-# Tune writes this when it starts an experiment; Tuner.restore reads it (it is a pickle, so
-# --resume trusts the experiment directory; the analysis never reads it).
-TUNE_STATE_FILE = "tuner.pkl"
-# --gpus-per-trial's default: packing chosen by measuring a trial (sweeps/packing.py).
-AUTO = "auto"
 # The shell's code for a run ended by SIGINT (128 + 2).
 EXIT_INTERRUPTED = 130
 
@@ -335,24 +338,6 @@ def fit_and_summarise(spec: SweepSpec, resolved: ResolvedSweep, data, location: 
     return rows, elapsed
 
 
-def wandb_tags(spec: SweepSpec) -> list[str]:
-    return [spec.name, spec.study_tag]
-
-
-def wandb_callbacks(spec: SweepSpec, location: ExperimentLocation) -> tuple:
-    from sweeps.wandb_logging import WandbTrialLogger
-    return (WandbTrialLogger(settings=spec.wandb, group=location.name, tags=wandb_tags(spec)),)
-
-
-def report_to_wandb(spec: SweepSpec, location: ExperimentLocation, rows, echo: Callable[[str], None]) -> None:
-    from sweeps.wandb_logging import log_experiment_summary, sync_hint, wandb_mode
-    files = {name: location.read_text(name) for name in ("data_audit.json", "summary.csv")}
-    log_experiment_summary(settings=spec.wandb, group=location.name, tags=wandb_tags(spec), files=files,
-                           rows=rows.drop(columns=["path"]), directory=location.local_dir)
-    if wandb_mode() == "offline":
-        echo(sync_hint(location.path))
-
-
 def with_resources(resolved: ResolvedSweep, cpus: float | None, gpus: float | None) -> ResolvedSweep:
     if cpus is None and gpus is None:
         return resolved
@@ -373,138 +358,6 @@ def preflight_pretrained(resolved: ResolvedSweep, data: SweepData) -> None:
                                          sort_keys=True), (trial_config, variant))
     for trial_config, variant in wanted.values():
         fetch(trial_config, data=variant)
-
-
-def new_experiment(storage: str, sweep: str, name: str | None) -> ExperimentLocation:
-    """``<storage>/<name>``, or ``<storage>/<sweep>_<timestamp>`` without a name; never an
-    existing experiment, and never in local storage that cannot be written."""
-    check_writable_storage(storage=storage)
-    if name:
-        location = ExperimentLocation(storage, name)
-        if location.exists():
-            raise ExperimentExistsError(f"--name {name}: {location.path} already exists; continue it with "
-                                  f"--resume --name {name}, or choose another --name")
-        return location
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    candidate = ExperimentLocation(storage, f"{sweep}_{stamp}")
-    suffix = 1
-    while candidate.exists():
-        suffix += 1
-        candidate = ExperimentLocation(storage, f"{sweep}_{stamp}-{suffix}")
-    return candidate
-
-
-def find_experiment(storage: str, sweep: str, name: str | None) -> ExperimentLocation:
-    """The experiment to resume: ``--name`` if given, else the newest of this sweep that holds
-    Tune's state (a run that stopped before Tune started has nothing to resume)."""
-    if name:
-        location = ExperimentLocation(storage, name)
-        if not location.exists(SWEEP_FILE):
-            raise ExperimentNotFoundError(f"--resume --name {name}: {location.path} is not a medsweep experiment "
-                                          f"(no {SWEEP_FILE}); experiments are under --storage {storage}")
-        if not has_tune_state(location):
-            raise ExperimentNotFoundError(f"--resume --name {name}: {location.path} holds no Tune state "
-                                          f"({TUNE_STATE_FILE}): the run stopped before any trial started; "
-                                          f"start a new run instead")
-        return location
-    candidates = [c for c in list_experiments(storage, f"{sweep}_", SWEEP_FILE) if has_tune_state(c)]
-    if not candidates:
-        raise ExperimentNotFoundError(f"--resume: no experiment of {sweep} with Tune state under {storage}; "
-                                      f"pass --storage or --name")
-    return candidates[-1]
-
-
-def has_tune_state(location: ExperimentLocation) -> bool:
-    return location.exists(TUNE_STATE_FILE)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m sweeps.run",
-        description="Run a registered hyperparameter sweep on Ray Tune with ASHA early stopping. "
-                    "Each trial reports per-epoch metrics; the end prints one table of trials and "
-                    "writes summary.csv into the experiment directory.",
-        epilog="Examples:\n  python -m sweeps.run --list\n"
-               "  python -m sweeps.run bccd_imbalance --check-data\n"
-               "  python -m sweeps.run bccd_imbalance --smoke\n"
-               "  python -m sweeps.run bccd_imbalance --plan\n"
-               "  python -m sweeps.run bccd_imbalance --set lr=[1e-3,3e-4] --set weighted_loss=true\n"
-               "  python -m sweeps.run bccd_imbalance --search optuna --num-samples 20\n"
-               "  python -m sweeps.run bccd_imbalance --resume\n"
-               "  python -m sweeps.run bccd_imbalance --address auto --storage s3://bucket/runs",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", nargs="?", help="the sweep to run (see --list)")
-    parser.add_argument("--list", action="store_true", help="list every sweep with its trainable, grid size and metric")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting; a list value KEY=[a,b] replaces that grid axis "
-                             "(repeatable; unknown keys are an error listing the valid ones)")
-    parser.add_argument("--set-file", metavar="FILE",
-                        help="a JSON or YAML mapping of KEY: VALUE overrides, applied before --set "
-                             "(W&B agents pass their parameters this way)")
-    parser.add_argument("--profile", choices=PROFILES, default="auto",
-                        help="full: the document's settings; cpu: reduced for a 2-core machine without "
-                             "GPU; auto (default): full when a GPU is visible, else cpu")
-    parser.add_argument("--smoke", action="store_true",
-                        help="a tiny run for tests: a few images per split, small inputs, two epochs")
-    parser.add_argument("--search", choices=SEARCH_ALGORITHMS, default="grid",
-                        help="grid (default): every combination; optuna: seeded TPE over the same values")
-    parser.add_argument("--num-samples", type=int,
-                        help="grid: repeat the grid this many times (default 1); optuna: number of trials "
-                             "(default the grid size)")
-    parser.add_argument("--optuna-storage", metavar="URL",
-                        help="keep the Optuna study in this database (e.g. sqlite:///optuna.db) for optuna-dashboard")
-    parser.add_argument("--storage", default="runs",
-                        help="where experiments are written: a local or NFS directory, or s3://… / gs://… "
-                             "(default ./runs)")
-    parser.add_argument("--storage-shared", action="store_true",
-                        help="declare a local --storage path shared by every node (checked automatically for NFS)")
-    parser.add_argument("--name", dest="experiment_name",
-                        help="experiment name (default: the sweep name with a timestamp)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the newest interrupted experiment of this sweep, or the one named by --name. "
-                             "Tune restores its state from a pickle in the experiment directory, so resume only "
-                             "experiments you trust (yours, or from storage only you can write)")
-    parser.add_argument("--address", help="connect to an existing Ray cluster (for example 'auto')")
-    parser.add_argument("--gpus-per-trial", type=gpus_argument, default=AUTO,
-                        help="GPUs per trial: a number (fractions pack trials onto a GPU, 0 for none) or auto "
-                             "(default): measure one trial's peak GPU memory on the grid's heaviest configs and "
-                             "pack as many trials per GPU as fit with 20%% headroom and the node's CPUs can feed")
-    parser.add_argument("--cpus-per-trial", type=float, help="CPUs per trial")
-    parser.add_argument("--max-failures", type=int, default=3,
-                        help="retries of a trial whose process or node died, each from its latest "
-                             "checkpoint (default 3, suited to spot instances)")
-    parser.add_argument("--seed", type=int, help="the trials' random seed (default: the search space's)")
-    parser.add_argument("--wandb", action="store_true",
-                        help="log every trial to Weights & Biases (offline without WANDB_API_KEY or wandb login)")
-    parser.add_argument("--data-dir", help="directory holding the dataset folder "
-                                           "(default: $MEDSWEEP_DATA_DIR, then the user cache, then download)")
-    parser.add_argument("--check-data", action="store_true", help="print the data audit and exit without training")
-    parser.add_argument("--plan", action="store_true",
-                        help="print what the sweep will cost (trials, trial-epochs for the grid and under ASHA, "
-                             "trials at once, wall time from a short calibration) and exit without training "
-                             "or creating an experiment")
-    parser.add_argument("--plan-seconds-per-epoch", type=float, metavar="S",
-                        help="the forecast's seconds per trial-epoch, instead of calibrating on this machine")
-    parser.add_argument("--verbose", action="store_true",
-                        help="show Ray Tune's periodic status table instead of the one-line progress")
-    parser.add_argument("--dashboard", action="store_true",
-                        help="start Ray's dashboard on 127.0.0.1 for a local run and print its URL "
-                             "(needs pip install 'ray[default]'; a cluster has its own)")
-    parser.add_argument("--strict-data", action="store_true",
-                        help="stop (exit 2) when the audit drops any item or the data differs from its pinned "
-                             "checksums, instead of training on what is left; for pipelines that must not train "
-                             "on silently shrunken data")
-    return parser
-
-
-def gpus_argument(text: str) -> float | str:
-    """``--gpus-per-trial``: ``auto`` or a number (its range is checked with the other options)."""
-    if text == AUTO:
-        return AUTO
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of GPUs or 'auto', got {text!r}") from None
 
 
 def options_from_args(args: argparse.Namespace) -> SweepOptions:

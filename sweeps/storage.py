@@ -8,12 +8,13 @@ both kinds of storage behave the same.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from trainables.errors import MedsweepError
+from trainables.errors import ExperimentExistsError, ExperimentNotFoundError, MedsweepError
 
 NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "ceph", "glusterfs",
                        "fuse.s3fs", "fuse.gcsfuse", "fuse.sshfs", "efs")
@@ -136,3 +137,53 @@ def check_shared_storage(storage: str, *, nodes: int, declared_shared: bool) -> 
         f"retries and --resume would lose them. Set --storage to a cloud URI (s3://bucket/runs, "
         f"gs://bucket/runs) or to an NFS path mounted on every node; if the path is shared in a "
         f"way medsweep cannot see, add --storage-shared.")
+
+
+# What marks a directory as a medsweep experiment (the resolved sweep and its environment).
+SWEEP_FILE = "sweep.json"
+# Tune writes this when it starts an experiment; Tuner.restore reads it (it is a pickle, so
+# --resume trusts the experiment directory; the analysis never reads it).
+TUNE_STATE_FILE = "tuner.pkl"
+
+
+def new_experiment(storage: str, sweep: str, name: str | None) -> ExperimentLocation:
+    """``<storage>/<name>``, or ``<storage>/<sweep>_<timestamp>`` without a name; never an
+    existing experiment, and never in local storage that cannot be written."""
+    check_writable_storage(storage=storage)
+    if name:
+        location = ExperimentLocation(storage, name)
+        if location.exists():
+            raise ExperimentExistsError(f"--name {name}: {location.path} already exists; continue it with "
+                                  f"--resume --name {name}, or choose another --name")
+        return location
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate = ExperimentLocation(storage, f"{sweep}_{stamp}")
+    suffix = 1
+    while candidate.exists():
+        suffix += 1
+        candidate = ExperimentLocation(storage, f"{sweep}_{stamp}-{suffix}")
+    return candidate
+
+
+def find_experiment(storage: str, sweep: str, name: str | None) -> ExperimentLocation:
+    """The experiment to resume: ``--name`` if given, else the newest of this sweep that holds
+    Tune's state (a run that stopped before Tune started has nothing to resume)."""
+    if name:
+        location = ExperimentLocation(storage, name)
+        if not location.exists(SWEEP_FILE):
+            raise ExperimentNotFoundError(f"--resume --name {name}: {location.path} is not a medsweep experiment "
+                                          f"(no {SWEEP_FILE}); experiments are under --storage {storage}")
+        if not has_tune_state(location):
+            raise ExperimentNotFoundError(f"--resume --name {name}: {location.path} holds no Tune state "
+                                          f"({TUNE_STATE_FILE}): the run stopped before any trial started; "
+                                          f"start a new run instead")
+        return location
+    candidates = [c for c in list_experiments(storage, f"{sweep}_", SWEEP_FILE) if has_tune_state(c)]
+    if not candidates:
+        raise ExperimentNotFoundError(f"--resume: no experiment of {sweep} with Tune state under {storage}; "
+                                      f"pass --storage or --name")
+    return candidates[-1]
+
+
+def has_tune_state(location: ExperimentLocation) -> bool:
+    return location.exists(TUNE_STATE_FILE)

@@ -11,11 +11,17 @@ from __future__ import annotations
 import netrc
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from ray.tune import Callback
+
+if TYPE_CHECKING:  # annotations only: sweeps.registry imports this module
+    from sweeps.registry import SweepSpec
+    from sweeps.storage import ExperimentLocation
 
 
 @dataclass(frozen=True)
@@ -112,3 +118,19 @@ def log_experiment_summary(*, settings: WandbSettings, group: str, tags: list[st
 def sync_hint(experiment_dir: str) -> str:
     return (f"W&B ran offline (no API key). Upload later with:\n"
             f"  wandb sync {experiment_dir}/wandb/offline-run-* {experiment_dir}/*/wandb/offline-run-*")
+
+
+def wandb_tags(spec: SweepSpec) -> list[str]:
+    return [spec.name, spec.study_tag]
+
+
+def wandb_callbacks(spec: SweepSpec, location: ExperimentLocation) -> tuple:
+    return (WandbTrialLogger(settings=spec.wandb, group=location.name, tags=wandb_tags(spec)),)
+
+
+def report_to_wandb(spec: SweepSpec, location: ExperimentLocation, rows, echo: Callable[[str], None]) -> None:
+    files = {name: location.read_text(name) for name in ("data_audit.json", "summary.csv")}
+    log_experiment_summary(settings=spec.wandb, group=location.name, tags=wandb_tags(spec), files=files,
+                           rows=rows.drop(columns=["path"]), directory=location.local_dir)
+    if wandb_mode() == "offline":
+        echo(sync_hint(location.path))

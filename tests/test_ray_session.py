@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from sweeps.ray_session import NodeCapacity, RayConnectionError, ResourceRequestError, check_trial_resources
-from sweeps.run import SWEEP_FILE, TUNE_STATE_FILE, SweepOptions, find_experiment, run_sweep
+from sweeps.run import SweepOptions, run_sweep
+from sweeps.storage import SWEEP_FILE, TUNE_STATE_FILE, find_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,11 +15,11 @@ from analysis.rerun import RETRAINED, RerunSettings, RetrainRecorder, config_key
 from analysis.results import load_experiment
 from analysis.winners import pick_winners
 from sweeps.data import prepare_sweep_data
-from sweeps.run import wandb_callbacks
 from sweeps.storage import ExperimentLocation
 from sweeps.tuner import RunSettings, build_tuner
+from sweeps.wandb_logging import wandb_callbacks
 from tests.synthetic_experiment import FIXED, make_experiment, trial
-from trainables.engine import STATE_FILE
+from trainables.checkpoints import STATE_FILE
 
 
 @pytest.fixture

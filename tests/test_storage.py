@@ -8,8 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.run import TUNE_STATE_FILE, find_experiment, new_experiment
-from sweeps.storage import ExperimentLocation, StorageError, check_writable_storage, is_uri, list_experiments
+from sweeps.storage import (
+    TUNE_STATE_FILE,
+    ExperimentLocation,
+    StorageError,
+    check_writable_storage,
+    find_experiment,
+    is_uri,
+    list_experiments,
+    new_experiment,
+)
 
 
 @pytest.mark.parametrize("as_uri", [False, True])

@@ -48,3 +48,7 @@ class ExperimentNotFoundError(MedsweepError, FileNotFoundError):
 
 class ExperimentExistsError(MedsweepError, FileExistsError):
     """A new experiment would overwrite an existing one."""
+
+
+class SearchSpaceError(MedsweepError, ValueError):
+    """A search-space file or ``--set`` override that cannot be used."""
