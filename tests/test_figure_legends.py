@@ -26,7 +26,8 @@ from analysis import figures
 from analysis.rerun import RerunSettings
 from analysis.results import load_experiment
 from analysis.sections.base import ReportContext
-from analysis.sections.common import sweep_section, training_curves
+from analysis.sections.common import training_curves
+from analysis.sections.sweep import sweep_section
 from analysis.winners import pick_winners
 from tests.synthetic_experiment import grid_trials, make_experiment
 

@@ -19,7 +19,7 @@ from analysis.rerun import RerunSettings
 from analysis.results import load_experiment
 from analysis.sections import render_sections
 from analysis.sections.base import ReportContext
-from analysis.sections.common import sweep_section
+from analysis.sections.sweep import sweep_section
 from analysis.winners import pick_winners
 from tests.synthetic_experiment import grid_trials, make_experiment, trial
 
