@@ -28,8 +28,8 @@ from sweeps.data import SweepData, prepare_sweep_data
 from sweeps.storage import ExperimentLocation
 from sweeps.summary import best_of, stop_reason
 from sweeps.tuner import RunSettings, build_retraining_tuner, configure_tune_environment, remove_checkpoint_staging
+from trainables.checkpoints import STATE_FILE, UnsafeCheckpointError
 from trainables.datasets.base import ClassificationData, SplitArrays
-from trainables.engine import STATE_FILE, UnsafeCheckpointError
 from trainables.metrics import metric_direction
 from trainables.registry import get_trainable
 

@@ -19,8 +19,9 @@ import pandas as pd
 from sweeps.registry import SweepSpec, get_sweep
 from sweeps.space import ResolvedSweep, from_saved
 from sweeps.summary import ERRORED, STOPPED_BY_ASHA, best_of
+from trainables.checkpoints import META_FILE
 from trainables.datasets.download import cache_dir
-from trainables.engine import META_FILE, STOP_DIVERGED
+from trainables.engine import STOP_DIVERGED
 from trainables.errors import MedsweepError
 from trainables.metrics import metric_direction
 

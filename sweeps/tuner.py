@@ -14,7 +14,8 @@ from ray.tune.schedulers import ASHAScheduler
 from sweeps.data import TRAINING_SPLITS, SweepData, on_variant
 from sweeps.space import ResolvedSweep
 from sweeps.storage import ExperimentLocation
-from trainables.engine import STAGING_PREFIX, Monitor
+from trainables.checkpoints import STAGING_PREFIX
+from trainables.engine import Monitor
 from trainables.registry import get_trainable
 
 SEARCH_ALGORITHMS = ("grid", "optuna")

@@ -11,7 +11,7 @@ import pandas as pd
 
 from sweeps.registry import get_sweep
 from sweeps.space import resolve
-from trainables.engine import META_FILE, STATE_FILE
+from trainables.checkpoints import META_FILE, STATE_FILE
 
 FIXED = resolve(get_sweep("bccd_imbalance"), profile="cpu", smoke=True)
 

@@ -18,16 +18,16 @@ import torch
 from ray import tune
 from torch import nn
 
-from trainables.engine import (
+from trainables.checkpoints import (
     META_FILE,
     STATE_FILE,
     CheckpointError,
-    EarlyStopping,
     UnsafeCheckpointError,
-    _restore,
-    _write_checkpoint,
     load_checkpoint_model,
+    restore,
+    write_checkpoint,
 )
+from trainables.engine import EarlyStopping
 from trainables.errors import MedsweepError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,7 +95,7 @@ def test_resuming_from_a_hostile_checkpoint_is_refused_and_runs_nothing(tmp_path
     marker = tmp_path / "marker"
     checkpoint = hostile_checkpoint(tmp_path / "checkpoint_000000", marker)
     with pytest.raises(UnsafeCheckpointError) as caught:
-        _restore(tune.Checkpoint.from_directory(str(checkpoint)), *loop_objects())
+        restore(tune.Checkpoint.from_directory(str(checkpoint)), *loop_objects())
     assert str(checkpoint / STATE_FILE) in str(caught.value) and "refused" in str(caught.value)
     assert not marker.exists()
 
@@ -103,7 +103,7 @@ def test_resuming_from_a_hostile_checkpoint_is_refused_and_runs_nothing(tmp_path
 @pytest.mark.parametrize("damage", ["truncated", "empty", "junk", "missing", "not_a_checkpoint"])
 def test_a_corrupt_or_foreign_state_file_is_a_clear_error_naming_it(tmp_path, monkeypatch, damage):
     monkeypatch.chdir(tmp_path)
-    checkpoint = Path(_write_checkpoint(1, *loop_objects(), {"task": "test"}))
+    checkpoint = Path(write_checkpoint(1, *loop_objects(), {"task": "test"}))
     path = checkpoint / STATE_FILE
     if damage == "truncated":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -121,7 +121,7 @@ def test_a_corrupt_or_foreign_state_file_is_a_clear_error_naming_it(tmp_path, mo
     assert isinstance(caught.value, UnsafeCheckpointError) == (damage == "junk")
     assert str(path) in str(caught.value) and "not loaded" in str(caught.value)
     with pytest.raises(CheckpointError):
-        _restore(tune.Checkpoint.from_directory(str(checkpoint)), *loop_objects())
+        restore(tune.Checkpoint.from_directory(str(checkpoint)), *loop_objects())
 
 
 def test_the_engines_own_checkpoint_round_trips_with_weights_only(tmp_path, monkeypatch):
@@ -137,7 +137,7 @@ def test_the_engines_own_checkpoint_round_trips_with_weights_only(tmp_path, monk
         optimizer.step()
         scheduler.step(value)
         early.update(np.float64(1.0) - value)
-    checkpoint = Path(_write_checkpoint(3, model, optimizer, scheduler, early, {"task": "test"}))
+    checkpoint = Path(write_checkpoint(3, model, optimizer, scheduler, early, {"task": "test"}))
     path = checkpoint / STATE_FILE
 
     assert torch.serialization.get_unsafe_globals_in_checkpoint(str(path)) == []
@@ -146,7 +146,7 @@ def test_the_engines_own_checkpoint_round_trips_with_weights_only(tmp_path, monk
     assert type(state["early_stopping"]["best"]) is float and type(state["scheduler"]["best"]) is float
 
     restored = loop_objects(seed=1)
-    assert _restore(tune.Checkpoint.from_directory(str(checkpoint)), *restored) == 3
+    assert restore(tune.Checkpoint.from_directory(str(checkpoint)), *restored) == 3
     new_model, new_optimizer, new_scheduler, new_early = restored
     for name, tensor in model.state_dict().items():
         assert torch.equal(new_model.state_dict()[name], tensor)

@@ -18,6 +18,7 @@ import torch
 from torchvision.models.detection import FasterRCNN, MaskRCNN
 
 from trainables import detection, engine
+from trainables.checkpoints import META_FILE
 from trainables.config import ConfigError, from_config
 from trainables.datasets.detection import DetectionData, DetectionSplit, mask_box
 from trainables.detection import (
@@ -40,7 +41,7 @@ from trainables.detection_inference import (
     detection_truth,
     postprocess,
 )
-from trainables.engine import META_FILE, STOP_COMPLETED, STOP_DIVERGED, LoopSettings, Monitor, fit
+from trainables.engine import STOP_COMPLETED, STOP_DIVERGED, LoopSettings, Monitor, fit
 from trainables.models import PretrainedWeightsError
 from trainables.models.rcnn import build_detector
 

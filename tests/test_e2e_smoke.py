@@ -11,7 +11,7 @@ import pytest
 
 from sweeps.run import SweepOptions, run_sweep
 from sweeps.summary import KNOWN_REASONS, STOPPED_BY_ASHA
-from trainables.engine import META_FILE, STATE_FILE
+from trainables.checkpoints import META_FILE, STATE_FILE
 
 pytestmark = pytest.mark.e2e
 

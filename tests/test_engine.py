@@ -13,11 +13,10 @@ from torch import nn
 
 from trainables import engine
 from trainables.arrays import Normalize
+from trainables.checkpoints import META_FILE, STATE_FILE, _plain, load_checkpoint_model
 from trainables.config import ConfigError, LoopConfig
 from trainables.engine import (
     FP32_CPU,
-    META_FILE,
-    STATE_FILE,
     STOP_COMPLETED,
     STOP_DIVERGED,
     STOP_EARLY,
@@ -25,11 +24,9 @@ from trainables.engine import (
     Diverged,
     EarlyStopping,
     LoopSettings,
-    _plain,
     acceleration_for,
     check_epoch_loss,
     fit,
-    load_checkpoint_model,
     prepare_model,
     train_one_epoch,
 )
@@ -172,7 +169,7 @@ def test_a_restored_trial_resumes_from_its_checkpoint_loaded_weights_only(monkey
     read back with ``weights_only=True``."""
     from ray import tune
 
-    from trainables import engine
+    from trainables import checkpoints
     scores = iter([0.5, 0.7, 0.6])
     model, first = _run_fit(lr=0.1, max_epochs=3, optimizer=torch.optim.AdamW,
                             evaluate=lambda net: {"loss": 1.0, "accuracy": next(scores)})
@@ -187,8 +184,8 @@ def test_a_restored_trial_resumes_from_its_checkpoint_loaded_weights_only(monkey
                         scheduler=copy.deepcopy(scheduler.state_dict()))
         return epoch
 
-    real_restore = engine._restore
-    monkeypatch.setattr(engine, "_restore", spy)
+    real_restore = checkpoints.restore
+    monkeypatch.setattr(checkpoints, "restore", spy)
     _, resumed = _run_fit(lr=0.1, max_epochs=5, patience=3, optimizer=torch.optim.AdamW,
                           evaluate=lambda net: {"loss": 1.0, "accuracy": 0.6})
     assert torch.equal(restored["weight"], model.weight)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainables import engine
+from trainables import checkpoints, engine
 from trainables.arrays import Normalize, in_order
 from trainables.config import ConfigError, LoopConfig, from_config, require_choice
 from trainables.datasets.base import ClassificationData, SplitArrays
@@ -146,10 +146,10 @@ def build_classifier(config: ClassificationConfig, *, num_classes: int, in_chann
 def checkpoint_probabilities(checkpoint_dir: Path, split: SplitArrays, *, batch_size: int = 256) -> np.ndarray:
     """Class probabilities (n x C) of a split from a checkpoint this trainable wrote, on the
     local GPU when there is one; the weights come from the checkpoint, never downloaded."""
-    config, meta = engine.read_checkpoint_config(checkpoint_dir, ClassificationConfig)
+    config, meta = checkpoints.read_checkpoint_config(checkpoint_dir, ClassificationConfig)
     classifier = build_classifier(config, num_classes=len(meta["class_names"]), in_channels=len(meta["mean"]),
                                   mean=meta["mean"], std=meta["std"])
-    engine.load_checkpoint_model(checkpoint_dir, classifier)
+    checkpoints.load_checkpoint_model(checkpoint_dir, classifier)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     logits, _ = predict(classifier.to(device), split, batch_size=batch_size, device=device)
     return class_probabilities(logits)
@@ -216,10 +216,10 @@ def checkpoint_profile(checkpoint_dir: Path, split: SplitArrays, *, repeats: int
     """Size and speed of a checkpoint's model, for the documents' model comparisons: total and
     trainable parameters, and the median milliseconds to classify one image (batch of one,
     after a warm-up, on the local GPU when there is one)."""
-    config, meta = engine.read_checkpoint_config(checkpoint_dir, ClassificationConfig)
+    config, meta = checkpoints.read_checkpoint_config(checkpoint_dir, ClassificationConfig)
     classifier = build_classifier(config, num_classes=len(meta["class_names"]), in_channels=len(meta["mean"]),
                                   mean=meta["mean"], std=meta["std"])
-    engine.load_checkpoint_model(checkpoint_dir, classifier)
+    checkpoints.load_checkpoint_model(checkpoint_dir, classifier)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     classifier = classifier.to(device).eval()
     image = torch.from_numpy(split.images[:1]).to(device)

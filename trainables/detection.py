@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
-from trainables import engine
+from trainables import checkpoints, engine
 from trainables.config import ConfigError, LoopConfig, from_config, require_choice, require_positive
 from trainables.datasets.detection import FLIP_MODES, DetectionData, DetectionSplit, flip_sample
 from trainables.detection_inference import candidate_settings, instance_candidates
@@ -425,11 +425,11 @@ def checkpoint_detector(checkpoint_dir: Path) -> tuple[GeneralizedRCNN, dict, to
     there is one, with its metadata. It is rebuilt from the trial's own config rather than
     ``read_checkpoint_config``'s pretraining-off one: whether the trial started from weights
     decides its norm layers, which the weights must fit; nothing is fetched."""
-    meta = json.loads((Path(checkpoint_dir) / engine.META_FILE).read_text())
+    meta = json.loads((Path(checkpoint_dir) / checkpoints.META_FILE).read_text())
     config = from_config(DetectionConfig, meta["config"])
     model = build_detector(config, num_classes=len(meta["class_names"]), masks=meta["has_masks"],
                            image_side=meta["image_side"], load_weights=False)
-    engine.load_checkpoint_model(checkpoint_dir, model)
+    checkpoints.load_checkpoint_model(checkpoint_dir, model)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval(), meta, device
 

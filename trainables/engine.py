@@ -12,20 +12,14 @@ epoch. On the CPU everything stays fp32 and each batch's loss is checked at once
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
-import pickle
 import random
-import re
 import shutil
-import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,39 +27,23 @@ import torch
 from ray import tune
 from torch import nn
 
+from trainables import checkpoints
 from trainables.config import LoopConfig
-from trainables.errors import MedsweepError
 
-STATE_FILE = "state.pt"
 OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
 # A training step: the batch's loss, and how many of its samples the model got right (None
 # where the task has no such count).
 BatchLoss = Callable[[nn.Module, Any], tuple[torch.Tensor, torch.Tensor | int | None]]
-META_FILE = "meta.json"
 
 # The values of ``stop_reason`` a trial's last result can carry; a trial stopped from outside
 # (by ASHA) has none, and one whose code raised is errored.
 STOP_COMPLETED = "completed"
 STOP_EARLY = "early_stopped_patience"
 STOP_DIVERGED = "diverged"
-# Checkpoints are written to a folder of this name in the trial's working directory, handed to
-# Tune, then deleted; a trial that Tune stops at its last report never returns to delete it, so
-# the driver sweeps these up after the run (sweeps.tuner.remove_checkpoint_staging).
-STAGING_PREFIX = ".checkpoint-staging-"
 
 
 class Diverged(RuntimeError):
     """Training loss became non-finite or exploded past the configured bound."""
-
-
-class CheckpointError(MedsweepError, ValueError):
-    """A checkpoint's state file that is missing, truncated, corrupt or not one ``fit`` wrote;
-    it was not loaded."""
-
-
-class UnsafeCheckpointError(CheckpointError):
-    """A checkpoint's state file that holds objects other than tensors and plain data, which
-    unpickling would construct by running code: refused, never loaded."""
 
 
 @dataclass(frozen=True)
@@ -353,7 +331,7 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, train_batches: Ca
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=settings.plateau_factor, patience=settings.plateau_patience)
     early = EarlyStopping(patience=settings.early_stopping_patience, mode=settings.mode)
-    first_epoch = _restore(tune.get_checkpoint(), model, optimizer, scheduler, early) + 1
+    first_epoch = checkpoints.restore(tune.get_checkpoint(), model, optimizer, scheduler, early) + 1
     setup_seconds = time.perf_counter() - (trial_started or time.perf_counter())
     for epoch in range(first_epoch, settings.max_epochs + 1):
         started = time.perf_counter()
@@ -379,9 +357,9 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, train_batches: Ca
             result["stop_reason"] = STOP_EARLY
         elif epoch == settings.max_epochs:
             result["stop_reason"] = STOP_COMPLETED
-        checkpoint_dir = _write_checkpoint(epoch, model, optimizer, scheduler, early,
-                                           {**meta, "monitor": settings.monitor,
-                                            "value": val[settings.monitor], "best_so_far": improved})
+        checkpoint_dir = checkpoints.write_checkpoint(epoch, model, optimizer, scheduler, early,
+                                                       {**meta, "monitor": settings.monitor,
+                                                        "value": val[settings.monitor], "best_so_far": improved})
         report(result, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         if result["stop_reason"]:
@@ -392,118 +370,3 @@ def _diverged_result(epoch: int, lr: float, reason: str, monitor: str, seconds: 
     return {"epoch": epoch, "train_loss": float("nan"), "val_loss": float("nan"), monitor: float("nan"),
             "lr": lr, "epoch_seconds": seconds, "node_id": _node_id(), "stop_reason": STOP_DIVERGED,
             "divergence_reason": reason}
-
-
-def _write_checkpoint(epoch, model, optimizer, scheduler, early, meta) -> str:
-    """Stage a checkpoint in the trial's working directory (Ray's per-trial scratch space), so a
-    trial killed while ``report`` persists it leaves nothing in the machine's /tmp."""
-    directory = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=os.getcwd())
-    # Everything but the model's own state dict (tensors only) goes through ``_plain``, so the
-    # file holds nothing beyond what ``torch.load(weights_only=True)`` accepts.
-    torch.save({"epoch": int(epoch), "model": model.state_dict(),
-                **_plain({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                          "early_stopping": early.state_dict()})},
-               Path(directory) / STATE_FILE)
-    (Path(directory) / META_FILE).write_text(json.dumps({**meta, "epoch": epoch}, indent=2))
-    return directory
-
-
-# The entries of a state file a resumed trial needs.
-RESUME_KEYS = ("epoch", "model", "optimizer", "scheduler", "early_stopping")
-
-
-def _restore(checkpoint, model, optimizer, scheduler, early) -> int:
-    """Load a Tune checkpoint into the training objects; the epoch it was taken at, or 0."""
-    if checkpoint is None:
-        return 0
-    with checkpoint.as_directory() as directory:
-        state = read_state(Path(directory) / STATE_FILE, RESUME_KEYS)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    early.load_state_dict(state["early_stopping"])
-    return int(state["epoch"])
-
-
-def read_checkpoint_config(directory: Path, config_class: type):
-    """The config (with pretraining off: the weights come from the checkpoint) and metadata of
-    a checkpoint written by ``fit``."""
-    from trainables.config import from_config
-    meta = json.loads((Path(directory) / META_FILE).read_text())
-    return from_config(config_class, {**meta["config"], "pretrained": False}), meta
-
-
-def load_checkpoint_model(directory: Path, model: nn.Module) -> tuple[nn.Module, dict]:
-    """The model weights and metadata of a checkpoint written by ``fit`` (for analysis);
-    ``read_state`` says what a refused or unreadable state file raises."""
-    state = read_state(Path(directory) / STATE_FILE, ("model",))
-    model.load_state_dict(state["model"])
-    return model, json.loads((Path(directory) / META_FILE).read_text())
-
-
-def read_state(path: Path, required: Iterable[str] = ("model",)) -> dict:
-    """The state dict ``fit`` saved at ``path``, loaded with ``weights_only=True``: tensors,
-    numbers, strings, None and containers of them only, so nothing in the file runs. An
-    experiment directory is untrusted input (a colleague's run, a download).
-
-    Raises ``UnsafeCheckpointError`` when the file holds any other object (unpickling it could
-    run code) and ``CheckpointError`` when it is missing, truncated, corrupt or lacks
-    ``required`` keys; either way it was not loaded."""
-    path = Path(path)
-    try:
-        with warnings.catch_warnings():  # a plain pickle.dump's protocol: refused below if it holds objects
-            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise UnsafeCheckpointError(
-            f"refused to load checkpoint {path}: it holds objects other than tensors and plain data "
-            f"(numbers, strings, lists, dicts){_refusal_detail(path, str(exc))}; unpickling such objects "
-            f"runs code, so the file may be hostile. It was not loaded and nothing in it ran; only analyse "
-            f"or resume experiment directories from sources you trust") from None
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} is missing; it was not loaded") from None
-    except Exception as exc:  # miniz's RuntimeError, EOFError, a stray KeyError: not a torch file
-        reason = (str(exc).strip().splitlines() or [""])[0].split(". ")[0][:200]
-        raise CheckpointError(f"could not read checkpoint {path}: the file is truncated, corrupt or not a "
-                              f"torch checkpoint ({type(exc).__name__}{f': {reason}' if reason else ''}); "
-                              f"it was not loaded") from exc
-    missing = [key for key in required if not isinstance(state, dict) or key not in state]
-    if missing:
-        raise CheckpointError(f"checkpoint {path} is not one medsweep wrote (it lacks {', '.join(missing)}); "
-                              f"it was not loaded")
-    return state
-
-
-def _refusal_detail(path: Path, message: str) -> str:
-    """What a refused state file holds: the classes or functions it names, from PyTorch's scan
-    of its pickle opcodes (which runs none of them), else the reason PyTorch's safe loader gave."""
-    try:
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception:
-        names = re.findall(r"GLOBAL (\S+)", message)
-    if names:
-        return f", namely {', '.join(dict.fromkeys(names))}"[:200]
-    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
-    reasons = [line.strip() for line in message.splitlines() if line.strip() and not line.startswith(boilerplate)]
-    return f" (PyTorch's safe loader: {reasons[0][:150]})" if reasons else ""
-
-
-def _plain(value):
-    """``value`` rebuilt from plain containers (dict, list, tuple), tensors and plain scalars,
-    numpy scalars turned into Python ones, so ``torch.load(weights_only=True)`` reads it back
-    with no extra allowed globals. Anything else is a bug in medsweep: better refused at saving
-    than written into a checkpoint that every later load refuses."""
-    if isinstance(value, torch.Tensor) or value is None or type(value) in (bool, int, float, complex, str, bytes):
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {_plain(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    if isinstance(value, tuple):  # a namedtuple (or torch.Size) becomes a plain tuple
-        return tuple(_plain(item) for item in value)
-    if isinstance(value, (torch.dtype, torch.device)):
-        return value
-    raise TypeError(f"cannot checkpoint a {type(value).__name__} ({value!r}): only tensors, plain numbers, "
-                    f"strings, None and dicts, lists and tuples of them load with weights_only=True")

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainables import engine
+from trainables import checkpoints, engine
 from trainables.arrays import Normalize, in_order
 from trainables.config import ConfigError, LoopConfig, from_config, require_choice, require_positive
 from trainables.datasets.base import ClassificationData, SplitArrays
@@ -95,9 +95,9 @@ def predict_masks(model: nn.Module, split: SplitArrays, *, batch_size: int, devi
 
 def checkpoint_mask_probabilities(checkpoint_dir: Path, split: SplitArrays, *, batch_size: int = 16) -> np.ndarray:
     """Cell probabilities of a split from a checkpoint this trainable wrote."""
-    config, meta = engine.read_checkpoint_config(checkpoint_dir, SegmentationConfig)
+    config, meta = checkpoints.read_checkpoint_config(checkpoint_dir, SegmentationConfig)
     model = build_segmenter(config, meta["mean"], meta["std"])
-    engine.load_checkpoint_model(checkpoint_dir, model)
+    checkpoints.load_checkpoint_model(checkpoint_dir, model)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return predict_masks(model.to(device), split, batch_size=batch_size, device=device)
 
