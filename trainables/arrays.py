@@ -43,17 +43,22 @@ class ArrayDataset(Dataset):
         return (image, torch.from_numpy(np.array(target, copy=True))) if self.masks else (image, int(target))
 
 
+def shared_tensor(array: np.ndarray) -> torch.Tensor:
+    """``array`` as a tensor sharing its memory (copied only if not contiguous). Arrays from
+    Ray's object store are read-only, which torch warns about; nothing writes to these."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(array))
+
+
 def in_order(split: SplitArrays, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """A split's (uint8 N x H x W x C images, int64 labels or uint8 masks), in order,
     ``batch_size`` at a time, without augmentation: tensors over slices of the split's arrays,
-    with no per-sample copy or collation (arrays from Ray's object store are read-only, and
-    nothing writes to these)."""
+    with no per-sample copy or collation."""
     masks = split.labels.ndim == 3
     for start in range(0, len(split), batch_size):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            images = torch.from_numpy(np.ascontiguousarray(split.images[start:start + batch_size]))
-            targets = torch.from_numpy(np.ascontiguousarray(split.labels[start:start + batch_size]))
+        images = shared_tensor(split.images[start:start + batch_size])
+        targets = shared_tensor(split.labels[start:start + batch_size])
         yield images, targets if masks else targets.long()
 
 

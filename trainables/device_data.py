@@ -25,7 +25,6 @@ measures both).
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from trainables.arrays import ArrayDataset
+from trainables.arrays import ArrayDataset, shared_tensor
 from trainables.augment import build_augmentation, build_device_augmentation, get_augmentation
 from trainables.datasets.base import SplitArrays
 
@@ -100,15 +99,6 @@ def choose_data_path(setting: str, *, split: SplitArrays, device: torch.device, 
                                     f"the device's free memory ({free / 2**30:.2f} GiB)")
 
 
-def _tensor(array: np.ndarray, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """``array`` as a tensor on ``device``: shared, not copied, on the CPU (arrays from Ray's
-    object store are read-only; nothing here writes to them)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
-    return tensor.to(device=device, dtype=dtype or tensor.dtype)
-
-
 def augment_generator(seed: int) -> torch.Generator:
     """The CPU generator a trial's batched augmentation draws its per-batch seeds from."""
     return torch.Generator().manual_seed((int(seed) * 1_000_003 + AUGMENT_STREAM) % 2**63)
@@ -156,8 +146,9 @@ class DeviceBatches:
                  epoch_samples: int | None, seed: int, device: torch.device, augment: str) -> None:
         self.device = torch.device(device)
         self.masks = split.labels.ndim == 3
-        self.images = _tensor(split.images, self.device)
-        self.targets = _tensor(split.labels, self.device, None if self.masks else torch.int64)
+        self.images = shared_tensor(split.images).to(self.device)
+        targets = shared_tensor(split.labels)
+        self.targets = targets.to(self.device, dtype=targets.dtype if self.masks else torch.int64)
         self.indices = torch.as_tensor(np.arange(len(split)) if indices is None else np.asarray(indices),
                                        dtype=torch.int64)
         self.batch_size = int(batch_size)
