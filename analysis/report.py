@@ -7,6 +7,7 @@ The argument parser is kept apart from ``write_report``, a plain function tests 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -23,7 +24,11 @@ from trainables.errors import MedsweepError, cli_exit_code
 
 
 class ReportOptionsError(MedsweepError, ValueError):
-    """Report options out of range."""
+    """Report options out of range, or an output folder that cannot be written."""
+
+
+class NothingConfirmedError(MedsweepError, RuntimeError):
+    """Not one candidate could be evaluated on the test split (the report says why for each)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,17 @@ class ReportOptions:
     confidence: float = 0.95
     data_dir: str | None = None
     address: str | None = None
+
+    def __post_init__(self) -> None:
+        """Each count and the confidence in range; an error names the flag and its value."""
+        for flag, value, least, meaning in (
+                ("--seeds", self.seeds, 0, "retrainings per candidate; 0 evaluates the sweep checkpoints only"),
+                ("--top-k", self.top_k, 1, "candidates besides each group's best"),
+                ("--bootstrap", self.bootstrap, 1, "resamples of the test images")):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ReportOptionsError(f"{flag} {value!r}: must be a whole number of at least {least} ({meaning})")
+        if not 0 < self.confidence < 1:
+            raise ReportOptionsError(f"--confidence {self.confidence!r}: must lie between 0 and 1, for example 0.95")
 
 
 @dataclass(frozen=True)
@@ -51,12 +67,11 @@ class ReportOutcome:
 def write_report(options: ReportOptions, *, echo: Callable[[str], None] = print) -> ReportOutcome:
     """Load the experiment, confirm its candidates on the test split and write the report."""
     started = time.perf_counter()
-    if options.seeds < 0 or options.top_k < 1 or options.bootstrap < 1 or not 0 < options.confidence < 1:
-        raise ReportOptionsError("--seeds must be >= 0, --top-k and --bootstrap >= 1, and --confidence in (0, 1)")
     experiment = load_experiment(options.experiment_dir)
     validate_spec(experiment.spec)
     spec = experiment.spec.report
-    out_dir = Path(options.out) if options.out else experiment.directory / "report"
+    out_dir = writable_folder(Path(options.out) if options.out else experiment.directory / "report",
+                              flag=f"--out {options.out}" if options.out else "the report folder")
     winners = pick_winners(experiment, top_k=options.top_k)
     echo(f"{experiment.spec.name}: {len(experiment.trials)} trials, {len(winners.ranking)} eligible; "
          f"winner {winners.overall or 'none'}; {len(winners.candidates)} candidate(s) to confirm on the test split")
@@ -67,6 +82,8 @@ def write_report(options: ReportOptions, *, echo: Callable[[str], None] = print)
                              data_dir=options.data_dir or recorded_data_dir(recorded), address=options.address)
     confirmation = (confirm_on_test(experiment, winners, settings, evaluate_all=spec.evaluate_all_trials, echo=echo)
                     if winners.overall else None)
+    for failure in confirmation.failures if confirmation else ():
+        echo(f"warning: not confirmed: {' '.join(failure.split())[:400]}")
     document = Document(title=f"{experiment.spec.name} — {experiment.directory.name}")
     context = ReportContext(experiment=experiment, winners=winners, confirmation=confirmation, spec=spec,
                             figures_dir=out_dir / "figures", settings=settings)
@@ -82,8 +99,27 @@ def write_report(options: ReportOptions, *, echo: Callable[[str], None] = print)
     seconds = time.perf_counter() - started
     echo(f"Report written in {seconds:.0f} s: {markdown}, {html} ({len(document.tables)} tables, "
          f"{len(document.figures)} figures)")
+    if confirmation is not None and not confirmation.predictions:
+        first = " ".join(confirmation.failures[0].split())[:300]
+        raise NothingConfirmedError(f"no candidate of {experiment.directory.name} could be evaluated on the test "
+                                    f"split ({len(confirmation.failures)} failure(s), listed above; the first: "
+                                    f"{first}); fix their cause and run the report again")
     return ReportOutcome(out_dir=out_dir, markdown=markdown, html=html, document=document,
                          confirmation=confirmation, seconds=seconds)
+
+
+def writable_folder(folder: Path, *, flag: str) -> Path:
+    """``folder``, created if missing, once it is known to be a folder this user can write:
+    checked before anything is evaluated or retrained."""
+    fix = "pass --out a folder you can write (it is created when missing)"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ReportOptionsError(f"{flag}: cannot create {folder} ({reason}); {fix}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ReportOptionsError(f"{flag}: {folder} is not writable by this user; {fix}")
+    return folder
 
 
 def build_parser() -> argparse.ArgumentParser:

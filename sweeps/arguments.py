@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stop (exit 2) when the audit drops any item or the data differs from its pinned "
                              "checksums, instead of training on what is left; for pipelines that must not train "
                              "on silently shrunken data")
+    parser.add_argument("--allow-large-images", action="store_true",
+                        help="decode the data even when its estimated size (images x image_size² x 3 bytes) "
+                             "exceeds half of this machine's memory, which is otherwise refused before decoding")
     return parser
 
 

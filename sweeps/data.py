@@ -10,16 +10,34 @@ the config before the trainable sees it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sweeps.space import ResolvedSweep
+from sweeps.space import FIXED_IMAGE_SIZES, ResolvedSweep
 from trainables.datasets import get_dataset_entry
 from trainables.datasets.audit import DataAudit
-from trainables.datasets.base import ClassificationData
+from trainables.datasets.base import ClassificationData, DatasetError
 
 TRAINING_SPLITS = ("train", "val")
+# What the audit decodes from the full copy of each dataset (items at image_size², and bytes per
+# pixel of one item, masks included), for the decoded-size estimate made before decoding: BCCD's
+# 4,886 patches, Taleqani's 3,256 images (with their masks for segmentation), BCCD's 364 images
+# for detection. Another dataset (or a copy of unknown size) counts as DEFAULT_DECODED_ITEMS.
+DECODED_ITEMS = {"bccd": (4_886, 3), "taleqani": (3_256, 3), "taleqani_segmentation": (3_256, 4),
+                 "bccd_detection": (364, 3)}
+DEFAULT_DECODED_ITEMS = (1_000, 3)
+# The decoded data may take at most this share of the machine's memory without --allow-large-images.
+MEMORY_SHARE = 0.5
+
+
+class DecodedSizeError(DatasetError):
+    """The decoded data would not fit in the machine's memory; nothing was decoded."""
+
+
+class TooFewClassesError(DatasetError):
+    """A classification split with fewer than two classes: every prediction would be right."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +123,54 @@ def prepare_sweep_data(resolved: ResolvedSweep, *, data_dir: str | None,
             data = data.subset_sources(resolved.data.images_per_split, seed=int(resolved.fixed.get("seed", 0)))
         variants[value] = data.only(*splits)
     return SweepData(axis=axis, variants=variants, audits=audits)
+
+
+def machine_memory_bytes() -> int:
+    """This machine's physical memory."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def estimated_decoded_bytes(resolved: ResolvedSweep) -> int:
+    """What decoding the sweep's dataset at its image size takes: items × image_size² × bytes
+    per pixel (``DECODED_ITEMS``), once per data variant."""
+    items, depth = DECODED_ITEMS.get(resolved.data.dataset, DEFAULT_DECODED_ITEMS)
+    variants = len(variant_values(resolved, get_dataset_entry(resolved.data.dataset).variant_axis))
+    return items * resolved.data.image_size ** 2 * depth * variants
+
+
+def check_decoded_size(resolved: ResolvedSweep, *, allowed: bool, memory: int | None = None) -> None:
+    """Refuse, before anything is decoded, an image size whose decoded data would take more
+    than ``MEMORY_SHARE`` of the machine's ``memory`` (an extra digit, 2240 for 224, asks for
+    tens of gigabytes), unless ``allowed`` (``--allow-large-images``)."""
+    if allowed or resolved.data.dataset in FIXED_IMAGE_SIZES:
+        return
+    memory = machine_memory_bytes() if memory is None else memory
+    needed = estimated_decoded_bytes(resolved)
+    if needed <= MEMORY_SHARE * memory:
+        return
+    size = resolved.data.image_size
+    raise DecodedSizeError(f"image_size={size}: decoding {resolved.data.dataset} at {size}×{size} pixels takes "
+                           f"about {needed / 1e9:.1f} GB, more than {MEMORY_SHARE:.0%} of this machine's "
+                           f"{memory / 1e9:.1f} GB of memory; lower it (--set image_size=…), or add "
+                           f"--allow-large-images if the machine has room")
+
+
+def check_classes(resolved: ResolvedSweep, data: SweepData) -> None:
+    """A classification sweep's train and val splits must each hold samples of at least two
+    classes: with one, every prediction is right and the sweep's metric says 1.0."""
+    if resolved.spec.trainable != "classification":
+        return
+    for key, variant in data.variants.items():
+        for split in TRAINING_SPLITS:
+            counts = variant.class_counts(split)
+            present = [name for name, count in zip(variant.class_names, counts) if count > 0]
+            if len(present) < 2:
+                where = " ".join(filter(None, (variant.name, data.label(key))))
+                raise TooFewClassesError(
+                    f"{where}: the {split} split holds {len(variant.splits[split])} sample(s) of "
+                    f"{len(present)} class(es) ({', '.join(present) or 'none'}; the dataset names "
+                    f"{', '.join(variant.class_names)}), and a classifier needs at least two; put images of "
+                    f"the other classes into the dataset's class folders, or point --data-dir at the full copy")
 
 
 def on_variant(function: Callable[..., None]) -> Callable[..., None]:

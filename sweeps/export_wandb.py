@@ -12,6 +12,7 @@ Hyperband early termination with the same ``min_iter`` and ``eta``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import yaml
 from sweeps.ranges import Range
 from sweeps.registry import SWEEPS, get_sweep
 from sweeps.space import ResolvedSweep, SearchSpaceError, resolve
-from trainables.errors import MedsweepError
+from trainables.errors import MedsweepError, cli_exit_code
 
 GOALS = {"max": "maximize", "min": "minimize"}
 METHODS = ("grid", "random", "bayes")
@@ -83,22 +84,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class OutputFileError(MedsweepError, OSError):
+    """``--out`` names a file that cannot be written."""
+
+
+def check_output_file(out: str) -> None:
+    """``--out`` must name a file in an existing, writable folder, not a folder itself."""
+    path = Path(out).expanduser()
+    fix = "pass --out a file path in an existing folder you can write, or drop --out to print to standard output"
+    if path.is_dir():
+        raise OutputFileError(f"--out {out}: is a directory; {fix}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise OutputFileError(f"--out {out}: the folder {folder} does not exist; {fix}")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise OutputFileError(f"--out {out}: not writable by this user; {fix}")
+
+
+def export(args: argparse.Namespace) -> None:
+    """Write (or print) the W&B sweep configuration the arguments ask for."""
+    if args.out:
+        check_output_file(args.out)
+    resolved = resolve(get_sweep(args.name), profile=args.profile, smoke=args.smoke, overrides=tuple(args.overrides))
+    text = yaml.safe_dump(wandb_sweep_config(resolved, args.method), sort_keys=False)
+    if not args.out:
+        print(text, end="")
+        return
+    try:
+        Path(args.out).expanduser().write_text(text)
+    except OSError as exc:
+        raise OutputFileError(f"--out {args.out}: cannot be written ({exc.strerror or exc}); pass --out a file "
+                              f"path you can write") from exc
+    print(f"wrote {args.out}; create the sweep with: wandb sweep {args.out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        resolved = resolve(get_sweep(args.name), profile=args.profile, smoke=args.smoke,
-                           overrides=tuple(args.overrides))
-        config = wandb_sweep_config(resolved, args.method)
-    except MedsweepError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    text = yaml.safe_dump(config, sort_keys=False)
-    if args.out:
-        Path(args.out).write_text(text)
-        print(f"wrote {args.out}; create the sweep with: wandb sweep {args.out}")
-    else:
-        print(text, end="")
-    return 0
+    return cli_exit_code(lambda: export(args))
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# Ray counts resources in units of 1/10,000 (see packing.RAY_RESOURCE_UNIT).
-RAY_RESOURCE_UNIT = 10_000
+from sweeps.packing import RAY_RESOURCE_UNIT  # Ray counts resources in units of 1/10,000
+
 # An evaluated sample costs about a third of a trained one (a forward pass, no backward).
 EVAL_SAMPLE_COST = 1 / 3
 
@@ -168,6 +168,24 @@ class Forecast:
                         f"; plus {duration(self.preparation_seconds)} before the first trial (starting Ray, the "
                         f"data audit, the calibration: as long as they took here)"))
         return lines
+
+
+# A sweep forecast to run longer than this (under ASHA), or holding more trials than MANY_TRIALS,
+# gets a warning with its forecast: most likely a digit too many in --num-samples.
+LONG_SWEEP_SECONDS = 7 * 24 * 3600
+MANY_TRIALS = 10_000
+
+
+def size_warning(forecast: Forecast, *, num_samples: int | None) -> str | None:
+    """A warning line when ``forecast`` is of a sweep longer than ``LONG_SWEEP_SECONDS`` or
+    with more than ``MANY_TRIALS`` trials, naming the ``--num-samples`` given; else None."""
+    wall = forecast.wall_seconds(forecast.asha_trial_epochs)
+    if (wall is None or wall <= LONG_SWEEP_SECONDS) and forecast.trials <= MANY_TRIALS:
+        return None
+    cause = "the grid" if num_samples is None else f"--num-samples {num_samples}"
+    length = "" if wall is None else f", about {duration(wall)} of wall time under ASHA"
+    return (f"warning: {cause} makes {forecast.trials:,} trial(s){length}; check --num-samples and the grid "
+            f"(--set) before running it")
 
 
 def comparison(forecast: Forecast, *, trial_epochs: int, wall_seconds: float) -> str:

@@ -49,6 +49,9 @@ class SweepProgress(Callback):
         self.last_line = -math.inf
         self.best: tuple[float, str] | None = None
         self.bar: tqdm | None = None
+        # Trials that had not finished at Tune's latest step: at the experiment's end, any left
+        # means it was interrupted (Tune then reports every trial TERMINATED).
+        self.unfinished = 0
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "bar": None, "file": None}
@@ -65,6 +68,7 @@ class SweepProgress(Callback):
         """The experiment starts (or resumes): time from now."""
         self.started = self.clock()
         self.last_line = -math.inf
+        self.unfinished = 0
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         """Keep the best finite value of the metric any trial has reported, with its trial."""
@@ -78,6 +82,8 @@ class SweepProgress(Callback):
         self.show(trials)
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        counts = trial_counts(trials)
+        self.unfinished = counts["running"] + counts["pending"]
         self.show(trials)
 
     def on_experiment_end(self, trials: list, **info) -> None:
@@ -95,7 +101,9 @@ class SweepProgress(Callback):
             bar = self.bar or self.open_bar(trials)
             bar.total = max(round(self.budget), done)
             bar.n = done
-            bar.set_description_str(self.counts_text(trials), refresh=False)
+            interrupted = self.interrupted(trials)
+            bar.set_description_str(self.counts_text(trials) + (f" ({interrupted} interrupted)" if interrupted else ""),
+                                    refresh=False)
             bar.postfix = [self.best_text()]
             if final:
                 bar.refresh()
@@ -121,6 +129,11 @@ class SweepProgress(Callback):
                         desc=self.counts_text(trials), postfix=[self.best_text()])
         return self.bar
 
+    def interrupted(self, trials: list) -> int:
+        """Trials cut short by a Ctrl-C: those unfinished at Tune's latest step when every trial
+        is now reported finished (Tune stops them all at an interrupt), else 0."""
+        return self.unfinished if trials and trial_counts(trials)["finished"] == len(trials) else 0
+
     def counts_text(self, trials: list) -> str:
         """``trials 3 finished / 2 running / 7 pending``."""
         counts = trial_counts(trials)
@@ -133,6 +146,8 @@ class SweepProgress(Callback):
 
     def time_left(self, done: int, now: float, trials: list) -> str:
         """Time left at the pace so far, for the trial-epochs the forecast still holds."""
+        if interrupted := self.interrupted(trials):
+            return f"interrupted: {interrupted} trial(s) did not finish"
         if trials and trial_counts(trials)["finished"] == len(trials):
             return "all done"
         remaining = self.budget - done

@@ -126,8 +126,10 @@ def bootstrap_host_port(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def wait_for_cluster(address: str, *, timeout: float) -> None:
-    """Return once ``address`` accepts a TCP connection; after ``timeout`` seconds, a clear error."""
+def wait_for_cluster(address: str, *, timeout: float | None = None) -> None:
+    """Return once ``address`` accepts a TCP connection; after ``timeout`` seconds (default
+    ``CONNECT_TIMEOUT_SECONDS``), a clear error."""
+    timeout = CONNECT_TIMEOUT_SECONDS if timeout is None else timeout
     host, port = bootstrap_host_port(address)
     deadline = time.monotonic() + timeout
     last_error: OSError | None = None
@@ -168,6 +170,13 @@ def node_capacities() -> list[NodeCapacity]:
             for node in ray.nodes() if node.get("Alive")]
 
 
+def local_capacity() -> NodeCapacity:
+    """The most a local Ray instance started now would have: this machine's CPUs and the GPUs
+    visible to this process (Ray counts the same, or fewer CPUs where a cgroup limits them)."""
+    import torch
+    return NodeCapacity(cpus=float(os.cpu_count() or 1), gpus=float(torch.cuda.device_count()))
+
+
 def accelerator_of(resources: dict) -> str | None:
     """The GPU type a node's Ray resources name (``accelerator_type:H100`` → ``H100``)."""
     names = sorted(key.removeprefix(ACCELERATOR_PREFIX) for key in resources if key.startswith(ACCELERATOR_PREFIX))
@@ -183,10 +192,11 @@ def cluster_autoscales() -> bool:
     return bool(status) and "autoscaler_report" in json.loads(status)
 
 
-def check_trial_resources(*, cpus: float, gpus: float, local: bool, warn) -> None:
-    """Fail when no node can ever hold one trial; on an autoscaling cluster, warn instead
-    (a node that fits may still be added)."""
-    nodes = node_capacities()
+def check_trial_resources(*, cpus: float, gpus: float, local: bool, warn,
+                          nodes: list[NodeCapacity] | None = None) -> None:
+    """Fail when no node (default: Ray's alive nodes) can ever hold one trial; on an
+    autoscaling cluster, warn instead (a node that fits may still be added)."""
+    nodes = node_capacities() if nodes is None else nodes
     if any(node.fits(cpus, gpus) for node in nodes):
         return
     have = ", ".join(f"{node.cpus:g} CPU + {node.gpus:g} GPU" for node in nodes) or "no alive node"

@@ -72,7 +72,13 @@ class Check:
     """A number the study's document states, to set beside what was measured: ``quantity``
     (one of ``QUANTITIES``) names the measurement, ``op`` and ``value`` the document's
     statement about it. ``kind`` is "target" (a goal the document set) or "claim" (a statement
-    of fact)."""
+    of fact).
+
+    ``depends_on`` names the settings (data settings or trial config keys) the measurement
+    depends on: a run whose other settings differ from the document's can still check it.
+    None, the default, is the safe reading: a score depends on every setting, and a class count
+    on every data setting that changes which images are read and how they are split (see the
+    report's ``checks`` section)."""
 
     source: str
     statement: str
@@ -81,12 +87,17 @@ class Check:
     value: float | str
     kind: str = "claim"
     tolerance: float = 0.0
+    depends_on: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.op not in OPERATORS:
             raise ValueError(f"Check {self.statement!r}: op {self.op!r} is unknown; valid: {', '.join(OPERATORS)}")
         if self.kind not in ("target", "claim"):
             raise ValueError(f"Check {self.statement!r}: kind must be 'target' or 'claim', got {self.kind!r}")
+        if self.depends_on is not None and (not isinstance(self.depends_on, tuple) or not self.depends_on
+                                            or not all(isinstance(name, str) for name in self.depends_on)):
+            raise ValueError(f"Check {self.statement!r}: depends_on must be a non-empty tuple of setting names, "
+                             f"for example ('optimizer', 'lr'), or None for every setting; got {self.depends_on!r}")
 
     def holds(self, measured: float | str) -> bool:
         if self.op == "=":

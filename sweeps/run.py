@@ -18,35 +18,57 @@ from pathlib import Path
 import yaml
 
 from sweeps.arguments import AUTO, build_parser
-from sweeps.data import SweepData, prepare_sweep_data
+from sweeps.data import SweepData, check_classes, check_decoded_size, prepare_sweep_data
 from sweeps.environment import capture_environment, mismatch_warning
 from sweeps.packing import auto_gpus_per_trial, calibrate_step_time, no_gpu_choice
-from sweeps.plan import Forecast, Timing, calibrated_timing, comparison, forecast_for
+from sweeps.plan import Forecast, Timing, calibrated_timing, comparison, forecast_for, size_warning
 from sweeps.progress import SweepProgress
-from sweeps.ray_session import alive_nodes, check_dashboard, check_trial_resources, ensure_ray, node_capacities
+from sweeps.ray_session import (
+    alive_nodes,
+    check_dashboard,
+    check_trial_resources,
+    ensure_ray,
+    local_capacity,
+    node_capacities,
+    wait_for_cluster,
+)
 from sweeps.registry import SWEEPS, Resources, SweepSpec, get_sweep
 from sweeps.space import ResolvedSweep, SearchSpaceError, from_saved, grid_size_of, resolve
 from sweeps.storage import (
     SWEEP_FILE,
     ExperimentLocation,
+    check_experiment_name,
     check_shared_storage,
     check_writable_storage,
+    discard_unstarted,
     find_experiment,
+    has_tune_state,
     new_experiment,
 )
 from sweeps.summary import INTERRUPTED, exit_code, format_table, saved_trials, trial_rows
-from sweeps.tuner import RunSettings, configure_tune_environment
+from sweeps.tuner import RunSettings, check_optuna_storage, configure_tune_environment
 from sweeps.wandb_logging import report_to_wandb, wandb_callbacks
 from trainables.datasets.base import DatasetError
-from trainables.errors import MedsweepError
+from trainables.errors import INTERRUPTED_EXIT, MedsweepError, PretrainedWeightsError, interrupts_raise
 from trainables.registry import get_trainable
 
 # The shell's code for a run ended by SIGINT (128 + 2).
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = INTERRUPTED_EXIT
+# The largest --seed: NumPy's generators take 32-bit seeds.
+MAX_SEED = 2**32 - 1
 
 
 class StrictDataError(DatasetError):
     """``--strict-data`` found dropped items or differences from the pinned manifest."""
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A Ctrl-C that Tune did not handle itself (a second one while it stopped), once it had
+    saved the state of ``location``: the run can be resumed."""
+
+    def __init__(self, location: ExperimentLocation) -> None:
+        super().__init__()
+        self.location = location
 
 
 @dataclass(frozen=True)
@@ -77,12 +99,30 @@ class SweepOptions:
     plan_seconds_per_epoch: float | None = None
     verbose: bool = False
     dashboard: bool = False
+    allow_large_images: bool = False
+    # Where each of ``overrides`` came from, by position ("--set" where there are fewer).
+    override_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         """Refuse counts, resources and combinations that make no sense, before anything is
         resolved or started."""
         if self.plan and self.resume:
             raise SearchSpaceError("--plan forecasts a new run; it cannot be combined with --resume")
+        if self.resume and (ignored := self._fixed_at_start()):
+            raise SearchSpaceError(f"--resume continues an experiment with the settings it started with, so "
+                                   f"{', '.join(ignored)} cannot change them; drop them, or start a new run "
+                                   f"with them (without --resume)")
+        if self.experiment_name is not None:
+            check_experiment_name(self.experiment_name)
+        if self.seed is not None:
+            self._require_whole("--seed", self.seed, least=0, meaning="the trials' random seed")
+            if self.seed > MAX_SEED:
+                raise SearchSpaceError(f"--seed {self.seed}: must be at most {MAX_SEED} (NumPy's seeds are 32-bit)")
+        if self.optuna_storage is not None and self.search != "optuna":
+            raise SearchSpaceError(f"--optuna-storage {self.optuna_storage}: keeps the study of --search optuna, "
+                                   f"but the search is {self.search}; add --search optuna or drop --optuna-storage")
+        if self.optuna_storage is not None:
+            check_optuna_storage(self.optuna_storage)
         seconds = self.plan_seconds_per_epoch
         if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
                                     or not 0 < seconds < float("inf")):
@@ -99,6 +139,19 @@ class SweepOptions:
                                       or not 0 <= value < float("inf")):
                 raise SearchSpaceError(f"{flag} {value!r}: must be a finite number, 0 or more "
                                        f"(fractions pack trials onto one device)")
+        if self.cpus_per_trial == 0:
+            raise SearchSpaceError(f"--cpus-per-trial {self.cpus_per_trial!r}: must be above 0, since each trial "
+                                   f"runs in a process that needs a CPU; give a fraction such as 0.5 to share one")
+
+    def _fixed_at_start(self) -> list[str]:
+        """The flags given that set what an experiment fixes when it starts (``--resume`` keeps
+        its saved settings)."""
+        given = {"--set/--set-file": bool(self.overrides), "--search": self.search != "grid",
+                 "--num-samples": self.num_samples is not None, "--seed": self.seed is not None,
+                 "--smoke": self.smoke, "--profile": self.profile != "auto",
+                 "--cpus-per-trial": self.cpus_per_trial is not None, "--gpus-per-trial": self.gpus_per_trial != AUTO,
+                 "--optuna-storage": self.optuna_storage is not None}
+        return [flag for flag, present in given.items() if present]
 
     @staticmethod
     def _require_whole(flag: str, value: int, *, least: int, meaning: str) -> None:
@@ -142,9 +195,11 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
     """Resolve, reach Ray, audit the data, forecast the cost, run the sweep through Ray Tune,
     write ``summary.csv``; with ``plan``, stop after the forecast.
 
-    Every check that needs no Ray runs first; Ray is reached (and the resource request checked
-    against it) before the data audit and before anything is written, so a wrong address or an
-    impossible request leaves no experiment behind (and ``--plan`` never writes one).
+    Every check that needs no Ray runs first: the options, the resource request against this
+    machine (or the Ray already up) and whether ``--address`` answers, then the data audit and
+    the pretrained weights; Ray starts only then. Nothing is written before Tune starts, and a
+    start that fails before Tune saved its state removes the experiment folder again, so a bad
+    input leaves no experiment behind (and ``--plan`` never writes one).
     """
     began = time.perf_counter()
     spec = get_sweep(options.name)
@@ -164,9 +219,22 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
             options.storage, spec.name, options.experiment_name)
     if options.check_data:
         data = audited_data(resolved, options, echo)
+        from sweeps.storage import is_uri
+        from trainables.datasets.audit_files import write_audit_files
+        folder = Path("runs" if is_uri(options.storage) else options.storage).resolve() / f"{spec.name}_data_audit"
+        if is_uri(options.storage):
+            echo(f"--storage {options.storage} is not local: --check-data writes its audit files under ./runs")
+        try:
+            echo(f"Audit files: {folder} ({', '.join(path.name for path in write_audit_files(folder, data))})")
+        except OSError as exc:
+            echo(f"Audit files not written: {exc}")
         return SweepOutcome(exit_code=0, audit=data.audit)
 
     configure_tune_environment()
+    check_before_ray(resolved, options, echo)
+    data = audited_data(resolved, options, echo)
+    if not options.resume:
+        preflight_pretrained(resolved, data)
     started_ray = ensure_ray(options.address, dashboard=options.dashboard, warn=echo)
     try:
         if options.gpus_per_trial == AUTO and not options.resume and resolved.resources.gpus > 0 \
@@ -177,21 +245,27 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
                               local=options.address is None, warn=echo)
         if not options.plan:
             check_shared_storage(options.storage, nodes=alive_nodes(), declared_shared=options.storage_shared)
-        data = audited_data(resolved, options, echo)
-        if not options.resume:
-            preflight_pretrained(resolved, data)
-            if options.gpus_per_trial == AUTO and resolved.resources.gpus > 0:
-                choice = auto_gpus_per_trial(resolved, data, nodes=node_capacities())
-                echo(choice.reason)
-                resolved = with_resources(resolved, None, choice.gpus_per_trial)
+        if not options.resume and options.gpus_per_trial == AUTO and resolved.resources.gpus > 0:
+            choice = auto_gpus_per_trial(resolved, data, nodes=node_capacities())
+            echo(choice.reason)
+            resolved = with_resources(resolved, None, choice.gpus_per_trial)
         forecast = sweep_forecast(resolved, data, options, began=began)
         echo("\n".join(forecast.lines()))
+        if warning := size_warning(forecast, num_samples=options.num_samples):
+            echo(warning)
         if options.plan:
             return SweepOutcome(exit_code=0, audit=data.audit)
-        if not options.resume:
-            write_experiment_files(location, resolved, data, data_dir=options.data_dir)
-        echo("Trials get: " + data.describe_training_splits())
-        rows, elapsed = fit_and_summarise(spec, resolved, data, location, options, echo, forecast=forecast)
+        try:
+            if not options.resume:
+                write_experiment_files(location, resolved, data, data_dir=options.data_dir)
+            echo("Trials get: " + data.describe_training_splits())
+            rows, elapsed = fit_and_summarise(spec, resolved, data, location, options, echo, forecast=forecast)
+        except BaseException as exc:
+            if not options.resume:  # a start that failed before Tune saved anything leaves no folder behind
+                discard_unstarted(location)
+            if isinstance(exc, KeyboardInterrupt) and has_tune_state(location):
+                raise SweepInterrupted(location) from None
+            raise
     finally:
         if started_ray:
             import ray
@@ -250,11 +324,36 @@ def calibrated(resolved: ResolvedSweep, data: SweepData, nodes: list) -> tuple[T
         return None, f"the calibration failed: {lines[-1][:200] if lines else type(exc).__name__}"
 
 
+def check_before_ray(resolved: ResolvedSweep, options: SweepOptions, echo: Callable[[str], None]) -> None:
+    """Before the data audit and before Ray starts: that a new run's ``pretrained_path`` files
+    exist, the trial's resource request against the Ray already up, or for a local run against
+    this machine (a local Ray gets no more), and whether the cluster at ``--address`` answers.
+    With ``--gpus-per-trial auto`` the GPUs are chosen once Ray is up, so only the CPUs are
+    checked here."""
+    if not options.resume:
+        check_pretrained_paths(resolved)
+    import ray
+    if ray.is_initialized():
+        nodes = node_capacities()
+    elif options.address is None:
+        nodes = [local_capacity()]
+    else:
+        wait_for_cluster(options.address)
+        return
+    gpus = resolved.resources.gpus if options.resume or options.gpus_per_trial != AUTO else 0.0
+    check_trial_resources(cpus=resolved.resources.cpus, gpus=gpus, local=options.address is None, warn=echo,
+                          nodes=nodes)
+
+
 def audited_data(resolved: ResolvedSweep, options: SweepOptions, echo: Callable[[str], None]) -> SweepData:
-    """The sweep's data, its audit printed; with ``--strict-data``, any dropped item or
-    difference from the pinned manifest is an error."""
+    """The sweep's data, its audit printed. Before decoding, an image size whose decoded data
+    would not fit in memory is an error (unless ``--allow-large-images``); after, a
+    classification split with fewer than two classes is one, and with ``--strict-data`` any
+    dropped item or difference from the pinned manifest."""
+    check_decoded_size(resolved, allowed=options.allow_large_images)
     data = prepare_sweep_data(resolved, data_dir=options.data_dir)
     echo(data.audit_text())
+    check_classes(resolved, data)
     if options.strict_data:
         problems = [problem for audit in data.audits.values() for problem in audit.strict_problems()]
         if problems:
@@ -267,9 +366,21 @@ def audited_data(resolved: ResolvedSweep, options: SweepOptions, echo: Callable[
 
 def write_experiment_files(location: ExperimentLocation, resolved: ResolvedSweep, data: SweepData, *,
                            data_dir: str | None) -> None:
-    """The audit, and ``sweep.json``: the resolved sweep and the environment that runs it."""
-    location.write_text("data_audit.json", json.dumps(data.audit_json(), indent=2))
-    location.write_text("data_audit.txt", data.audit_text() + "\n")
+    """The audit's files (``audit_files.write_audit_files``; staged locally and copied for an
+    experiment in cloud storage), and ``sweep.json``: the resolved sweep and the environment
+    that runs it."""
+    from trainables.datasets.audit_files import write_audit_files
+    if location.local_dir is not None:
+        write_audit_files(location.local_dir, data)
+    else:
+        import tempfile
+
+        import pyarrow.fs as pafs
+        with tempfile.TemporaryDirectory() as staging:
+            write_audit_files(Path(staging), data)
+            filesystem, base = pafs.FileSystem.from_uri(location.path)
+            filesystem.create_dir(base, recursive=True)
+            pafs.copy_files(staging, base, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=filesystem)
     environment = capture_environment(data=data, data_dir=data_dir)
     location.write_text(SWEEP_FILE, json.dumps({**resolved.to_dict(), "environment": environment}, indent=2))
 
@@ -288,8 +399,11 @@ def resume_command(options: SweepOptions, location: ExperimentLocation) -> str:
 
 def resolve_for_run(spec: SweepSpec, options: SweepOptions, echo: Callable[[str], None]) -> ResolvedSweep:
     profile, why = resolve_profile(options.profile)
-    overrides = options.overrides + ((f"seed={options.seed}",) if options.seed is not None else ())
-    resolved = resolve(spec, profile=profile, smoke=options.smoke, overrides=overrides)
+    overrides, origins = options.overrides, options.override_origins
+    if options.seed is not None:
+        origins += ("--set",) * (len(overrides) - len(origins)) + ("--seed",)
+        overrides += (f"seed={options.seed}",)
+    resolved = resolve(spec, profile=profile, smoke=options.smoke, overrides=overrides, origins=origins)
     if options.search == "grid":
         resolved.require_grid_values()
     resolved = with_resources(resolved, options.cpus_per_trial,
@@ -346,6 +460,17 @@ def with_resources(resolved: ResolvedSweep, cpus: float | None, gpus: float | No
     return dataclasses.replace(resolved, resources=resources)
 
 
+def check_pretrained_paths(resolved: ResolvedSweep) -> None:
+    """Every ``pretrained_path`` a trial config names is a file here (the weights in it are
+    read by ``preflight_pretrained``, after the data audit)."""
+    for path in sorted({str(config["pretrained_path"]) for config in resolved.configs()
+                        if config.get("pretrained_path")}):
+        if not Path(path).expanduser().is_file():
+            raise PretrainedWeightsError(f"pretrained_path {path}: no such file; point --set pretrained_path= at a "
+                                         f"weights file on this machine, or leave it unset (--set pretrained=false "
+                                         f"trains from scratch)")
+
+
 def preflight_pretrained(resolved: ResolvedSweep, data: SweepData) -> None:
     """Fetch (or find) pretrained weights once in the driver, so a missing download is one
     clear error now rather than every trial failing on a worker later."""
@@ -361,9 +486,11 @@ def preflight_pretrained(resolved: ResolvedSweep, data: SweepData) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> SweepOptions:
+    from_file = overrides_from_file(args.set_file)
     return SweepOptions(
-        name=args.name, overrides=overrides_from_file(args.set_file) + tuple(args.overrides),
-        profile=args.profile, smoke=args.smoke,
+        name=args.name, overrides=from_file + tuple(args.overrides),
+        override_origins=(f"--set-file {args.set_file}:",) * len(from_file),
+        allow_large_images=args.allow_large_images, profile=args.profile, smoke=args.smoke,
         num_samples=args.num_samples, storage=args.storage, storage_shared=args.storage_shared,
         experiment_name=args.experiment_name, resume=args.resume, address=args.address,
         gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
@@ -378,15 +505,21 @@ def overrides_from_file(path: str | None) -> tuple[str, ...]:
     if not path:
         return ()
     try:
-        mapping = yaml.safe_load(Path(path).read_text())
+        mapping = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SearchSpaceError(f"--set-file {path}: not a text file (not UTF-8); give a JSON or YAML mapping "
+                               f"of KEY: VALUE") from None
     except (OSError, yaml.YAMLError) as exc:
-        raise SearchSpaceError(f"--set-file {path}: cannot read it ({exc})") from exc
+        reason = " ".join(str(exc).split())
+        raise SearchSpaceError(f"--set-file {path}: cannot read it ({reason}); give a JSON or YAML mapping "
+                               f"of KEY: VALUE") from exc
     if not isinstance(mapping, dict):
         raise SearchSpaceError(f"--set-file {path}: expected a mapping of KEY: VALUE")
     return tuple(f"{key}={json.dumps(value)}" for key, value in mapping.items())
 
 
 def main(argv: list[str] | None = None) -> int:
+    interrupts_raise()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list:
@@ -394,17 +527,27 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.name:
         parser.error(f"name a sweep (valid: {', '.join(sorted(SWEEPS))}) or use --list")
+    options = None
     try:
-        return run_sweep(options_from_args(args)).exit_code
+        options = options_from_args(args)
+        return run_sweep(options).exit_code
     except MedsweepError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        # A second Ctrl-C while Tune was stopping, or one before Tune started: Tune keeps
-        # whatever state it had; the first Ctrl-C ends in run_sweep with summary.csv written.
-        print(f"\nInterrupted. If trials had started, continue with: python -m sweeps.run {args.name} --resume",
-              file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # The first Ctrl-C during the trials ends in run_sweep, with summary.csv written.
+        print(f"\n{interrupted_message(options, exc)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def interrupted_message(options: SweepOptions | None, interrupt: KeyboardInterrupt) -> str:
+    """What a Ctrl-C that ``run_sweep`` did not handle left: the command that resumes the
+    experiment when Tune had saved its state, else that there is nothing to resume."""
+    if isinstance(interrupt, SweepInterrupted):  # raised by run_sweep, so the options were read
+        return f"Interrupted. Continue with: {resume_command(options, interrupt.location)}"
+    if options is not None and options.resume:
+        return "Interrupted before Tune resumed the experiment; it is as it was: run the same command to continue it."
+    return "Interrupted before any trial started; no experiment was written, so there is nothing to resume."
 
 
 if __name__ == "__main__":

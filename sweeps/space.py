@@ -44,6 +44,9 @@ SECTIONS = ("data", "fixed", "grid", "profiles")
 MIN_IMAGE_SIZE = 8
 # Datasets that exist at a few image sizes only (MedMNIST publishes ChestMNIST at these).
 FIXED_IMAGE_SIZES = {"chestmnist": CHESTMNIST_SIZES}
+# Datasets whose splits the dataset itself fixes, so the leakage policy ``group`` (which decides
+# splits) cannot apply; their readers refuse it only after decoding every image.
+FIXED_SPLIT_DATASETS = ("bccd", "chestmnist")
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,10 @@ class DataSettings:
             raise ConfigError(f"the options of dataset {self.dataset} must be a {expected.__name__}, got "
                               f"{self.options!r}", key="options")
         check_image_size(self.dataset, self.image_size)
+        if getattr(self.options, "leakage", None) == "group" and self.dataset in FIXED_SPLIT_DATASETS:
+            raise ConfigError(f"data setting 'leakage' cannot be 'group' for {self.dataset}: its splits are fixed "
+                              f"by the dataset, so duplicates cannot be moved into one split; use warn, drop or "
+                              f"fail", key="leakage")
         if self.images_per_split is not None and self.images_per_split < 1:
             raise ConfigError(f"data setting 'images_per_split' must be a whole number of at least 1, or null "
                               f"for every image, got {self.images_per_split!r}", key="images_per_split")
@@ -244,9 +251,11 @@ def load_yaml(path: Path) -> dict:
 
 
 def resolve(spec: SweepSpec, *, profile: str, smoke: bool = False, overrides: tuple[str, ...] = (),
-            path: Path | None = None) -> ResolvedSweep:
+            path: Path | None = None, origins: tuple[str, ...] = ()) -> ResolvedSweep:
     """The sweep's search space for ``profile`` (``cpu`` or ``full``), smoke-sized if asked,
-    with ``key=value`` overrides applied and every trial config validated."""
+    with ``key=value`` overrides applied and every trial config validated. ``origins`` says
+    where each override came from, by position, for error messages (``--set`` where absent;
+    ``--set-file FILE:`` for a set file's items)."""
     if profile not in ("cpu", "full"):
         raise SearchSpaceError(f"profile must be 'cpu' or 'full' here, got {profile!r}")
     path = path or search_space_path(spec.search_space)
@@ -268,10 +277,11 @@ def resolve(spec: SweepSpec, *, profile: str, smoke: bool = False, overrides: tu
     config_class = get_trainable(spec.trainable).config_class
     trial_keys = sweep_trial_keys(config_class, data.get("dataset"), path)
     sources: dict[str, str] = {}
-    for item in overrides:
-        key, value = parse_override(item)
-        _apply_override(key, value, data, fixed, grid, trial_keys)
-        sources[key] = f"--set {item}"
+    for index, item in enumerate(overrides):
+        origin = origins[index] if index < len(origins) else "--set"
+        key, value = parse_override(item, origin=origin)
+        _apply_override(key, value, data, fixed, grid, trial_keys, origin=origin)
+        sources[key] = f"{origin} {item}"
     resources = spec.resources["cpu" if (profile == "cpu" or smoke) else "full"]
     values, ranges = split_axes(grid, path, sources)
     resolved = ResolvedSweep(spec=spec, profile=profile, smoke=smoke, data=data_settings(data, path, sources),
@@ -347,16 +357,16 @@ def variant_axis(resolved: ResolvedSweep) -> str | None:
     return get_dataset_entry(resolved.data.dataset).variant_axis
 
 
-def parse_override(item: str) -> tuple[str, Any]:
+def parse_override(item: str, *, origin: str = "--set") -> tuple[str, Any]:
     """``key=value`` with the value read as YAML (``lr=[1e-3,3e-4]`` is a list,
-    ``lr={loguniform: [1e-5, 1e-2]}`` a range)."""
+    ``lr={loguniform: [1e-5, 1e-2]}`` a range); errors name ``origin``, where it came from."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
-        raise SearchSpaceError(f"--set {item!r}: expected key=value, for example --set lr=[1e-3,3e-4]")
+        raise SearchSpaceError(f"{origin} {item!r}: expected key=value, for example --set lr=[1e-3,3e-4]")
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
-        raise SearchSpaceError(f"--set {item!r}: cannot read the value ({exc})") from exc
+        raise SearchSpaceError(f"{origin} {item!r}: cannot read the value ({exc})") from exc
     if isinstance(value, str):
         value = yaml_number(value)
     if isinstance(value, list):
@@ -371,15 +381,17 @@ def _list_numbers(values: list) -> list:
     return [yaml_number(v) if isinstance(v, str) else v for v in values]
 
 
-def _apply_override(key: str, value: Any, data: dict, fixed: dict, grid: dict, trial_keys: list[str]) -> None:
+def _apply_override(key: str, value: Any, data: dict, fixed: dict, grid: dict, trial_keys: list[str], *,
+                    origin: str = "--set") -> None:
     """A data setting of any dataset goes to the data section (whose validation refuses one the
-    sweep's dataset does not have, listing those it has); a trial key fixes or replaces an axis."""
+    sweep's dataset does not have, listing those it has); a trial key fixes or replaces an axis.
+    Errors name ``origin``, where the override came from."""
     if any_data_key(key):
         data[key] = value
     elif key in trial_keys:
         if isinstance(value, (list, Mapping)):
             if not value:
-                raise SearchSpaceError(f"--set {key}={value}: an axis needs at least one value")
+                raise SearchSpaceError(f"{origin} {key}={value}: an axis needs at least one value")
             grid[key] = value
             fixed.pop(key, None)
         else:
@@ -387,7 +399,7 @@ def _apply_override(key: str, value: Any, data: dict, fixed: dict, grid: dict, t
             grid.pop(key, None)
     else:
         valid = sorted(set(trial_keys) | set(data_keys(data["dataset"])))
-        raise SearchSpaceError(f"--set {key}: unknown key; valid keys: {', '.join(valid)}")
+        raise SearchSpaceError(f"{origin} {key}: unknown key; valid keys: {', '.join(valid)}")
 
 
 def validate_configs(resolved: ResolvedSweep, config_class: type, path: Path,

@@ -8,6 +8,7 @@ both kinds of storage behave the same.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ import pyarrow.fs as pafs
 
 from trainables.errors import ExperimentExistsError, ExperimentNotFoundError, MedsweepError
 
+# Seconds a cloud --storage has to answer its first request before the run gives up on it.
+CLOUD_PROBE_SECONDS = 20.0
 NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "beegfs", "ceph", "glusterfs",
                        "fuse.s3fs", "fuse.gcsfuse", "fuse.sshfs", "efs")
 
@@ -90,6 +93,45 @@ def check_writable_storage(*, storage: str) -> None:
                            f"pass --storage a directory you can write (for example ./runs) or fix its permissions")
 
 
+def check_cloud_storage(storage: str, *, timeout: float = CLOUD_PROBE_SECONDS) -> None:
+    """Fail at once, before the data audit and before Ray, when a cloud ``storage`` URI names a
+    scheme pyarrow has no filesystem for, or its bucket does not answer within ``timeout``
+    seconds (a missing bucket, no credentials, no network: the SDKs retry for minutes)."""
+    outcome: list[BaseException | None] = []
+
+    def probe() -> None:
+        try:
+            filesystem, base = pafs.FileSystem.from_uri(storage)
+            filesystem.get_file_info(base)
+            outcome.append(None)
+        except Exception as exc:  # pyarrow's ArrowInvalid (a ValueError), OSError from the SDK
+            outcome.append(exc)
+
+    worker = threading.Thread(target=probe, name="storage-probe", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    scheme = storage.split("://", 1)[0]
+    fix = "check the bucket's name, your credentials and the network, or pass --storage a local directory"
+    if not outcome:
+        raise StorageError(f"--storage {storage}: no answer within {timeout:.0f} s; {fix}")
+    error = outcome[0]
+    if error is None:
+        return
+    if isinstance(error, ValueError) and "Unrecognized filesystem type" in str(error):
+        raise StorageError(f"--storage {storage}: unknown scheme {scheme}://; use a local or NFS directory, "
+                           f"s3://BUCKET/PATH or gs://BUCKET/PATH")
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    raise StorageError(f"--storage {storage}: cannot be reached ({reason}); {fix}")
+
+
+def check_experiment_name(name: str) -> None:
+    """An experiment name is one folder inside ``--storage``: not empty, no path separator,
+    not ``.`` or ``..`` (``--name ../x`` would write outside the storage)."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise StorageError(f"--name {name!r}: must be a single folder name inside --storage (no '/', not '.' "
+                           f"or '..'); use --storage to choose where experiments go")
+
+
 def list_experiments(storage: str, prefix: str, marker: str) -> list[ExperimentLocation]:
     """Experiments under ``storage`` whose name starts with ``prefix`` and that hold ``marker``,
     oldest first."""
@@ -148,13 +190,21 @@ TUNE_STATE_FILE = "tuner.pkl"
 
 def new_experiment(storage: str, sweep: str, name: str | None) -> ExperimentLocation:
     """``<storage>/<name>``, or ``<storage>/<sweep>_<timestamp>`` without a name; never an
-    existing experiment, and never in local storage that cannot be written."""
+    existing experiment, and never in local storage that cannot be written or cloud storage
+    that does not answer."""
     check_writable_storage(storage=storage)
+    if is_uri(storage):
+        check_cloud_storage(storage)
     if name:
+        check_experiment_name(name)
         location = ExperimentLocation(storage, name)
+        if location.exists() and not has_tune_state(location):
+            raise ExperimentExistsError(f"--name {name}: {location.path} already exists but holds no Tune state "
+                                        f"({TUNE_STATE_FILE}): a run that stopped before any trial started, so "
+                                        f"there is nothing to resume; remove that folder, or choose another --name")
         if location.exists():
             raise ExperimentExistsError(f"--name {name}: {location.path} already exists; continue it with "
-                                  f"--resume --name {name}, or choose another --name")
+                                        f"--resume --name {name}, or choose another --name")
         return location
     stamp = time.strftime("%Y%m%d-%H%M%S")
     candidate = ExperimentLocation(storage, f"{sweep}_{stamp}")
@@ -168,7 +218,10 @@ def new_experiment(storage: str, sweep: str, name: str | None) -> ExperimentLoca
 def find_experiment(storage: str, sweep: str, name: str | None) -> ExperimentLocation:
     """The experiment to resume: ``--name`` if given, else the newest of this sweep that holds
     Tune's state (a run that stopped before Tune started has nothing to resume)."""
+    if is_uri(storage):
+        check_cloud_storage(storage)
     if name:
+        check_experiment_name(name)
         location = ExperimentLocation(storage, name)
         if not location.exists(SWEEP_FILE):
             raise ExperimentNotFoundError(f"--resume --name {name}: {location.path} is not a medsweep experiment "
@@ -176,7 +229,8 @@ def find_experiment(storage: str, sweep: str, name: str | None) -> ExperimentLoc
         if not has_tune_state(location):
             raise ExperimentNotFoundError(f"--resume --name {name}: {location.path} holds no Tune state "
                                           f"({TUNE_STATE_FILE}): the run stopped before any trial started; "
-                                          f"start a new run instead")
+                                          f"remove that folder and start a new run, or start one with another "
+                                          f"--name")
         return location
     candidates = [c for c in list_experiments(storage, f"{sweep}_", SWEEP_FILE) if has_tune_state(c)]
     if not candidates:
@@ -187,3 +241,14 @@ def find_experiment(storage: str, sweep: str, name: str | None) -> ExperimentLoc
 
 def has_tune_state(location: ExperimentLocation) -> bool:
     return location.exists(TUNE_STATE_FILE)
+
+
+def discard_unstarted(location: ExperimentLocation) -> bool:
+    """Remove ``location`` when it holds no Tune state (a run that failed or was stopped before
+    Tune started: only its audit and ``sweep.json``, nothing to resume), so the name can be used
+    again. True when something was removed."""
+    if not location.exists() or has_tune_state(location):
+        return False
+    fs, base = location._fs()
+    fs.delete_dir(base)
+    return True

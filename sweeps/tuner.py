@@ -16,6 +16,7 @@ from sweeps.space import ResolvedSweep
 from sweeps.storage import ExperimentLocation
 from trainables.checkpoints import STAGING_PREFIX
 from trainables.engine import Monitor
+from trainables.errors import SearchSpaceError
 from trainables.registry import get_trainable
 
 SEARCH_ALGORITHMS = ("grid", "optuna")
@@ -106,6 +107,31 @@ def search_algorithm(resolved: ResolvedSweep, settings: RunSettings, study_name:
     storage = optuna.storages.RDBStorage(settings.optuna_storage) if settings.optuna_storage else None
     return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=settings.seed), storage=storage,
                         study_name=study_name if storage is not None else None)
+
+
+def check_optuna_storage(url: str) -> None:
+    """Refuse an ``--optuna-storage`` that Optuna could not open, before anything starts: not a
+    database URL, a database kind SQLAlchemy does not know, or an SQLite file whose folder is
+    missing or not writable (each would otherwise fail with a traceback once Ray is up)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    fix = "give a database URL such as sqlite:///optuna.db (a file in an existing folder you can write)"
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SearchSpaceError(f"--optuna-storage {url}: not a database URL ({reason}); {fix}") from None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    folder = Path(parsed.database).expanduser().absolute().parent
+    if not folder.is_dir():
+        raise SearchSpaceError(f"--optuna-storage {url}: the folder {folder} of its SQLite file does not exist; "
+                               f"create it, or {fix}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SearchSpaceError(f"--optuna-storage {url}: the folder {folder} of its SQLite file is not writable "
+                               f"by this user; {fix}")
 
 
 def run_config(resolved: ResolvedSweep, location: ExperimentLocation, settings: RunSettings) -> tune.RunConfig:

@@ -1,8 +1,10 @@
-"""Shared fixtures: the real BCCD copy, a private cache, generated VOC data, one Ray instance."""
+"""Shared fixtures: the real BCCD copy, small copies of the real Taleqani images, a private cache,
+generated VOC data, one Ray instance."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,36 @@ def shared_data_dir() -> Path:
         pytest.fail(f"real BCCD data not found at {path}; set MEDSWEEP_DATA_DIR to the directory "
                     f"holding BCCD_Dataset/ (for example ../shared/data)")
     return path.resolve()
+
+
+TALEQANI_CLASSES = ("Benign", "Early", "Pre", "Pro")
+
+
+def real_taleqani_root() -> Path:
+    """The real ``ALL_Taleqani/`` copy beside the repository (or under ``MEDSWEEP_DATA_DIR``);
+    the calling test is skipped, saying where it looked, when it is absent."""
+    configured = os.environ.get("MEDSWEEP_DATA_DIR")
+    base = Path(configured) if configured else REPO.parent / "shared" / "data"
+    root = base / "ALL_Taleqani"
+    if not all((root / side / name).is_dir() for side in ("Original", "Segmented") for name in TALEQANI_CLASSES):
+        pytest.skip(f"the real Taleqani ALL images are not at {root} (Original/ and Segmented/ with "
+                    f"{', '.join(TALEQANI_CLASSES)}); set MEDSWEEP_DATA_DIR to the folder holding ALL_Taleqani/")
+    return root.resolve()
+
+
+def copy_real_taleqani(target: Path, *, per_class: int, every: int = 37) -> Path:
+    """``per_class`` real Original/Segmented pairs of each class copied into ``target`` (never
+    into the repository), taking every ``every``-th file so neighbouring frames of one smear
+    are not all chosen; returns ``target``."""
+    root = real_taleqani_root()
+    for name in TALEQANI_CLASSES:
+        chosen = sorted((root / "Original" / name).glob("*.jpg"))[::every][:per_class]
+        for original in chosen:
+            for side in ("Original", "Segmented"):
+                destination = target / side / name / original.name
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(root / side / name / original.name, destination)
+    return target
 
 
 @pytest.fixture(scope="session")
@@ -94,3 +126,20 @@ def assert_same_data(data, cached) -> None:
         assert np.array_equal(split.images, cached.splits[name].images)
         assert np.array_equal(split.labels, cached.splits[name].labels)
         assert list(split.sources) == list(cached.splits[name].sources)
+
+
+GPU_SKIP_REASON = "needs a CUDA GPU (run `pytest -m gpu` on a GPU machine)"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` run only where PyTorch sees a CUDA device; elsewhere they are
+    skipped, saying how to run them. ``pytest -m gpu`` selects exactly these."""
+    if not any(item.get_closest_marker("gpu") for item in items):
+        return
+    import torch
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason=GPU_SKIP_REASON)
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)

@@ -1,5 +1,6 @@
-"""End to end on generated data in the real layouts: the smoke sweeps of studies 2, 3 and 5
-through Ray Tune, and study 5's report with its tables per model and data-loading option."""
+"""End to end: the smoke sweeps of studies 2 and 5 on a small copy of the real Taleqani images
+and of study 3 on generated ChestMNIST data, through Ray Tune, and study 5's report with its
+tables per model and data-loading option."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ import ray
 from analysis.document import empty_cells
 from analysis.report import ReportOptions, write_report
 from sweeps.run import SweepOptions, run_sweep
-from trainables.datasets.synthetic import write_chestmnist, write_taleqani
+from tests.conftest import copy_real_taleqani
+from trainables.datasets.synthetic import write_chestmnist
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def taleqani_dir(tmp_path_factory):
-    return write_taleqani(tmp_path_factory.mktemp("taleqani"), per_class=10, size=64, class_cue=True)
+    """10 real images per class (skipped without the real copy)."""
+    return copy_real_taleqani(tmp_path_factory.mktemp("taleqani"), per_class=10)
 
 
 def smoke(name: str, data_dir, storage, overrides: tuple[str, ...] = ()) -> object:

@@ -1,5 +1,5 @@
-"""Class weights, oversampling and balancing, binary heads, config validation and
-normalisation of the classifier."""
+"""Class weights, oversampling and balancing, binary heads, config validation (with the epoch
+size both image trainables share) and normalisation of the classifier."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from trainables.classification import (
     predicted_classes,
 )
 from trainables.config import ConfigError, from_config
+from trainables.segmentation import SegmentationConfig
 
 
 def test_class_weights_are_total_over_classes_times_count():
@@ -74,6 +75,17 @@ def test_non_positive_lr_and_unknown_optimizer_are_rejected():
         from_config(ClassificationConfig, {"lr": 0.0})
     with pytest.raises(ConfigError, match="optimizer 'sgd' is unknown; valid: adamw, adam"):
         from_config(ClassificationConfig, {"optimizer": "sgd"})
+
+
+@pytest.mark.parametrize("config_class", [ClassificationConfig, SegmentationConfig])
+@pytest.mark.parametrize("samples", [0, -32])
+def test_an_epoch_of_no_samples_is_refused_naming_the_key_and_the_fix(config_class, samples):
+    with pytest.raises(ConfigError, match=r"'epoch_samples' must be a positive number of samples, or null for "
+                                          r"one full pass") as caught:
+        from_config(config_class, {"epoch_samples": samples})
+    assert caught.value.key == "epoch_samples"
+    assert from_config(config_class, {"epoch_samples": 1}).epoch_samples == 1
+    assert from_config(config_class, {"epoch_samples": None}).epoch_samples is None
 
 
 def test_normalize_maps_uint8_nhwc_to_standardised_nchw():

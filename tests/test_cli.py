@@ -40,7 +40,10 @@ def test_check_data_prints_the_audit_and_trains_nothing(capsys, shared_data_dir,
     out = capsys.readouterr().out
     assert "4,888" in out and "4,886" in out and "Dropped 2 item(s)" in out
     assert "BloodImage_00338" in out and "BloodImage_00343" in out
-    assert list(tmp_path.iterdir()) == []
+    # No experiment: only the audit's own folder, which the output names.
+    assert [p.name for p in tmp_path.iterdir()] == ["bccd_imbalance_data_audit"]
+    assert f"Audit files: {tmp_path / 'bccd_imbalance_data_audit'}" in out
+    assert (tmp_path / "bccd_imbalance_data_audit" / "data_audit.txt").is_file()
 
 
 def test_missing_data_is_a_clear_error(capsys, tmp_path):

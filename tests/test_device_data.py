@@ -65,7 +65,9 @@ def test_the_device_path_draws_the_loaders_samples_in_the_loaders_order(setting)
         images, labels = epoch(device)
         loader_images, loader_labels = zip(*loader)
         assert torch.equal(images, torch.cat(loader_images)) and torch.equal(labels, torch.cat(loader_labels))
-    assert len(labels) == config.epoch_samples or len(indices if indices is not None else split.labels)
+    full_pass = len(indices) if indices is not None else len(split.labels)   # the (rebalanced) indices once
+    expected = config.epoch_samples if config.epoch_samples is not None else full_pass
+    assert len(labels) == expected
     assert len(device) == len(loader)
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -380,3 +383,11 @@ def test_the_loop_config_refuses_a_non_positive_loop_setting(key):
     values = {"lr": 1e-3, "batch_size": 2, "eval_batch_size": 2, "max_epochs": 3, key: 0}
     with pytest.raises(ConfigError, match=f"config key '{key}' must be positive"):
         LoopConfig(**values)
+
+
+def test_asking_for_the_trials_cpus_outside_ray_starts_no_ray_instance():
+    # Run apart from this test session, which may hold its own Ray instance.
+    code = ("import ray; from trainables import engine; cpus = engine.assigned_cpus(); "
+            "print(cpus, ray.is_initialized())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == [str(os.cpu_count() or 1), "False"]

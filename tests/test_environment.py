@@ -9,6 +9,7 @@ import shutil
 from importlib import metadata
 
 import pytest
+import torch
 
 from sweeps.environment import (
     CORE_PACKAGES,
@@ -27,7 +28,10 @@ def test_a_new_experiment_records_code_packages_machine_and_data(smoke_sweep, sh
     assert len(recorded["medsweep_commit"]) == 40 and isinstance(recorded["medsweep_dirty"], bool)
     for name in (*CORE_PACKAGES, "pandas", "opencv-python-headless", "matplotlib"):
         assert recorded["packages"][name] == metadata.version(name), name
-    assert recorded["gpus"] == []
+    # The driver's GPUs as PyTorch names them: none without CUDA, else every device's model.
+    visible = ([torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+               if torch.cuda.is_available() else [])
+    assert recorded["gpus"] == visible
     data = recorded["data"]
     assert data["dataset"] == "bccd" and data["data_dir"] == str(shared_data_dir)
     (variant,) = data["variants"].values()

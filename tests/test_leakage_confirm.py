@@ -101,7 +101,8 @@ def test_drop_removes_the_val_member_of_a_confirmed_pair(leaky_chest):
     assert original in data.splits["train"].sources and copy not in data.splits["val"].sources
     assert sum(audit.kept["val"].values()) == sum(warned.kept["val"].values()) - 1 == len(data.splits["val"])
     assert audit.leakage["actions"] == [f"dropped {copy} (duplicate of {original})"]
-    assert f"Leakage policy drop: dropped {copy}" in audit.format()
+    assert (f"Leakage policy drop: dropped 1 image(s), each a duplicate of one kept in an earlier split:\n"
+            f"  dropped {copy} (duplicate of {original})") in audit.format()
     assert "Leakage policy warn: nothing moved or dropped." in warned.format()
 
 

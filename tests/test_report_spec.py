@@ -1,6 +1,7 @@
 """A report's checks are typed and validated when a sweep is registered: a quantity of an
 unknown kind, a metric without a declared direction, a group the report does not have or an
-unknown split is an error naming the sweep, the check and the valid choices."""
+unknown split is an error naming the sweep, the check and the valid choices. A ``depends_on``
+that is not a tuple of setting names is an error naming the check when it is built."""
 
 from __future__ import annotations
 
@@ -70,3 +71,10 @@ def test_a_mistyped_best_group_is_an_error():
                                               "report's groups; valid: 'CNN Custom', 'VGG16 Baseline', "
                                               "'VGG16 Fine-Tune'"):
         replace(spec, report=replace(spec.report, checks=(check,)))
+
+
+@pytest.mark.parametrize("depends_on", ["optimizer", (), ("optimizer", 1)])
+def test_depends_on_must_be_a_tuple_of_setting_names(depends_on):
+    with pytest.raises(ValueError, match="Check 'The claim': depends_on must be a non-empty tuple of setting names"):
+        Check(source="doc", statement="The claim", quantity=WinnerScore(metric="accuracy"), op=">", value=0.5,
+              depends_on=depends_on)

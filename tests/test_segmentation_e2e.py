@@ -1,4 +1,4 @@
-"""End to end on generated Taleqani data: the all_unet smoke sweep and its report."""
+"""End to end on a small copy of the real Taleqani images: the all_unet smoke sweep and its report."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import pytest
 from analysis.document import empty_cells
 from analysis.report import ReportOptions, write_report
 from sweeps.run import SweepOptions, run_sweep
-from trainables.datasets.synthetic import write_taleqani
+from tests.conftest import copy_real_taleqani
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def unet_smoke(ray_session, tmp_path_factory):
-    data_dir = write_taleqani(tmp_path_factory.mktemp("taleqani"), per_class=10, size=96)
+    # 12 real pairs per class; most real Segmented/Pro images are near-empty and dropped.
+    data_dir = copy_real_taleqani(tmp_path_factory.mktemp("taleqani"), per_class=12)
     outcome = run_sweep(SweepOptions(name="all_unet", smoke=True, storage=str(tmp_path_factory.mktemp("runs")),
                                      data_dir=str(data_dir)))
     return outcome, data_dir

@@ -53,6 +53,9 @@ def test_resume_picks_the_newest_experiment_of_the_sweep(tmp_path):
 
 def test_named_experiment_is_never_overwritten(tmp_path):
     ExperimentLocation(str(tmp_path), "mine").write_text("sweep.json", "{}")
+    with pytest.raises(FileExistsError, match="holds no Tune state .*remove that folder"):
+        new_experiment(str(tmp_path), "bccd_imbalance", "mine")
+    ExperimentLocation(str(tmp_path), "mine").write_text("tuner.pkl", "")
     with pytest.raises(FileExistsError, match="--resume --name mine"):
         new_experiment(str(tmp_path), "bccd_imbalance", "mine")
     assert new_experiment(str(tmp_path), "bccd_imbalance", None).name.startswith("bccd_imbalance_")

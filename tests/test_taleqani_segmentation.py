@@ -15,11 +15,14 @@ from tests.conftest import assert_same_data
 from trainables.datasets import taleqani_segmentation
 from trainables.datasets.download import DataNotFoundError, cache_dir
 from trainables.datasets.images import decode_rgb, resize_square
+from trainables.datasets.mask_audit import write_mask_figures
 from trainables.datasets.synthetic import main as synthetic_main
 from trainables.datasets.synthetic import write_taleqani
 from trainables.datasets.taleqani_common import locate_taleqani, split_sizes
 from trainables.datasets.taleqani_segmentation import (
+    EMPTY_BELOW,
     MASK_THRESHOLD,
+    cell_mask,
     prepare_taleqani_segmentation,
     read_segmentation_pairs,
     segmentation_mask,
@@ -92,6 +95,66 @@ def test_a_non_rgb_array_is_refused():
         segmentation_mask(np.zeros((4, 4), np.uint8))
 
 
+def test_the_cell_mask_drops_specks_and_keeps_cells():
+    image = np.zeros((224, 224, 3), np.uint8)
+    cv2.circle(image, (60, 60), 12, PURPLE, -1)                 # a blast: ~450 px
+    rng = np.random.default_rng(3)
+    for y, x in rng.integers(100, 220, (40, 2)):                 # ringing: 40 specks of 1-4 px
+        image[y:y + rng.integers(1, 3), x:x + rng.integers(1, 3)] = PURPLE
+    image[150:156, 20:26] = PURPLE                               # a 36 px fleck, under 64 px
+    raw, clean = segmentation_mask(image), cell_mask(image)
+    assert raw[100:, 100:].sum() > 40 and clean[100:, 100:].sum() == 0
+    assert clean[150:156, 20:26].sum() == 0
+    disc = np.zeros((224, 224), np.uint8)
+    cv2.circle(disc, (60, 60), 12, 1, -1)
+    assert (clean != disc.astype(bool)).sum() <= 8               # the cell itself kept, edge aside
+
+
+def _write_nearly_empty_pair(root: Path, source: str, *, size=48) -> None:
+    original = np.full((size, size, 3), (240, 218, 224), np.uint8)
+    original[10:20, 10:20] = PURPLE
+    for side, image in (("Original", original), ("Segmented", np.zeros_like(original))):
+        path = root / side / f"{source}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(_jpeg(image, quality=95))
+
+
+def test_near_empty_masks_are_listed_by_name_and_dropped_or_kept_by_the_setting(tmp_path):
+    for name in "abcd":
+        _write_square_pair(tmp_path, f"Benign/{name}")
+    _write_nearly_empty_pair(tmp_path, "Pro/empty_1")
+    _write_nearly_empty_pair(tmp_path, "Pro/empty_2")
+    dropped, audit = read_segmentation_pairs(tmp_path, image_size=24, leakage="warn")
+    assert [item["source"] for item in audit.masks["near_empty"]] == ["Pro/empty_1", "Pro/empty_2"]
+    assert all(item["fraction"] < EMPTY_BELOW for item in audit.masks["near_empty"])
+    assert audit.masks["policy"] == "drop" and "opening" in audit.masks["rule"]
+    kept_sources = {s for split in dropped.values() for s in split.sources}
+    assert kept_sources == {f"Benign/{name}" for name in "abcd"} and audit.total_kept() == 4
+    assert sum(audit.images_read.values()) == 6 and not audit.dropped   # listed, not damage: --strict-data passes
+    kept, kept_audit = read_segmentation_pairs(tmp_path, image_size=24, leakage="warn", empty_masks="keep")
+    assert {s for split in kept.values() for s in split.sources} >= {"Pro/empty_1", "Pro/empty_2"}
+    assert kept_audit.masks["policy"] == "keep" and len(kept_audit.masks["near_empty"]) == 2
+    with pytest.raises(ValueError, match="empty_masks 'skip' is unknown; valid: drop, keep"):
+        read_segmentation_pairs(tmp_path, image_size=24, empty_masks="skip")
+
+
+def test_the_masks_section_describes_the_distribution_and_its_figures_are_written(tmp_path):
+    for name in "abcdef":
+        _write_square_pair(tmp_path / "data", f"Benign/{name}")
+    _write_nearly_empty_pair(tmp_path / "data", "Pro/empty")
+    (tmp_path / "data/Segmented/Benign/f.jpg").write_bytes(_jpeg(np.zeros((40, 48, 3), np.uint8)))
+    _, audit = read_segmentation_pairs(tmp_path / "data", image_size=24, leakage="warn")
+    masks = audit.masks
+    assert masks["fraction_quantiles"]["p50"] == pytest.approx(256 / 48**2, abs=0.03)
+    assert sum(masks["histogram"]["counts"]) == 6                  # decoded pairs; the mismatched one is not
+    assert masks["mismatched"] == [{"source": "Benign/f", "reason": "size mismatch: Original 48x48, Segmented 48x40"}]
+    assert masks["examples"][0]["source"] == "Pro/empty" and len(masks["examples"]) <= 8
+    written = write_mask_figures(masks, tmp_path / "figures")
+    assert [path.name for path in written] == ["mask_fractions.png", "mask_examples.png"]
+    for path in written:
+        assert decode_rgb(path).shape[0] > 100
+
+
 # --- pairing and the audit -------------------------------------------------------------------
 
 def test_unmatched_corrupt_and_mismatched_files_are_dropped_with_reasons(tmp_path):
@@ -155,7 +218,7 @@ def test_split_sizes_round_and_leave_no_split_empty_from_three_pairs(count, size
 def test_masks_are_resized_nearest_from_the_full_resolution_mask(tmp_path):
     for name in "abc":   # odd edges, where bilinear and nearest resizing differ at 30 px
         _write_square_pair(tmp_path, f"Benign/{name}", box=(9, 24, 23, 40))
-    full_mask = segmentation_mask(decode_rgb(tmp_path / "Segmented/Benign/a.jpg")).astype(np.uint8)
+    full_mask = cell_mask(decode_rgb(tmp_path / "Segmented/Benign/a.jpg")).astype(np.uint8)
     original = decode_rgb(tmp_path / "Original/Benign/a.jpg")
     doubled = full_mask.repeat(2, 0).repeat(2, 1)
     nearest = cv2.resize(full_mask, (30, 30), interpolation=cv2.INTER_NEAREST)

@@ -102,28 +102,51 @@ def read_state(path: Path, required: Iterable[str] = ("model",)) -> dict:
     run code) and ``CheckpointError`` when it is missing, truncated, corrupt or lacks
     ``required`` keys; either way it was not loaded."""
     path = Path(path)
-    try:
-        with warnings.catch_warnings():  # a plain pickle.dump's protocol: refused below if it holds objects
-            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise UnsafeCheckpointError(
-            f"refused to load checkpoint {path}: it holds objects other than tensors and plain data "
-            f"(numbers, strings, lists, dicts){_refusal_detail(path, str(exc))}; unpickling such objects "
-            f"runs code, so the file may be hostile. It was not loaded and nothing in it ran; only analyse "
-            f"or resume experiment directories from sources you trust") from None
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} is missing; it was not loaded") from None
-    except Exception as exc:  # miniz's RuntimeError, EOFError, a stray KeyError: not a torch file
-        reason = (str(exc).strip().splitlines() or [""])[0].split(". ")[0][:200]
-        raise CheckpointError(f"could not read checkpoint {path}: the file is truncated, corrupt or not a "
-                              f"torch checkpoint ({type(exc).__name__}{f': {reason}' if reason else ''}); "
-                              f"it was not loaded") from exc
+    state = load_tensors(path)
     missing = [key for key in required if not isinstance(state, dict) or key not in state]
     if missing:
         raise CheckpointError(f"checkpoint {path} is not one medsweep wrote (it lacks {', '.join(missing)}); "
                               f"it was not loaded")
     return state
+
+
+# What to do about a refused experiment checkpoint.
+TRUSTED_SOURCES = "only analyse or resume experiment directories from sources you trust"
+
+
+def load_tensors(path: Path, *, what: str = "checkpoint", fix: str | None = None):
+    """``torch.load(path, weights_only=True)`` on the CPU: an experiment's state file, or
+    pretrained weights (``what="pretrained_path"``). A refused or unreadable file is the
+    one-line error of ``load_error``; ``fix`` says what to do instead."""
+    try:
+        with warnings.catch_warnings():  # a plain pickle.dump's protocol: refused below if it holds objects
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise load_error(Path(path), exc, what=what, fix=fix) from exc
+
+
+def load_error(path: Path, exc: BaseException, *, what: str = "checkpoint", fix: str | None = None) -> CheckpointError:
+    """The one-line error for a file that ``torch.load(weights_only=True)`` (or a library
+    loading it so, as timm does) refused or could not read: ``UnsafeCheckpointError`` when it
+    holds objects other than tensors and plain data (PyTorch's ``UnpicklingError``, also as the
+    cause of another error), else ``CheckpointError`` (missing, truncated, corrupt, not a torch
+    file). ``what`` names the file's role; ``fix`` ends the message."""
+    if isinstance(exc, pickle.UnpicklingError) or isinstance(exc.__cause__, pickle.UnpicklingError):
+        message = str(exc.__cause__ if isinstance(exc.__cause__, pickle.UnpicklingError) else exc)
+        return UnsafeCheckpointError(
+            f"refused to load {what} {path}: it holds objects other than tensors and plain data "
+            f"(numbers, strings, lists, dicts){_refusal_detail(path, message)}; unpickling such objects "
+            f"runs code, so the file may be hostile. It was not loaded and nothing in it ran; "
+            f"{fix or TRUSTED_SOURCES}")
+    then = f"; {fix}" if fix else ""
+    if isinstance(exc, FileNotFoundError):
+        return CheckpointError(f"{what} {path} is missing; it was not loaded{then}")
+    # miniz's RuntimeError, EOFError, a stray KeyError or IndexError: not a torch file
+    reason = (str(exc).strip().splitlines() or [""])[0].split(". ")[0][:200]
+    return CheckpointError(f"could not read {what} {path}: the file is truncated, corrupt or not a torch "
+                           f"checkpoint ({type(exc).__name__}{f': {reason}' if reason else ''}); it was not "
+                           f"loaded{then}")
 
 
 def _refusal_detail(path: Path, message: str) -> str:

@@ -14,7 +14,7 @@ from torch import nn
 
 from trainables import checkpoints, engine
 from trainables.arrays import Normalize, in_order
-from trainables.config import ConfigError, LoopConfig, from_config, require_choice
+from trainables.config import ConfigError, LoopConfig, from_config, require_choice, require_epoch_samples
 from trainables.datasets.base import ClassificationData, SplitArrays
 from trainables.device_data import DATA_PATHS, training_batches
 from trainables.metrics import classification_metrics, probability_metrics
@@ -59,6 +59,7 @@ class ClassificationConfig(LoopConfig):
         super().__post_init__()
         require_choice("optimizer", self.optimizer, engine.OPTIMIZERS)
         require_choice("data_path", self.data_path, DATA_PATHS)
+        require_epoch_samples(self.epoch_samples)
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"config key 'dropout' must be in [0, 1), got {self.dropout!r}")
         if self.balance_per_class is not None and (self.balance_per_class <= 0 or self.oversampling):

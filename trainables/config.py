@@ -52,6 +52,9 @@ class LoopConfig:
 
     def __post_init__(self) -> None:
         require_positive(self, ("lr", "batch_size", "eval_batch_size", "max_epochs", "divergence_factor"))
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"config key 'seed' must be a whole number from 0 to {2**32 - 1} (NumPy's seeds "
+                              f"are 32-bit), got {self.seed!r}", key="seed")
 
 
 def require_choice(key: str, value: Any, choices) -> None:
@@ -64,6 +67,14 @@ def require_positive(config: Any, keys: tuple[str, ...]) -> None:
     for key in keys:
         if getattr(config, key) <= 0:
             raise ConfigError(f"config key {key!r} must be positive, got {getattr(config, key)!r}", key=key)
+
+
+def require_epoch_samples(value: int | None) -> None:
+    """``epoch_samples``: how many training samples an epoch draws, or None (null) for one full
+    pass over the training split; zero or fewer would train on nothing."""
+    if value is not None and value <= 0:
+        raise ConfigError(f"config key 'epoch_samples' must be a positive number of samples, or null for one "
+                          f"full pass over the training split, got {value!r}", key="epoch_samples")
 
 
 def config_keys(cls: type) -> list[str]:

@@ -183,9 +183,12 @@ def _node_id() -> str:
 
 
 def assigned_cpus() -> int:
-    """The CPUs Ray assigned this trial (all of this machine's outside Ray)."""
+    """The CPUs Ray assigned this trial (all of this machine's outside Ray). Outside Ray, asking
+    for the runtime context would start a local Ray instance, so it is not asked."""
+    import ray
+    if not ray.is_initialized():
+        return os.cpu_count() or 1
     try:
-        import ray
         return int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
     except Exception:
         return os.cpu_count() or 1

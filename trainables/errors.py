@@ -8,10 +8,13 @@ those keep working.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 
 USER_ERROR_EXIT = 2
+# The shell's code for a command ended by SIGINT (128 + 2).
+INTERRUPTED_EXIT = 130
 
 
 class MedsweepError(Exception):
@@ -20,13 +23,40 @@ class MedsweepError(Exception):
 
 def cli_exit_code(action: Callable[[], object]) -> int:
     """Run a command line's ``action``: exit code 0, or the ``MedsweepError``'s message on
-    one line of stderr and exit 2. Anything else is a bug and keeps its traceback."""
+    one line of stderr and exit 2, or after Ctrl-C one line and exit 130. Anything else is a
+    bug and keeps its traceback."""
+    interrupts_raise()
     try:
         action()
     except MedsweepError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return USER_ERROR_EXIT
+    except KeyboardInterrupt:
+        print("\nInterrupted.", file=sys.stderr)
+        return INTERRUPTED_EXIT
     return 0
+
+
+def _exit_while_loading(signum, frame) -> None:
+    """SIGINT while a command's modules load: one line, exit 130, no traceback."""
+    print("\nInterrupted while starting; nothing was run.", file=sys.stderr)
+    raise SystemExit(INTERRUPTED_EXIT)
+
+
+def interrupts_exit_while_loading() -> None:
+    """Called by each command's package on import: when Python is locating a ``python -m``
+    module (``sys.argv[0]`` is ``-m`` until then), a Ctrl-C while the command's modules load
+    exits 130 with one line instead of a ``KeyboardInterrupt`` traceback. The command's
+    ``main`` puts Python's own handler back (``interrupts_raise``)."""
+    if sys.argv[:1] == ["-m"]:
+        signal.signal(signal.SIGINT, _exit_while_loading)
+
+
+def interrupts_raise() -> None:
+    """Ctrl-C raises ``KeyboardInterrupt`` again, for the command to handle, once its modules
+    are loaded."""
+    if signal.getsignal(signal.SIGINT) is _exit_while_loading:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class UnknownNameError(MedsweepError, KeyError):

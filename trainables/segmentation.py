@@ -13,7 +13,14 @@ from torch import nn
 
 from trainables import checkpoints, engine
 from trainables.arrays import Normalize, in_order
-from trainables.config import ConfigError, LoopConfig, from_config, require_choice, require_positive
+from trainables.config import (
+    ConfigError,
+    LoopConfig,
+    from_config,
+    require_choice,
+    require_epoch_samples,
+    require_positive,
+)
 from trainables.datasets.base import ClassificationData, SplitArrays
 from trainables.device_data import DATA_PATHS, training_batches
 from trainables.metrics import binarize, mask_counts, scores_from_counts, segmentation_metrics
@@ -54,6 +61,7 @@ class SegmentationConfig(LoopConfig):
         require_choice("optimizer", self.optimizer, engine.OPTIMIZERS)
         require_choice("loss", self.loss, LOSSES)
         require_choice("data_path", self.data_path, DATA_PATHS)
+        require_epoch_samples(self.epoch_samples)
         if not 0 <= self.dropout < 1 or not 0 < self.threshold < 1:
             raise ConfigError(f"dropout must be in [0, 1) and threshold in (0, 1); "
                               f"got {self.dropout}, {self.threshold}")

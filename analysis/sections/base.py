@@ -20,6 +20,7 @@ from analysis.stats import Estimate
 from analysis.winners import Winners, format_group, group_key
 from sweeps.registry import SweepSpec
 from sweeps.report_spec import ReportSpec, ReportSpecError
+from sweeps.space import ResolvedSweep, resolve
 from trainables.registries import Registry
 from trainables.registry import get_trainable
 
@@ -43,6 +44,12 @@ class ReportContext:
         """Where in the study's document a table comes from ("" for medsweep's own tables)."""
         where = self.spec.citation(topic)
         return f"{self.spec.document} {where}" if where else ""
+
+    @cached_property
+    def document_sweep(self) -> ResolvedSweep:
+        """The sweep at its document's settings (the ``full`` profile, no overrides), which the
+        report compares this run's settings with."""
+        return resolve(self.experiment.spec, profile="full")
 
     @cached_property
     def _trials_by_id(self) -> pd.DataFrame:

@@ -25,11 +25,15 @@ from sweeps.report_spec import (
     ClassCount,
     Diverged,
     Quantity,
+    ReportSpecError,
     TrialScore,
     WinnerScore,
     axis_values_text,
 )
+from sweeps.space import ResolvedSweep
+from trainables.config import config_keys
 from trainables.metrics import metric_direction
+from trainables.registry import get_trainable
 
 from .base import (
     ReportContext,
@@ -49,11 +53,10 @@ from .base import (
 def summary(context: ReportContext) -> list[Block]:
     experiment, winners = context.experiment, context.winners
     counts = experiment.trials["stop_reason"].value_counts()
-    resolved = experiment.resolved
     blocks: list[Block] = [
         Heading("Summary"),
-        Paragraph(f"Sweep {experiment.spec.name} — {experiment.spec.study}. Profile {resolved.profile}"
-                  f"{' (smoke)' if resolved.smoke else ''}; {len(experiment.trials)} trial(s): "
+        Paragraph(profile_statement(context)),
+        Paragraph(f"Sweep {experiment.spec.name} — {experiment.spec.study}. {len(experiment.trials)} trial(s): "
                   + ", ".join(f"{n} {reason}" for reason, n in counts.items())
                   + f". Trials are selected on {experiment.metric} ({experiment.mode}) of the validation split; "
                     "the test split is used only below, to confirm the candidates."),
@@ -85,6 +88,19 @@ def summary(context: ReportContext) -> list[Block]:
         items += [f"Not confirmed: {failure}" for failure in context.confirmation.failures]
     blocks.append(Bullets(tuple(items)))
     return blocks
+
+
+def profile_statement(context: ReportContext) -> str:
+    """The run's profile, plainly: whether its numbers are measured at the document's settings."""
+    resolved = context.experiment.resolved
+    changes = setting_changes(context)
+    head = f"Profile: {profile_name(resolved)}{overrides_text(resolved)}"
+    if not changes:
+        return f"{head} — the document's own settings, so its numbers can be set beside the document's."
+    if profile_name(resolved) == "full":
+        return f"{head} — numbers are measured at settings that differ from the document's ({changes_text(changes)})."
+    return (f"{head} — numbers are {profile_name(resolved)}-profile numbers, not the document's settings "
+            f"({changes_text(changes)}).")
 
 
 def tie_sentence(context: ReportContext) -> str:
@@ -183,19 +199,171 @@ def training_curves(context: ReportContext) -> list[Block]:
 
 @section("checks", needs="confirmation")
 def checks(context: ReportContext) -> list[Block]:
-    rows = []
+    changes = setting_changes(context)
+    valid = setting_names(context)
+    rows, compared = [], []
     for check in context.spec.checks:
         measured, shown = measure(context, check.quantity)
-        holds = holds_text(check, measured)
+        relevant = changes_for(context, check, changes, valid)
+        compared.append((check, not relevant))
         rows.append({"Source": check.source, "Kind": check.kind, "Statement": check.statement,
                      "Document": f"{check.op} {check.value}" + (f" (± {check.tolerance})" if check.tolerance else ""),
-                     "Measured": shown, "Holds": holds})
+                     "Measured": shown, "Verdict": verdict_text(check, measured, relevant)})
     if not rows:
         return []
     return [Heading("The document's targets and claims"),
-            Paragraph("Each target or claim of the document beside what was measured here (test values: the mean "
-                      "over the retrained seeds, or the sweep checkpoint where none were retrained)."),
+            Paragraph(profile_sentence(context, changes, compared) + " Each target or claim of the document "
+                      "beside what was measured here (test values: the mean over the retrained seeds, or the sweep "
+                      "checkpoint where none were retrained)."),
             Table(pd.DataFrame(rows), caption="Targets and claims", source=context.cite("checks"))]
+
+
+# A check's verdict: measured at settings comparable with the document's, it holds, is
+# contradicted, or (a best-group claim) is tied; otherwise it is not comparable or not measured.
+HOLDS, CONTRADICTED, TIED = "checked: holds", "contradicted", "tied"
+NOT_COMPARABLE, NOT_MEASURED = "not comparable at this profile", "not measured"
+# Settings that change no measurement: the evaluation batch size is speed only.
+NO_EFFECT = frozenset({"eval_batch_size"})
+# A reason lists these first when they differ (pretrained weights, input size, model, then how
+# much data and training), then the other settings in the order the sweep records them.
+FIRST = ("pretrained", "image_size", "model", "backbone", "images_per_split", "max_epochs", "epoch_samples",
+         "steps_per_epoch")
+SHOWN_CHANGES = 5
+# How an unset setting reads where unset means "every one"; any other reads "default".
+UNSET = {"epoch_samples": "all", "images_per_split": "all"}
+# The data audit counts every image the dataset's reader keeps, before resizing and before a
+# smoke sweep's subset (sweeps.data.prepare_sweep_data): these data settings change no class count.
+NOT_COUNTED = frozenset({"image_size", "images_per_split"})
+
+
+@dataclass(frozen=True)
+class SettingChange:
+    """A setting whose value in this run differs from the document's (its sweep's ``full``
+    profile); a value of None is unset."""
+
+    name: str
+    document: object
+    run: object
+
+    def text(self) -> str:
+        """``pretrained true→false``."""
+        return f"{self.name} {setting_text(self.name, self.document)}→{setting_text(self.name, self.run)}"
+
+
+def setting_text(name: str, value: object) -> str:
+    """A setting's value as its YAML reads: ``true``, ``0.0001``, ``[8, 12]``; unset as ``UNSET`` says."""
+    if value is None:
+        return UNSET.get(name, "default")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(setting_text(name, item) for item in value) + "]"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def sweep_settings(resolved: ResolvedSweep) -> dict[str, object]:
+    """The settings of a resolved sweep that can change what it measures: its data settings,
+    fixed values and grid axes (their lists of values), without ``NO_EFFECT``."""
+    settings = {**resolved.data.to_dict(), **resolved.fixed, **resolved.grid}
+    return {name: value for name, value in settings.items() if name not in NO_EFFECT}
+
+
+def setting_changes(context: ReportContext) -> tuple[SettingChange, ...]:
+    """Every setting in which this run differs from the document's, ``FIRST`` first."""
+    document, run = sweep_settings(context.document_sweep), sweep_settings(context.experiment.resolved)
+    names = dict.fromkeys([*document, *run])
+    changes = [SettingChange(name, document.get(name), run.get(name)) for name in names
+               if document.get(name) != run.get(name)]
+    rank = {name: index for index, name in enumerate(FIRST)}
+    return tuple(sorted(changes, key=lambda change: rank.get(change.name, len(FIRST))))
+
+
+def changes_text(changes: tuple[SettingChange, ...]) -> str:
+    """The first ``SHOWN_CHANGES`` changes, and how many more there are."""
+    more = len(changes) - SHOWN_CHANGES
+    return ", ".join(change.text() for change in changes[:SHOWN_CHANGES]) + (f" and {more} more" if more > 0 else "")
+
+
+def setting_names(context: ReportContext) -> frozenset[str]:
+    """The names a check's ``depends_on`` may use: the trainable's config keys and the data
+    settings and trial keys of this run and of the document's settings."""
+    config_class = get_trainable(context.experiment.spec.trainable).config_class
+    return frozenset(config_keys(config_class)).union(
+        *(resolved.data.to_dict().keys() | resolved.fixed.keys() | resolved.grid.keys()
+          for resolved in (context.experiment.resolved, context.document_sweep)))
+
+
+def changes_for(context: ReportContext, check: Check, changes: tuple[SettingChange, ...],
+                valid: frozenset[str]) -> tuple[SettingChange, ...]:
+    """The changes that can alter ``check``'s measurement (none: it is comparable with the
+    document's): those of the settings it ``depends_on``; without them, for a class count the
+    data settings that change which images are read or how they are split, for a score every
+    change. A ``depends_on`` name that is no setting is an error listing the valid ones."""
+    if check.depends_on is not None:
+        unknown = [name for name in check.depends_on if name not in valid]
+        if unknown:
+            raise ReportSpecError(f"sweep {context.experiment.spec.name!r}, check {check.statement!r}: depends_on "
+                                  f"names no setting: {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
+        return tuple(change for change in changes if change.name in check.depends_on)
+    if isinstance(check.quantity, ClassCount):
+        data = context.document_sweep.data.to_dict().keys() | context.experiment.resolved.data.to_dict().keys()
+        return tuple(change for change in changes if change.name in data and change.name not in NOT_COUNTED)
+    return changes
+
+
+def verdict_text(check: Check, measured: float | str | Tie | None, changes: tuple[SettingChange, ...]) -> str:
+    """The check's verdict: "not measured" when nothing was; "not comparable at this profile"
+    with the settings that differ when ``changes`` (those that can alter it) is not empty;
+    else "tied" when the group a best-group claim names shares the best value with another,
+    "checked: holds" or "contradicted"."""
+    if measured is None:
+        return NOT_MEASURED
+    if changes:
+        return f"{NOT_COMPARABLE}: {changes_text(changes)}"
+    if isinstance(measured, Tie):
+        return TIED if check.value in measured.groups else CONTRADICTED
+    return HOLDS if check.holds(measured) else CONTRADICTED
+
+
+def profile_name(resolved: ResolvedSweep) -> str:
+    """``smoke`` for a smoke sweep (the cpu profile made test-sized), else its profile."""
+    return "smoke" if resolved.smoke else resolved.profile
+
+
+def overrides_text(resolved: ResolvedSweep) -> str:
+    """`` with --set max_epochs=5``: the run's ``--set`` items, if any."""
+    return f" with --set {', '.join(resolved.overrides)}" if resolved.overrides else ""
+
+
+def profile_label(resolved: ResolvedSweep) -> str:
+    """``cpu profile``, ``smoke profile`` or ``full profile``, with the run's ``--set`` items."""
+    return f"{profile_name(resolved)} profile{overrides_text(resolved)}"
+
+
+def profile_sentence(context: ReportContext, changes: tuple[SettingChange, ...],
+                     compared: list[tuple[Check, bool]]) -> str:
+    """What this run's settings let its checks say: ``compared`` pairs each check with whether
+    it is comparable with the document's."""
+    label = profile_label(context.experiment.resolved)
+    if not changes:
+        return f"This run used the {label}, the document's own settings: every target and claim is checked."
+    topics = []
+    for topic, on_data in (("its models' scores", False), ("the data", True)):
+        comparable = [ok for check, ok in compared if isinstance(check.quantity, ClassCount) == on_data]
+        if comparable:
+            topics.append(f"the claims on {topic} {judged(comparable)}")
+    return (f"This run used the {label}, not the document's settings ({changes_text(changes)}): "
+            + ", and ".join(topics) + ".")
+
+
+def judged(comparable: list[bool]) -> str:
+    """Whether claims (each comparable or not) are checked."""
+    if all(comparable):
+        return "are checked"
+    if not any(comparable):
+        return "are not comparable with the document's (their measured values are shown for reference)"
+    return (f"are checked where they depend only on settings that did not change ({sum(comparable)} of "
+            f"{len(comparable)}); the others are not comparable")
 
 
 @dataclass(frozen=True)
@@ -204,16 +372,6 @@ class Tie:
     best, so a claim naming one of them neither holds nor fails."""
 
     groups: tuple[str, ...]
-
-
-def holds_text(check: Check, measured: float | str | Tie | None) -> str:
-    """"yes" or "no"; "tied" when the group a claim names shares the best value with another;
-    "n/a" when nothing was measured."""
-    if measured is None:
-        return "n/a"
-    if isinstance(measured, Tie):
-        return "tied" if check.value in measured.groups else "no"
-    return "yes" if check.holds(measured) else "no"
 
 
 def trials_with(context: ReportContext, where: dict[str, object]) -> pd.DataFrame:
@@ -245,7 +403,9 @@ def measure(context: ReportContext, quantity: Quantity) -> tuple[float | str | T
         who = quantity.group
         trial_id = context.winners.overall if who == WINNER else group_trial(context, who)
         e = context.estimate(trial_id, quantity.metric) if trial_id else None
-        return (None, f"no trial for {who}") if e is None else (e.mean, f"{estimate_text(e)} ({who}, {trial_id})")
+        if e is None:
+            return None, f"no test {quantity.metric} of {who} ({trial_id})" if trial_id else f"no trial for {who}"
+        return e.mean, f"{estimate_text(e)} ({who}, {trial_id})"
     if isinstance(quantity, ClassCount):
         kept = context.experiment.audit.get("kept", {})
         splits = list(kept) if quantity.split == "all" else [quantity.split]
@@ -259,8 +419,10 @@ def measure(context: ReportContext, quantity: Quantity) -> tuple[float | str | T
         return e.mean, f"{number(e.mean)} [{number(e.low)}, {number(e.high)}] (sweep checkpoint {trial_id})"
     if isinstance(quantity, Diverged):
         chosen = trials_with(context, quantity.where)
+        if chosen.empty:
+            return None, f"no trial with {axis_values_text(quantity.where)}"
         diverged = int((chosen["stop_reason"] == "diverged").sum())
-        verdict = "all" if diverged == len(chosen) and diverged else ("none" if not diverged else "some")
+        verdict = "all" if diverged == len(chosen) else ("none" if not diverged else "some")
         return verdict, f"{diverged} of {len(chosen)} diverged; the others " + (
             ", ".join(f"{n} {r}" for r, n in chosen.loc[chosen["stop_reason"] != "diverged", "stop_reason"]
                       .value_counts().items()) or "—")

@@ -14,7 +14,7 @@ from trainables.datasets.detection.lymphoblast import LymphoblastOptions
 from trainables.datasets.detection.reading import DetectionOptions
 from trainables.datasets.options import DatasetOptions, LeakageOptions
 from trainables.datasets.taleqani_classification import TaleqaniOptions, prepare_taleqani_classification
-from trainables.datasets.taleqani_segmentation import prepare_taleqani_segmentation
+from trainables.datasets.taleqani_segmentation import TaleqaniSegmentationOptions, prepare_taleqani_segmentation
 from trainables.registries import Registry
 
 PrepareFn = Callable[..., tuple[ClassificationData, DataAudit]]
@@ -40,7 +40,7 @@ class DatasetEntry:
 
 DATASETS: Registry[DatasetEntry] = Registry("dataset", entries={
     "bccd": DatasetEntry(prepare_bccd, BCCDOptions),
-    "taleqani_segmentation": DatasetEntry(prepare_taleqani_segmentation, LeakageOptions),
+    "taleqani_segmentation": DatasetEntry(prepare_taleqani_segmentation, TaleqaniSegmentationOptions),
     "taleqani": DatasetEntry(prepare_taleqani_classification, TaleqaniOptions, variant_axis="loading_option"),
     "chestmnist": DatasetEntry(prepare_chestmnist, LeakageOptions),
     "lymphoblast": DatasetEntry(prepare_lymphoblast, LymphoblastOptions, variant_axis="preprocessing"),

@@ -6,11 +6,14 @@ time is spent, exactly which images and annotations went into the experiment.
 
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 from dataclasses import dataclass, field
 
 from trainables.datasets.download import format_manifest_check, manifest_differences
-from trainables.datasets.leakage import format_leakage
+from trainables.datasets.leakage import LINE_WIDTH, format_leakage, without_timing
+
+MASKS_LISTED = 20
 
 
 @dataclass(frozen=True)
@@ -25,8 +28,9 @@ class DroppedItem:
 @dataclass
 class DataAudit:
     """Counts per split and class, every dropped item, the leakage check across splits, the
-    comparison with the pinned manifest (for a dataset that has one), and notes on how the data
-    was read (which folder became which class, say).
+    comparison with the pinned manifest (for a dataset that has one), the masks of a
+    segmentation dataset (see ``format_masks``), and notes on how the data was read (which
+    folder became which class, say).
 
     ``annotations_read`` counts every annotation found (kept or not); ``kept`` counts the
     samples that reached the dataset, per split and class.
@@ -42,6 +46,7 @@ class DataAudit:
     dropped: list[DroppedItem] = field(default_factory=list)
     leakage: dict = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)
+    masks: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def drop(self, split: str, item: str, reason: str) -> None:
@@ -67,6 +72,8 @@ class DataAudit:
                 + [f"manifest: {line}" for line in manifest_differences(self.manifest)])
 
     def to_dict(self) -> dict:
+        """The audit's record (``data_audit.json``, the cache): the same for the same data and
+        settings, so without the seconds the leakage work took (the text shows those)."""
         return {
             "dataset": self.dataset,
             "root": self.root,
@@ -78,8 +85,9 @@ class DataAudit:
             "totals": {"annotations_read": self.total_read(), "kept": self.total_kept(),
                        "dropped": len(self.dropped)},
             "dropped": [vars(d) for d in self.dropped],
-            "leakage": self.leakage,
+            "leakage": without_timing(self.leakage),
             "manifest": self.manifest,
+            "masks": self.masks,
             "notes": list(self.notes),
         }
 
@@ -98,7 +106,7 @@ class DataAudit:
                   *(sum(self.kept.get(s, Counter())[n] for s in self.splits) for n in names),
                   self.total_kept()]
         table = _format_table(header, [*rows, totals])
-        lines = [f"Data audit: {self.dataset} at {self.root}", *self.notes, table]
+        lines = [f"Data audit: {self.dataset} at {self.root}", *self.notes, table, *format_masks(self.masks)]
         if self.dropped:
             lines.append(f"Dropped {len(self.dropped)} item(s):")
             lines += [f"  [{d.split}] {d.item}: {d.reason}" for d in self.dropped]
@@ -123,7 +131,35 @@ class DataAudit:
                    annotations_read=Counter(doc["annotations_read"]),
                    kept={split: Counter(c) for split, c in doc["kept"].items()},
                    dropped=[DroppedItem(**d) for d in doc["dropped"]], leakage=doc.get("leakage", {}),
-                   manifest=doc.get("manifest", {}), notes=list(doc.get("notes", [])))
+                   manifest=doc.get("manifest", {}), masks=doc.get("masks", {}), notes=list(doc.get("notes", [])))
+
+
+def format_masks(masks: dict) -> list[str]:
+    """Lines for a segmentation audit's masks section (empty without one): the rule that makes
+    a mask (wrapped at ``LINE_WIDTH``), the spread of foreground fractions, and the near-empty
+    and mismatched pairs by name (at most ``MASKS_LISTED`` of each)."""
+    if not masks:
+        return []
+    lines = textwrap.wrap(f"Masks: {masks['rule']}", width=LINE_WIDTH, subsequent_indent="  ")
+    quantiles = masks.get("fraction_quantiles", {})
+    if quantiles.get("p50") is not None:
+        lines.append(f"Foreground fraction per mask: median {quantiles['p50']:.2%} "
+                     f"(5th pct {quantiles['p5']:.2%}, 95th {quantiles['p95']:.2%})")
+    near_empty, outcome = masks.get("near_empty", []), "dropped" if masks["policy"] == "drop" else "kept"
+    lines.append(f"{len(near_empty)} near-empty mask(s) (foreground below {masks['empty_below'] * 100:g}%), "
+                 f"empty_masks={masks['policy']}: {outcome}" + (":" if near_empty else "."))
+    lines += _listed([f"{item['source']} {item['fraction']:.2%}" for item in near_empty])
+    mismatched = masks.get("mismatched", [])
+    if mismatched:
+        lines.append(f"{len(mismatched)} mismatched pair(s):")
+        lines += _listed([f"{item['source']}: {item['reason']}" for item in mismatched])
+    return lines
+
+
+def _listed(items: list[str]) -> list[str]:
+    """The first ``MASKS_LISTED`` items indented, and how many more the JSON audit holds."""
+    more = [f"  … {len(items) - MASKS_LISTED} more in data_audit.json"] if len(items) > MASKS_LISTED else []
+    return [f"  {item}" for item in items[:MASKS_LISTED]] + more
 
 
 def _format_table(header: list, rows: list[list]) -> str:

@@ -29,7 +29,10 @@ The result goes into the data audit."""
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+import re
+import statistics
+import time
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +44,14 @@ from PIL import Image
 from trainables.datasets.images import decode_rgb
 
 NEAR_DISTANCE = 4
-LISTED = 20
+LISTED = 20          # duplicates across splits listed by name in the text audit
+EXAMPLES = 10        # groups or dropped images of the leakage policy listed by name
+LINE_WIDTH = 200     # no line of the text audit is longer
+SPLIT_ORDER = ("train", "val", "test")
+# Seconds the leakage work took, kept in the leakage section for the text audit only: the
+# audit's record (``DataAudit.to_dict``) is the same for the same data, however fast it was read.
+TIMING_KEYS = ("seconds", "grouping_seconds")
+NO_SPLIT = "none (dropped while reading)"   # the split of a group none of whose images was kept
 
 RING_SIDE = 64
 RING_COUNT = 9
@@ -146,7 +156,10 @@ def check_leakage(prints: list[ImagePrint], *, max_distance: int = NEAR_DISTANCE
     """Exact-duplicate groups and confirmed near-duplicate pairs that span different splits.
 
     ``candidates`` counts the hash matches, ``near_pairs`` those confirmed by their aligned
-    similarity (``pixels`` gives a print's image); ``exact`` and ``near`` list every one."""
+    similarity (``pixels`` gives a print's image); ``exact`` and ``near`` list every one,
+    ``files`` the file of each image they name (for the contact sheet), ``seconds`` the time
+    the check took."""
+    started = time.perf_counter()
     exact = []
     by_hash: dict[str, list[ImagePrint]] = defaultdict(list)
     for item in prints:
@@ -156,9 +169,12 @@ def check_leakage(prints: list[ImagePrint], *, max_distance: int = NEAR_DISTANCE
             exact.append(sorted(item.name for item in group))
     candidates = near_duplicate_pairs(prints, max_distance)
     near = confirm_pairs(prints, candidates, min_similarity=min_similarity, pixels=pixels)
+    named = {name for group in exact for name in group} | {pair[end] for pair in near for end in "ab"}
+    files = {item.name: item.path for item in prints if item.name in named and item.path is not None}
     return {"images": len(prints), "max_distance": max_distance, "min_similarity": min_similarity,
             "exact_groups": len(exact), "candidates": len(candidates), "near_pairs": len(near),
-            "exact": sorted(exact), "near": near}
+            "exact": sorted(exact), "near": near, "files": dict(sorted(files.items())),
+            "seconds": round(time.perf_counter() - started, 2)}
 
 
 def near_duplicate_pairs(prints: list[ImagePrint], max_distance: int, *, across_splits: bool = True) -> list[dict]:
@@ -242,28 +258,143 @@ def _right_angle_variants(image: np.ndarray):
         yield turned[:, ::-1]
 
 
+def without_timing(leakage: dict) -> dict:
+    """The leakage section without the seconds it took (see ``TIMING_KEYS``)."""
+    return {key: value for key, value in leakage.items() if key not in TIMING_KEYS}
+
+
 def format_leakage(leakage: dict) -> list[str]:
-    """Lines for the audit's text form: the counts, the duplicates (each near pair with its
-    hash distance and aligned similarity), and what the leakage policy did."""
+    """Lines for the audit's text form, none longer than ``LINE_WIDTH``: the check's counts,
+    time and criterion, the duplicates across splits (each near pair with its hash distance and
+    aligned similarity), and what the leakage policy did."""
     if not leakage:
         return []
-    confirmation = (f"; each confirmed by an aligned similarity of at least {leakage['min_similarity']}, "
+    lines = [*_check_lines(leakage), *_cross_split_lines(leakage)]
+    return lines + (format_policy(leakage) if "policy" in leakage else [])
+
+
+def _check_lines(leakage: dict) -> list[str]:
+    """The check's counts (and time, grouping before the split included), then its criterion."""
+    took = ""
+    if "seconds" in leakage:
+        grouping = leakage.get("grouping_seconds")
+        took = (f", in {leakage['seconds'] + (grouping or 0.0):.1f} s"
+                + (" (grouping before the split included)" if grouping is not None else ""))
+    confirmation = (f" confirmed by aligned similarity ≥ {leakage['min_similarity']}; "
                     f"{leakage['candidates'] - leakage['near_pairs']} hash match(es) rejected"
                     if "min_similarity" in leakage else "")
-    lines = [f"Leakage check over {leakage['images']} images: {leakage['exact_groups']} exact duplicate group(s) "
-             f"and {leakage['near_pairs']} near-duplicate pair(s) (difference hash or ring hash within "
-             f"{leakage['max_distance']} bits; the ring hash sees through any flip or turn{confirmation}) "
-             f"across splits."]
+    return [f"Leakage check over {leakage['images']} images: {leakage['exact_groups']} exact duplicate group(s) "
+            f"and {leakage['near_pairs']} near-duplicate pair(s) across splits{took}.",
+            f"  Criterion: same SHA-256, or difference hash or ring hash within {leakage['max_distance']} bits "
+            f"(the ring hash sees through any flip or turn){confirmation}."]
+
+
+def _cross_split_lines(leakage: dict) -> list[str]:
+    """The first ``LISTED`` exact groups and near pairs across splits, one per line."""
     exact, near = leakage["exact"][:LISTED], leakage["near"][:LISTED]
-    lines += [f"  exact: {' = '.join(group)}" for group in exact]
-    lines += [f"  near ({_near_measures(pair)}): {pair['a']} ~ {pair['b']}" for pair in near]
+    lines = [_clip(f"  exact: {' = '.join(group)}") for group in exact]
+    lines += [_clip(f"  near ({_near_measures(pair)}): {pair['a']} ~ {pair['b']}") for pair in near]
     shown = len(exact) + len(near)
     if shown < leakage["exact_groups"] + leakage["near_pairs"]:
         lines.append(f"  … {leakage['exact_groups'] + leakage['near_pairs'] - shown} more in data_audit.json")
-    if "policy" in leakage:
-        lines.append(f"Leakage policy {leakage['policy']}: "
-                     + ("; ".join(leakage["actions"]) if leakage["actions"] else "nothing moved or dropped") + ".")
     return lines
+
+
+def format_policy(leakage: dict) -> list[str]:
+    """What the leakage policy did, in counts and at most ``EXAMPLES`` examples: the groups kept
+    together (``group``), the images dropped (``drop``), or nothing (``warn``)."""
+    policy, actions = leakage["policy"], leakage.get("actions", [])
+    if policy == "group" and "groups" in leakage:
+        return _group_lines(leakage)
+    if not actions:
+        return [f"Leakage policy {policy}: nothing moved or dropped."]
+    heads = {"drop": f"dropped {len(actions)} image(s), each a duplicate of one kept in an earlier split",
+             "group": f"{len(actions)} group(s) of duplicates, each kept in one split"}
+    return [f"Leakage policy {policy}: {heads.get(policy, f'{len(actions)} action(s)')}:", *_examples(actions)]
+
+
+def _group_lines(leakage: dict) -> list[str]:
+    """The ``group`` policy in counts: groups per split, how their links were found and how
+    alike the near pairs are, how many are neighbouring files, then example groups."""
+    groups = leakage["groups"]
+    if not groups:
+        return ["Leakage policy group: no duplicates found before splitting, so nothing was kept together."]
+    links = [link for group in groups for link in group["links"]]
+    per_split = Counter(group["split"] for group in groups)
+    unkept = per_split.pop(NO_SPLIT, 0)
+    splits = ", ".join(f"{count} {split}" for split, count in sorted(per_split.items(), key=_split_rank))
+    splits += f"; {unkept} all dropped while reading" if unkept else ""
+    across = leakage.get("exact_groups", 0) + leakage.get("near_pairs", 0)
+    kinds = Counter(link["kind"] for link in links)
+    similarity = sorted(link["similarity"] for link in links if link["kind"] == "near")
+    alike = (f"; aligned similarity of the near pairs: median {statistics.median(similarity):.3f} "
+             f"(min {similarity[0]:.3f}, max {similarity[-1]:.3f})" if similarity else "")
+    return [f"Leakage policy group: {len(groups)} group(s) of {sum(len(g['members']) for g in groups)} images "
+            f"found before splitting (the check's criterion), each kept in one split, so {across} cross the splits.",
+            f"  Groups per split: {splits}.",
+            f"  Links: {kinds['exact']} exact copy pair(s) (same SHA-256), {kinds['near']} near pair(s){alike}.",
+            *_neighbour_lines(links),
+            "  Full list: data_audit.json, leakage_groups.csv; contact sheet: leakage_groups.png",
+            "  Examples, least similar first:",
+            *_examples([_group_line(group) for group in sorted(groups, key=_least_similarity)])]
+
+
+def _neighbour_lines(links: list[dict]) -> list[str]:
+    """Why neighbouring files matter, with how many linked pairs are numbered 1 or 2-5 apart in
+    one folder; nothing when no pair's names are numbered."""
+    gaps = [gap for link in links if (gap := number_gap(link["a"], link["b"])) is not None]
+    if not gaps:
+        return []
+    return [f"  Why: neighbouring file numbers are likely repeats or consecutive fields of one smear, which leak "
+            f"if split apart; of {len(links)} grouped pairs, {gaps.count(1)} are numbered 1 apart, "
+            f"{sum(2 <= gap <= 5 for gap in gaps)} 2-5 apart."]
+
+
+def number_gap(first: str, second: str) -> int | None:
+    """How far apart the numbers ending two file names of one folder are (None unless both are
+    numbered and in the same folder)."""
+    numbers = [re.search(r"(\d+)$", Path(name).stem) for name in (first, second)]
+    if Path(first).parent != Path(second).parent or not all(numbers):
+        return None
+    return abs(int(numbers[0].group(1)) - int(numbers[1].group(1)))
+
+
+def _group_line(group: dict) -> str:
+    """One group: its split and links first (a long line is clipped at its end), then its members."""
+    members = (" ~ " if len(group["members"]) == 2 else ", ").join(group["members"])
+    links = group["links"]
+    if len(links) == 1:
+        measures = "exact copy" if links[0]["kind"] == "exact" else _near_measures(links[0])
+    else:
+        similarity = sorted({link["similarity"] for link in links if link["kind"] == "near"})
+        spread = (f", similarity {similarity[0]}" + (f"-{similarity[-1]}" if len(similarity) > 1 else "")
+                  if similarity else "")
+        kinds = Counter(link["kind"] for link in links)
+        measures = f"{len(links)} links: {kinds['exact']} exact, {kinds['near']} near{spread}"
+    return f"{group['split']} ({measures}): {members}"
+
+
+def _least_similarity(group: dict) -> tuple[float, list[str]]:
+    """Sort key: the group's lowest near-pair similarity (1 for exact copies), then its members."""
+    lowest = min((link["similarity"] for link in group["links"] if link["kind"] == "near"), default=1.0)
+    return lowest, group["members"]
+
+
+def _split_rank(item: tuple[str, int]) -> tuple[int, str]:
+    """Sort key of a (split, count) item: train, val, test, then any other split by name."""
+    split = item[0]
+    return (SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER)), split
+
+
+def _examples(lines: list[str]) -> list[str]:
+    """The first ``EXAMPLES`` lines indented (each clipped), and how many more there are."""
+    more = [f"  … {len(lines) - EXAMPLES} more in data_audit.json"] if len(lines) > EXAMPLES else []
+    return [_clip(f"  {line}") for line in lines[:EXAMPLES]] + more
+
+
+def _clip(line: str) -> str:
+    """``line`` cut to ``LINE_WIDTH`` characters, ending in … when cut."""
+    return line if len(line) <= LINE_WIDTH else line[:LINE_WIDTH - 1] + "…"
 
 
 def _near_measures(pair: dict) -> str:

@@ -7,12 +7,16 @@
   removes the others from the data;
 * ``fail`` stops with an error listing the duplicates.
 
-The audit's leakage section says which policy ran and what it moved or dropped.
+The audit's leakage section says which policy ran and what it moved or dropped; under
+``group`` its ``groups`` list each group's members, split, and the links that joined it (an
+exact copy: the same SHA-256; a near pair: its hash distance and aligned similarity).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +27,8 @@ from trainables.datasets.images import CorruptImageError, decode_rgb
 from trainables.datasets.leakage import (
     MIN_SIMILARITY,
     NEAR_DISTANCE,
+    NO_SPLIT,
+    SPLIT_ORDER,
     ImagePrint,
     confirm_pairs,
     decode_print,
@@ -31,7 +37,6 @@ from trainables.datasets.leakage import (
 )
 
 LEAKAGE_POLICIES = ("warn", "group", "drop", "fail")
-SPLIT_ORDER = ("train", "val", "test")
 UNASSIGNED = "unassigned"   # the split of an image print taken before splits are assigned
 
 
@@ -72,6 +77,21 @@ def duplicate_groups(links: Iterable[Iterable[str]]) -> list[list[str]]:
     return sorted(sorted(group) for group in groups.values())
 
 
+@dataclass(frozen=True)
+class Grouping:
+    """The groups of duplicates found before splitting (``duplicate_index_groups``), handed by
+    a reader to ``split_keeping_groups`` (``indices``, into its listing) and then to
+    ``apply_after_split`` for the audit: each group's sources (``members``, sorted), the links
+    that joined it (keyed by its members), each grouped image's file, and the seconds the
+    comparison took. ``Grouping()`` is no grouping (a policy other than ``group``)."""
+
+    indices: list[list[int]] = field(default_factory=list)
+    members: list[list[str]] = field(default_factory=list)
+    links: dict[tuple[str, ...], list[dict]] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
 def unassigned_prints(images: Iterable[tuple[str, Path]]) -> list[ImagePrint]:
     """The prints (split ``UNASSIGNED``) of the ``(source, path)`` image files that decode,
     taken before any split exists so that duplicates can be grouped. A file that does not
@@ -85,19 +105,45 @@ def unassigned_prints(images: Iterable[tuple[str, Path]]) -> list[ImagePrint]:
     return prints
 
 
-def duplicate_index_groups(sources: list[str], prints: list[ImagePrint]) -> list[list[int]]:
-    """Groups (of two or more, as indices into the listing ``sources``) of images that are exact
-    copies or confirmed near-duplicates of each other, found among the listing's ``UNASSIGNED``
-    ``prints`` before it is split."""
-    candidates = near_duplicate_pairs(prints, NEAR_DISTANCE, across_splits=False)
-    near = confirm_pairs(prints, candidates, min_similarity=MIN_SIMILARITY, pixels=decode_print)
-    source_of = {printed.name: printed.source for printed in prints}
+def duplicate_index_groups(sources: list[str], prints: list[ImagePrint]) -> Grouping:
+    """The groups (of two or more) of images in the listing ``sources`` that are exact copies
+    or confirmed near-duplicates of each other, found among its ``UNASSIGNED`` ``prints``
+    before it is split, with the links that joined them (for the audit)."""
+    started = time.perf_counter()
+    links = duplicate_links(prints)
+    groups = [group for group in duplicate_groups([link["a"], link["b"]] for link in links) if len(group) > 1]
+    files = {printed.source: printed.path for printed in prints if printed.path is not None}
+    index_of = {source: index for index, source in enumerate(sources)}
+    return Grouping(indices=[[index_of[source] for source in group] for group in groups], members=groups,
+                    links=_links_by_group(groups, links),
+                    files={source: files[source] for group in groups for source in group if source in files},
+                    seconds=time.perf_counter() - started)
+
+
+def _links_by_group(groups: list[list[str]], links: list[dict]) -> dict[tuple[str, ...], list[dict]]:
+    """The ``links`` that joined each of the (sorted) ``groups``, keyed by the group."""
+    key_of = {source: tuple(group) for group in groups for source in group}
+    joined: dict[tuple[str, ...], list[dict]] = {key: [] for key in key_of.values()}
+    for link in links:
+        joined[key_of[link["a"]]].append(link)
+    return joined
+
+
+def duplicate_links(prints: list[ImagePrint]) -> list[dict]:
+    """Every link between two of the ``prints`` by source: each exact copy of a group's first
+    image (same SHA-256: 0 bits, similarity not measured) and each near pair confirmed by its
+    aligned similarity (the check's criterion), with its hash distance and similarity."""
     by_content: dict[str, list[str]] = {}
     for printed in prints:
         by_content.setdefault(printed.sha256, []).append(printed.source)
-    links = [*by_content.values(), *([source_of[pair["a"]], source_of[pair["b"]]] for pair in near)]
-    index_of = {source: index for index, source in enumerate(sources)}
-    return [[index_of[source] for source in group] for group in duplicate_groups(links) if len(group) > 1]
+    links = [{"a": first, "b": other, "kind": "exact", "bits": 0, "similarity": None}
+             for first, *others in by_content.values() for other in others]
+    candidates = near_duplicate_pairs(prints, NEAR_DISTANCE, across_splits=False)
+    source_of = {printed.name: printed.source for printed in prints}
+    links += [{"a": source_of[pair["a"]], "b": source_of[pair["b"]], "kind": "near", "bits": pair["bits"],
+               "similarity": pair["similarity"]}
+              for pair in confirm_pairs(prints, candidates, min_similarity=MIN_SIMILARITY, pixels=decode_print)]
+    return links
 
 
 def split_keeping_groups(count: int, groups: list[list[int]],
@@ -114,21 +160,33 @@ def split_keeping_groups(count: int, groups: list[list[int]],
                        dtype=np.int64) for part in split_representatives(representatives)]
 
 
-def apply_after_split(policy: str, splits: dict, audit: DataAudit, groups: list[list[str]], *,
+def apply_after_split(policy: str, splits: dict, audit: DataAudit, grouping: Grouping, *,
                       columns_of: Callable[[str, object], Iterable[str]]) -> dict:
     """The splits after the leakage ``policy`` (resolved: see ``resolve_policy``), and the policy
     recorded in the audit: ``fail`` raises, ``drop`` removes the later-split duplicates (see
     ``drop_leaked``), ``warn`` leaves them, and ``group``, which acted through the split
-    assignment already, lists the ``groups`` of sources it kept together."""
+    assignment already, lists the groups of ``grouping`` it kept together, each with its split
+    and the links that joined it, and the seconds the grouping took."""
     if policy == "fail":
         fail_on_leakage(audit.leakage, dataset=audit.dataset)
     if policy == "drop":
         return drop_leaked(splits, audit, columns_of=columns_of)
     where = {source: split for split, arrays in splits.items() for source in arrays.sources}
-    record_policy(audit, policy, [
-        f"kept together in {next((where[s] for s in group if s in where), 'no split (dropped while reading)')}: "
-        f"{', '.join(group)}" for group in groups])
+    kept = [group_record(group, where, grouping) for group in grouping.members]
+    record_policy(audit, policy, [f"kept together in {group['split']}: {', '.join(group['members'])}"
+                                  for group in kept])
+    if policy == "group":
+        audit.leakage = {**audit.leakage, "groups": kept, "grouping_seconds": round(grouping.seconds, 2)}
     return splits
+
+
+def group_record(group: list[str], where: dict[str, str], grouping: Grouping) -> dict:
+    """One group kept together, for the audit: its members, the split they are in (by ``where``,
+    split by source), the links that joined them and each member's file."""
+    return {"members": list(group),
+            "split": next((where[s] for s in group if s in where), NO_SPLIT),
+            "links": grouping.links.get(tuple(sorted(group)), []),
+            "files": {source: grouping.files[source] for source in group if source in grouping.files}}
 
 
 def leakage_links(leakage: dict) -> list[list[str]]:

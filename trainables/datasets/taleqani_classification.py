@@ -5,7 +5,8 @@ the Kaggle names and the usual short or renamed variants all work. Images are de
 resized once per (data checksum, image size) and cached; the split is then assigned cheaply per
 data-loading option: option 1 splits each class 70/15/15 on its own, option 2 shuffles one
 global list and splits it 70/15/15. The leakage check compares the Original images across
-splits.
+splits; the Original files are compared with the pinned manifest, from the same SHA-256 digests
+the cache key is made of.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -23,12 +23,13 @@ import numpy as np
 from trainables.config import ConfigError
 from trainables.datasets.audit import DataAudit
 from trainables.datasets.base import ClassificationData, DatasetError, SplitArrays
-from trainables.datasets.cache import fingerprint, load_splits, save_splits
+from trainables.datasets.cache import file_digests, fingerprint_of_digests, load_splits, save_splits
 from trainables.datasets.download import DataNotFoundError, cache_dir
 from trainables.datasets.images import CorruptImageError, decode_rgb, resize_square
 from trainables.datasets.leakage import ImagePrint, check_leakage, image_print
 from trainables.datasets.leakage_policy import (
     UNASSIGNED,
+    Grouping,
     apply_after_split,
     duplicate_index_groups,
     resolve_policy,
@@ -36,13 +37,17 @@ from trainables.datasets.leakage_policy import (
 )
 from trainables.datasets.options import LeakageOptions
 from trainables.datasets.taleqani_common import (
+    FOLDER_NAMES,
+    IGNORED_FOLDER_WORDS,
     IMAGE_SUFFIXES,
     SPLIT_FRACTIONS,
     SPLIT_SEED,
     SPLITS,
+    canonical_class,
     is_image_file,
     locate_taleqani,
     shuffled_split,
+    taleqani_manifest_check,
 )
 
 CLASSIFICATION_DATASET = "taleqani"
@@ -50,11 +55,6 @@ CLASSIFICATION_CLASSES = ("Benign", "Early", "Pre", "Pro")
 CLASSIFICATION_FOLDERS = ("Original",)
 CLASSIFICATION_READER_VERSION = 2
 LOADING_OPTIONS = (1, 2)
-# The folder names each class is recognised by, compared after ``folder_key`` normalisation;
-# the first is the canonical short name, the others the Kaggle and paper names.
-FOLDER_NAMES = {"Benign": ("Benign", "Hematogones"), "Early": ("Early", "Early Pre-B"),
-                "Pre": ("Pre", "Pre-B"), "Pro": ("Pro", "Pro-B")}
-IGNORED_FOLDER_WORDS = ("malignant", "cell", "cells")
 
 
 @dataclass(frozen=True)
@@ -87,21 +87,6 @@ class DecodedImages:
         return {printed.source: row for row, printed in enumerate(self.prints)}
 
 
-def folder_key(name: str) -> str:
-    """A folder name reduced to what identifies a class: lower case, words split on anything
-    not a letter or digit, the words ``malignant``/``cell``/``cells`` dropped, the rest joined.
-
-    So ``"[Malignant] early Pre-B"``, ``"Early Pre-B"``, ``"early_pre_b"`` and
-    ``"early-pre-b"`` all become ``"earlypreb"``.
-    """
-    words = re.sub(r"[^a-z0-9]+", " ", name.lower()).split()
-    return "".join(word for word in words if word not in IGNORED_FOLDER_WORDS)
-
-
-_CLASS_BY_FOLDER_KEY = {folder_key(alias): CLASSIFICATION_CLASSES.index(name)
-                        for name, aliases in FOLDER_NAMES.items() for alias in aliases}
-
-
 def _valid_folder_names() -> str:
     names = "; ".join(f"{name}: {' or '.join(aliases)}" for name, aliases in FOLDER_NAMES.items())
     return (f"valid class folder names ({names}) are compared ignoring case, spaces, '-', '_', "
@@ -116,10 +101,11 @@ def class_folders(original: Path) -> dict[int, Path]:
     """
     found: dict[int, Path] = {}
     for folder in sorted(p for p in original.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        label = _CLASS_BY_FOLDER_KEY.get(folder_key(folder.name))
-        if label is None:
+        name = canonical_class(folder.name)
+        if name is None:
             raise DatasetError(f"{folder}: folder {folder.name!r} is not a Taleqani class; "
                              f"{_valid_folder_names()}. Rename or remove the folder.")
+        label = CLASSIFICATION_CLASSES.index(name)
         if label in found:
             raise DatasetError(f"{found[label]} and {folder} both map to class "
                              f"{CLASSIFICATION_CLASSES[label]}; keep one folder per class "
@@ -237,8 +223,10 @@ def read_taleqani_classification(root: Path, *, image_size: int, loading_option:
 
     Folder names are checked first; then every image is decoded and resized (or taken from the
     cache), the split assigned, and undecodable images dropped from their split with the
-    reason. The ``leakage`` policy (default ``group``, see ``leakage_policy``) decides what
-    happens to duplicates: ``group`` assigns each group of duplicates to one split as a unit.
+    reason. The files are compared with the pinned manifest (``taleqani_manifest_check``) from
+    the digests that key the cache, so the check hashes nothing again. The ``leakage`` policy
+    (default ``group``, see ``leakage_policy``) decides what happens to duplicates: ``group``
+    assigns each group of duplicates to one split as a unit.
     No balancing or augmentation happens here: that is the trainable's job, on the training
     split only.
     """
@@ -247,20 +235,23 @@ def read_taleqani_classification(root: Path, *, image_size: int, loading_option:
     root = Path(root)
     listing, folders = list_labelled_images(root)
     params = {"reader": CLASSIFICATION_READER_VERSION, "image_size": image_size}
-    key = fingerprint([item.path for item in listing], root, params)
+    digests = file_digests(item.path for item in listing)
+    key = fingerprint_of_digests(digests, root, params)
     cache_path = cache_dir() / "decoded" / f"taleqani-classification-{key[:20]}.npz"
     decoded = decoded_through_cache(cache_path, listing, image_size, params, use_cache=use_cache)
     labels = np.asarray([item.label for item in listing], dtype=np.int64)
     audit = DataAudit(dataset=f"{CLASSIFICATION_DATASET} (loading option {loading_option})", root=str(root),
-                      class_names=CLASSIFICATION_CLASSES, notes=[folder_mapping(folders, root)])
-    groups = duplicate_index_groups([item.source for item in listing], decoded.prints) if policy == "group" else []
+                      class_names=CLASSIFICATION_CLASSES, notes=[folder_mapping(folders, root)],
+                      manifest=taleqani_manifest_check(root, digests, folders=CLASSIFICATION_FOLDERS))
+    grouping = (duplicate_index_groups([item.source for item in listing], decoded.prints) if policy == "group"
+                else Grouping())
     row_of, prints, splits = decoded.row_of(), [], {}
-    for split, indices in zip(SPLITS, assign_grouped_splits(labels, groups, loading_option, seed=seed,
+    for split, indices in zip(SPLITS, assign_grouped_splits(labels, grouping.indices, loading_option, seed=seed,
                                                              fractions=fractions)):
         chosen = [listing[i] for i in indices]
         splits[split] = _classification_split(split, chosen, decoded, row_of, audit, prints)
     audit.leakage = check_leakage(prints)
-    splits = apply_after_split(policy, splits, audit, [[listing[i].source for i in group] for group in groups],
+    splits = apply_after_split(policy, splits, audit, grouping,
                                columns_of=lambda source, label: [CLASSIFICATION_CLASSES[label]])
     split_key = {"decoded": key, "loading_option": loading_option, "seed": seed, "leakage": policy,
                  "fractions": list(fractions)}

@@ -2,18 +2,22 @@
 readers share. The dataset has ``Original/<class>/<name>.jpg`` smears and
 ``Segmented/<class>/<name>.jpg`` copies in which the blast cells keep their colours and the
 background is a uniform colour (typically black). Both readers locate the data the same way
-(it needs a Kaggle login, so it is never downloaded) and cut one seeded shuffle 70/15/15 into
-train, val and test; the lymphoblast reader reuses that cut.
+(it needs a Kaggle login, so a reader never downloads it; ``python -m
+trainables.datasets.download taleqani DIR`` does, with the user's Kaggle credentials), compare
+the files they read with the pinned manifest ``manifests/taleqani.json``, and cut one seeded
+shuffle 70/15/15 into train, val and test; the lymphoblast reader reuses that cut.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import re
+from collections.abc import Mapping
+from pathlib import Path, PurePath
 
 import numpy as np
 
-from trainables.datasets.download import DATA_DIR_ENV, DataNotFoundError
+from trainables.datasets.download import DATA_DIR_ENV, DataNotFoundError, Manifest, compare_with_manifest
 
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
@@ -21,6 +25,53 @@ SPLIT_SEED = 42
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 KAGGLE_URL = "https://www.kaggle.com/datasets/mehradaria/leukemia"
 SEGMENTATION_FOLDERS = ("Original", "Segmented")
+MANIFEST = "taleqani"
+# The folder names each class is recognised by, compared after ``folder_key`` normalisation;
+# the first is the canonical short name (the one the manifest uses), the others the Kaggle and
+# paper names.
+FOLDER_NAMES = {"Benign": ("Benign", "Hematogones"), "Early": ("Early", "Early Pre-B"),
+                "Pre": ("Pre", "Pre-B"), "Pro": ("Pro", "Pro-B")}
+IGNORED_FOLDER_WORDS = ("malignant", "cell", "cells")
+
+
+def folder_key(name: str) -> str:
+    """A folder name reduced to what identifies a class: lower case, words split on anything
+    not a letter or digit, the words ``malignant``/``cell``/``cells`` dropped, the rest joined.
+
+    So ``"[Malignant] early Pre-B"``, ``"Early Pre-B"``, ``"early_pre_b"`` and
+    ``"early-pre-b"`` all become ``"earlypreb"``.
+    """
+    words = re.sub(r"[^a-z0-9]+", " ", name.lower()).split()
+    return "".join(word for word in words if word not in IGNORED_FOLDER_WORDS)
+
+
+_CLASS_BY_FOLDER_KEY = {folder_key(alias): name for name, aliases in FOLDER_NAMES.items() for alias in aliases}
+
+
+def canonical_class(folder_name: str) -> str | None:
+    """The class (``Benign``, ``Early``, ``Pre`` or ``Pro``) a class folder's name maps to, or None."""
+    return _CLASS_BY_FOLDER_KEY.get(folder_key(folder_name))
+
+
+def manifest_path(relative: PurePath) -> str:
+    """A file's path relative to the dataset folder as the manifest writes it: a class folder
+    (``Original/[Malignant] Pre-B/x.jpg``) under its canonical name (``Original/Pre/x.jpg``),
+    so a copy with other folder names is still compared file by file."""
+    parts = list(relative.parts)
+    if len(parts) == 3:
+        parts[1] = canonical_class(parts[1]) or parts[1]
+    return "/".join(parts)
+
+
+def taleqani_manifest_check(root: Path, digests: Mapping[Path, str], *, folders: tuple[str, ...]) -> dict:
+    """The files a reader read from ``root`` (``digests`` maps each path to its SHA-256)
+    compared with the pinned manifest's files under ``folders`` (classification reads
+    ``Original``, segmentation ``Original`` and ``Segmented``), as ``compare_with_manifest``
+    reports it: differences are warnings in the audit, and ``--strict-data`` refuses them.
+    A copy holding half of those files or fewer is not the pinned one and is not compared."""
+    relative = {manifest_path(path.relative_to(root)): digest for path, digest in digests.items()}
+    return compare_with_manifest(Manifest.load(MANIFEST), digests=relative,
+                                 read_by_reader=lambda name: name.partition("/")[0] in folders)
 
 
 def locate_taleqani(data_dir: str | None, *,
@@ -58,9 +109,10 @@ def _not_found_message(looked: list[Path], folders: tuple[str, ...]) -> str:
              else f"Neither --data-dir nor {DATA_DIR_ENV} is set, so there was nowhere to look.")
     return (f"Taleqani ALL data (a folder with {layout}) was not found.\n{where}\n"
             f"{_partial_layouts(looked, folders)}"
-            f"This dataset cannot be downloaded automatically: Kaggle requires a login. Download "
-            f"{KAGGLE_URL}, unzip it, then pass --data-dir DIR or set {DATA_DIR_ENV}=DIR, where DIR "
-            f"holds {layout} or is the folder directly above it.\n"
+            f"This dataset cannot be downloaded automatically: Kaggle requires a login. With Kaggle "
+            f"credentials, python -m trainables.datasets.download taleqani DIR downloads and verifies it; "
+            f"or download {KAGGLE_URL} and unzip it. Then pass --data-dir DIR or set {DATA_DIR_ENV}=DIR, "
+            f"where DIR holds {layout} or is the folder directly above it.\n"
             f"To try medsweep without it: python -m trainables.datasets.synthetic taleqani DIR")
 
 

@@ -31,8 +31,10 @@ from torchvision.models import (
     WeightsEnum,
 )
 
+from trainables.checkpoints import UnsafeCheckpointError, load_error, load_tensors
 from trainables.errors import PretrainedWeightsError
 from trainables.models._registry import register_model
+from trainables.models.hub import hub_offline_unless_reachable
 
 # Index of block 5's first conv in torchvision's ``vgg16().features`` (block 5 = ``features[24:]``).
 VGG16_BLOCK5 = 24
@@ -43,16 +45,24 @@ def timm_model(timm_name: str, *, num_classes: int, pretrained: bool,
     """A timm model, with ImageNet weights from the hub or from a local file."""
     if pretrained_path:
         path = Path(pretrained_path).expanduser()
+        fix = f"set pretrained_path to a timm checkpoint of {timm_name} (.pth or .safetensors) or set pretrained=false"
         if not path.is_file():
-            raise PretrainedWeightsError(
-                f"pretrained_path {path} does not exist; set pretrained_path to a timm "
-                f"checkpoint of {timm_name} (.pth or .safetensors) or set pretrained=false")
-        return timm.create_model(timm_name, pretrained=True, num_classes=num_classes,
-                                 pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+            raise PretrainedWeightsError(f"pretrained_path {path} does not exist; {fix}")
+        try:
+            return timm.create_model(timm_name, pretrained=True, num_classes=num_classes,
+                                     pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+        except Exception as exc:  # timm loads with weights_only=True: a refused file is refused here too
+            error = load_error(path, exc, what="pretrained_path", fix=fix)
+            if isinstance(error, UnsafeCheckpointError):
+                raise error from exc
+            reason = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise PretrainedWeightsError(f"pretrained_path {path} is not a timm checkpoint of {timm_name} "
+                                         f"({type(exc).__name__}: {reason}); {fix}") from exc
     if not pretrained:
         return timm.create_model(timm_name, pretrained=False, num_classes=num_classes, **kwargs)
     try:
-        return timm.create_model(timm_name, pretrained=True, num_classes=num_classes, **kwargs)
+        with hub_offline_unless_reachable():
+            return timm.create_model(timm_name, pretrained=True, num_classes=num_classes, **kwargs)
     except Exception as exc:
         raise PretrainedWeightsError(
             f"could not load ImageNet weights for {timm_name} ({type(exc).__name__}: {exc}). "
@@ -89,12 +99,14 @@ def _with_local_weights(builder: Callable[..., nn.Module], path: Path) -> nn.Mod
            f"torchvision.models.{name}(weights=...).state_dict()) or set pretrained=false")
     if not path.is_file():
         raise PretrainedWeightsError(f"pretrained_path {path} does not exist; {fix}")
+    state = load_tensors(path, what="pretrained_path", fix=fix)
     model = builder(weights=None)
     try:
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        model.load_state_dict(state)
     except Exception as exc:
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
         raise PretrainedWeightsError(f"pretrained_path {path} is not a torchvision {name} state "
-                                     f"dict ({type(exc).__name__}: {exc}); {fix}") from exc
+                                     f"dict ({type(exc).__name__}: {reason}); {fix}") from exc
     return model
 
 

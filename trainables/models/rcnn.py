@@ -22,6 +22,7 @@ from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from trainables.checkpoints import load_tensors
 from trainables.errors import PretrainedWeightsError
 
 if TYPE_CHECKING:
@@ -97,11 +98,7 @@ def read_weights(config: DetectionConfig, weights) -> dict[str, torch.Tensor]:
         path = Path(config.pretrained_path).expanduser()
         if not path.is_file():
             raise PretrainedWeightsError(f"pretrained_path {path} does not exist. {advice}")
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise PretrainedWeightsError(f"could not read pretrained_path {path} "
-                                         f"({type(exc).__name__}: {exc}). {advice}") from exc
+        return load_tensors(path, what="pretrained_path", fix=advice)
     try:
         return weights.get_state_dict(progress=False, weights_only=True)
     except Exception as exc:

@@ -35,6 +35,7 @@ from trainables.datasets.detection.regions import IMAGE_FOLDER, AnnotatedImage, 
 from trainables.datasets.detection.types import LISTING, SPLITS, DetectionData, DetectionSplit
 from trainables.datasets.download import DATA_DIR_ENV, DataNotFoundError
 from trainables.datasets.leakage_policy import (
+    Grouping,
     apply_after_split,
     duplicate_index_groups,
     resolve_policy,
@@ -165,8 +166,8 @@ def assign_splits(images: Sequence[AnnotatedImage], *, seed: int = SPLIT_SEED,
     return {split: tuple(images[i] for i in part) for split, part in zip(SPLITS, parts)}
 
 
-def duplicate_image_groups(images: Sequence[AnnotatedImage]) -> list[list[int]]:
-    """Groups (indices into ``images``) of images that are copies or confirmed near-duplicates
+def duplicate_image_groups(images: Sequence[AnnotatedImage]) -> Grouping:
+    """The groups (indices into ``images``) of images that are copies or confirmed near-duplicates
     of each other, found before splitting (an image whose file is missing belongs to none)."""
     prints = unassigned_prints((entry.source, entry.path) for entry in images if entry.path is not None)
     return duplicate_index_groups([entry.source for entry in images], prints)
@@ -204,10 +205,10 @@ def read_lymphoblast_plan(plan: DetectionPlan, settings: ReadSettings,
     ``leakage_policy``): ``group`` first moves each group of duplicate images into one split,
     the other policies act on the plain split; the audit says what the policy did."""
     images = plan.annotation_sets[0].images
-    groups = duplicate_image_groups(images) if policy == "group" else []
-    splits, audit = read_planned(plan.keeping_together(groups) if groups else plan, LYMPHOBLAST_CLASSES,
-                                 settings, LYMPHOBLAST)
-    splits = apply_after_split(policy, splits, audit, [[images[i].source for i in group] for group in groups],
+    grouping = duplicate_image_groups(images) if policy == "group" else Grouping()
+    splits, audit = read_planned(plan.keeping_together(grouping.indices) if grouping.indices else plan,
+                                 LYMPHOBLAST_CLASSES, settings, LYMPHOBLAST)
+    splits = apply_after_split(policy, splits, audit, grouping,
                                columns_of=lambda source, labels: [LYMPHOBLAST_CLASSES[label] for label in labels])
     return splits, audit
 

@@ -7,6 +7,10 @@ manifest shipped in ``manifests/``; only files named in the manifest are extract
 on disk is compared with the same manifest when it claims to be the pinned one
 (``compare_with_manifest``): differences are warnings in the data audit, not errors, since a
 user may fix labels on purpose.
+
+``python -m trainables.datasets.download {bccd,taleqani} DIR`` downloads a dataset into DIR
+(``__main__``; Taleqani through the Kaggle client, ``kaggle``); ``regenerate`` rewrites a
+manifest's file list from a copy on disk.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path, PurePosixPath
 
 from trainables.errors import MedsweepError
@@ -39,25 +44,46 @@ class ChecksumError(MedsweepError, RuntimeError):
     """A downloaded file is missing or differs from the shipped manifest."""
 
 
-@dataclass(frozen=True)
+class TargetExistsError(MedsweepError, FileExistsError):
+    """A download would replace a dataset folder that is already there."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Manifest:
-    """The pinned upstream source of a dataset and the SHA-256 of each of its files."""
+    """The pinned upstream source of a dataset and the SHA-256 of each of its files (paths
+    relative to the dataset folder).
+
+    A dataset on GitHub is pinned to ``repository`` at ``commit`` (its download is that
+    commit's tarball); one on Kaggle names its ``kaggle`` dataset (``owner/slug``) instead, and
+    ``provenance`` says which copy the digests were taken from."""
 
     dataset: str
-    repository: str
-    commit: str
     files: dict[str, str]
+    repository: str = ""
+    commit: str = ""
+    kaggle: str = ""
+    provenance: str = ""
 
     @property
     def archive_url(self) -> str:
         return f"https://codeload.github.com/{self.repository}/tar.gz/{self.commit}"
 
+    @property
+    def pinned(self) -> str:
+        """The upstream version the audit names: ``commit d272fb14`` or ``Kaggle owner/slug``."""
+        return f"commit {self.commit[:8]}" if self.commit else f"Kaggle {self.kaggle}"
+
     @classmethod
     def load(cls, name: str) -> Manifest:
-        text = resources.files("trainables.datasets").joinpath(f"manifests/{name}.json").read_text()
-        doc = json.loads(text)
-        return cls(dataset=doc["dataset"], repository=doc["repository"], commit=doc["commit"],
-                   files=doc["files"])
+        """The manifest shipped as ``manifests/<name>.json`` (keys that are no field, such as
+        ``license``, are for people only)."""
+        doc = json.loads(manifest_resource(name).read_text())
+        return cls(**{item.name: doc[item.name] for item in fields(cls) if item.name in doc})
+
+
+def manifest_resource(name: str) -> Traversable:
+    """The shipped ``manifests/<name>.json``."""
+    return resources.files("trainables.datasets").joinpath(f"manifests/{name}.json")
 
 
 def cache_dir() -> Path:
@@ -117,6 +143,29 @@ def locate_or_download(name: str, *, data_dir: str | os.PathLike | None,
     return target
 
 
+def download_bccd(directory: Path, *, fetch: Callable[[str], bytes] = fetch_url) -> Path:
+    """Download BCCD at its pinned commit into ``directory/BCCD_Dataset`` and verify every
+    file (``extract_verified``); an existing ``BCCD_Dataset`` there is never replaced."""
+    manifest = Manifest.load("bccd")
+    target = Path(directory) / manifest.dataset
+    refuse_existing(target)
+    try:
+        archive = fetch(manifest.archive_url)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise DataNotFoundError(f"could not download {manifest.archive_url} ({exc}); check the network "
+                                f"connection and retry") from exc
+    extract_verified(archive, manifest, target)
+    return target
+
+
+def refuse_existing(target: Path) -> None:
+    """Stop before downloading when ``target`` exists: a download never replaces data a user
+    may have fixed or be reading."""
+    if target.exists():
+        raise TargetExistsError(f"{target} already exists; use it as it is (pass --data-dir {target.parent}), "
+                                f"or move it away and download again")
+
+
 def _manifest_name(dataset_dir: str) -> str:
     return {"BCCD_Dataset": "bccd"}[dataset_dir]
 
@@ -173,7 +222,7 @@ def compare_with_manifest(manifest: Manifest, *, digests: Mapping[str, str],
     extra annotation or image). Otherwise it says why nothing was compared."""
     expected = {name: digest for name, digest in manifest.files.items() if read_by_reader(name)}
     present = [name for name in expected if name in digests]
-    check = {"manifest": manifest.dataset, "commit": manifest.commit, "expected": len(expected)}
+    check = {"manifest": manifest.dataset, "pinned": manifest.pinned, "expected": len(expected)}
     if 2 * len(present) <= len(expected):
         return check | {"compared": False, "present": len(present)}
     return check | {"compared": True,
@@ -196,7 +245,7 @@ def format_manifest_check(check: dict) -> list[str]:
     """Lines for the audit's text form of a ``compare_with_manifest`` result."""
     if not check:
         return []
-    pinned = f"the pinned SHA-256 manifest of {check['manifest']} (commit {check['commit'][:8]})"
+    pinned = f"the pinned SHA-256 manifest of {check['manifest']} ({check['pinned']})"
     if not check["compared"]:
         return [f"Manifest check: not compared with {pinned}: only {check['present']} of the "
                 f"{check['expected']} files it pins for reading are present, so this is not the pinned copy."]
