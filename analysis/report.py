@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analysis.document import Document, to_html, to_markdown
-from analysis.rerun import Confirmation, RerunSettings, confirm_on_test
+from analysis.rerun import RETRAIN_CHOICES, Confirmation, RerunSettings, confirm_on_test
 from analysis.results import load_experiment
 from analysis.sections import ReportContext, render_sections, validate_spec
 from analysis.winners import pick_winners
@@ -36,6 +36,7 @@ class ReportOptions:
     experiment_dir: str
     out: str | None = None
     seeds: int = 3
+    retrain: str = "candidates"
     top_k: int = 3
     bootstrap: int = 1000
     confidence: float = 0.95
@@ -50,6 +51,8 @@ class ReportOptions:
                 ("--bootstrap", self.bootstrap, 1, "resamples of the test images")):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ReportOptionsError(f"{flag} {value!r}: must be a whole number of at least {least} ({meaning})")
+        if self.retrain not in RETRAIN_CHOICES:
+            raise ReportOptionsError(f"--retrain {self.retrain!r}: must be one of {', '.join(RETRAIN_CHOICES)}")
         if not 0 < self.confidence < 1:
             raise ReportOptionsError(f"--confidence {self.confidence!r}: must lie between 0 and 1, for example 0.95")
 
@@ -78,8 +81,9 @@ def write_report(options: ReportOptions, *, echo: Callable[[str], None] = print)
     recorded = recorded_environment(experiment.directory)
     if warning := mismatch_warning(recorded, doing="evaluating and retraining"):
         echo(warning)
-    settings = RerunSettings(seeds=options.seeds, bootstrap=options.bootstrap, confidence=options.confidence,
-                             data_dir=options.data_dir or recorded_data_dir(recorded), address=options.address)
+    settings = RerunSettings(seeds=options.seeds, retrain=options.retrain, bootstrap=options.bootstrap,
+                             confidence=options.confidence, address=options.address,
+                             data_dir=options.data_dir or recorded_data_dir(recorded))
     confirmation = (confirm_on_test(experiment, winners, settings, evaluate_all=spec.evaluate_all_trials, echo=echo)
                     if winners.overall else None)
     for failure in confirmation.failures if confirmation else ():
@@ -137,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, default=3,
                         help="retrain each candidate from scratch with this many seeds (default 3; 0: evaluate "
                              "the sweep checkpoints only)")
+    parser.add_argument("--retrain", choices=RETRAIN_CHOICES, default="candidates",
+                        help="which candidates the seeds retrain: every one (default), or the overall winner "
+                             "alone, the others scored from their sweep checkpoints (where retraining all would "
+                             "take hours, as on a CPU)")
     parser.add_argument("--top-k", type=int, default=3,
                         help="candidates besides each group's best: the top K trials overall (default 3)")
     parser.add_argument("--bootstrap", type=int, default=1000,
@@ -149,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace) -> ReportOptions:
-    return ReportOptions(experiment_dir=args.experiment_dir, out=args.out, seeds=args.seeds, top_k=args.top_k,
+    return ReportOptions(experiment_dir=args.experiment_dir, out=args.out, seeds=args.seeds, retrain=args.retrain,
+                         top_k=args.top_k,
                          bootstrap=args.bootstrap, confidence=args.confidence, data_dir=args.data_dir,
                          address=args.address)
 

@@ -43,14 +43,19 @@ CHECKPOINT = "sweep checkpoint"
 # What a model predicts on a split: one array, or named arrays (a Mask R-CNN's boxes and masks).
 Outputs = np.ndarray | Mapping[str, np.ndarray]
 RETRAINED = "retrained"
+# Which candidates the confirmation retrains: every one, or the overall winner alone (the others
+# are scored from their sweep checkpoints), for a machine where retraining all would take hours.
+RETRAIN_CHOICES = ("candidates", "winner")
 
 
 @dataclass(frozen=True)
 class RerunSettings:
-    """How to confirm: ``seeds`` retrainings per candidate (0: checkpoints only), bootstrap
-    resamples of the test images, interval confidence, where the data and Ray are."""
+    """How to confirm: ``seeds`` retrainings per candidate (0: checkpoints only) of every
+    candidate or of the overall ``winner`` alone (``retrain``), bootstrap resamples of the
+    test images, interval confidence, where the data and Ray are."""
 
     seeds: int = 3
+    retrain: str = "candidates"
     bootstrap: int = 1000
     confidence: float = 0.95
     data_dir: str | None = None
@@ -202,10 +207,13 @@ def confirm_on_test(experiment: Experiment, winners: Winners, settings: RerunSet
     variant_of = {trial_id: data.key_of(experiment.config(trial_id)) for trial_id in experiment.trials["trial_id"]}
     evaluated = list(winners.ranking["trial_id"]) if evaluate_all else winners.candidate_ids
     tests = {key: e.test for key, e in evaluators.items()}
+    to_retrain = tuple(c for c in winners.candidates
+                       if settings.retrain == "candidates" or c.trial_id == winners.overall)
     echo("Test split: " + "; ".join(f"{data.label(k)} {len(t)} samples from {len(np.unique(t.sources))} images".strip()
                                      for k, t in tests.items())
          + f"; evaluating the best sweep checkpoint of {len(evaluated)} trial(s), then {settings.seeds} "
-           f"retraining(s) of each of {len(winners.candidates)} candidate(s)")
+           f"retraining(s) of each of {len(to_retrain)} candidate(s)"
+         + ("" if len(to_retrain) == len(winners.candidates) else " (--retrain winner: the overall winner only)"))
     trials = experiment.trials.set_index("trial_id")
     predictions: dict[tuple[str, str], list[ModelPredictions]] = {}
     failures: list[str] = []
@@ -216,7 +224,7 @@ def confirm_on_test(experiment: Experiment, winners: Winners, settings: RerunSet
         else:
             predictions[(trial_id, CHECKPOINT)] = [found]
     retrained, retrain_failures, retrained_now = retrain_candidates(
-        experiment, winners.candidates, data, settings, evaluators, echo)
+        experiment, to_retrain, data, settings, evaluators, echo)
     predictions.update(retrained)
     failures.extend(retrain_failures)
     entry = get_trainable(experiment.spec.trainable)

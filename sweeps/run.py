@@ -219,15 +219,7 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
             options.storage, spec.name, options.experiment_name)
     if options.check_data:
         data = audited_data(resolved, options, echo)
-        from sweeps.storage import is_uri
-        from trainables.datasets.audit_files import write_audit_files
-        folder = Path("runs" if is_uri(options.storage) else options.storage).resolve() / f"{spec.name}_data_audit"
-        if is_uri(options.storage):
-            echo(f"--storage {options.storage} is not local: --check-data writes its audit files under ./runs")
-        try:
-            echo(f"Audit files: {folder} ({', '.join(path.name for path in write_audit_files(folder, data))})")
-        except OSError as exc:
-            echo(f"Audit files not written: {exc}")
+        write_check_data_files(spec.name, data, storage=options.storage, echo=echo)
         return SweepOutcome(exit_code=0, audit=data.audit)
 
     configure_tune_environment()
@@ -362,6 +354,22 @@ def audited_data(resolved: ResolvedSweep, options: SweepOptions, echo: Callable[
                                   f"({len(problems)} problem(s)):\n  {shown}\nFix or remove these items, or "
                                   f"run without --strict-data to train on the rest")
     return data
+
+
+def write_check_data_files(name: str, data: SweepData, *, storage: str, echo: Callable[[str], None]) -> None:
+    """``--check-data``'s audit files (the experiment's, see ``write_experiment_files``) in
+    ``<storage>/<sweep>_data_audit/``, replacing the previous check's; under ``./runs`` when
+    ``storage`` is not a local folder. A folder that cannot be written is said, not fatal:
+    the audit was printed."""
+    from sweeps.storage import is_uri
+    from trainables.datasets.audit_files import write_audit_files
+    if is_uri(storage):
+        echo(f"--storage {storage} is not local: --check-data writes its audit files under ./runs")
+    folder = Path("runs" if is_uri(storage) else storage).resolve() / f"{name}_data_audit"
+    try:
+        echo(f"Audit files: {folder} ({', '.join(path.name for path in write_audit_files(folder, data))})")
+    except OSError as exc:
+        echo(f"Audit files not written: {exc}")
 
 
 def write_experiment_files(location: ExperimentLocation, resolved: ResolvedSweep, data: SweepData, *,

@@ -5,6 +5,7 @@ tables per model and data-loading option."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +39,15 @@ def trained(rows) -> object:
 def test_all_transfer_smoke_trains_the_cnn_and_both_vgg16_variants(ray_session, taleqani_dir, tmp_path):
     outcome = smoke("all_transfer", taleqani_dir, tmp_path)
     rows = outcome.summary
-    assert outcome.exit_code == 0 and len(rows) == 18
+    # The profile's grid: all 18 points on a GPU (full), the cpu profile's learning rate alone here.
+    grid = json.loads((outcome.experiment_dir / "sweep.json").read_text())["grid"]
+    assert outcome.exit_code == 0 and len(rows) == math.prod(len(values) for values in grid.values())
+    assert set(grid["model"]) == {"custom_cnn", "vgg16_frozen", "vgg16_finetune"}
     assert set(trained(rows)["model"]) == {"custom_cnn", "vgg16_frozen", "vgg16_finetune"}
     assert np.isfinite(trained(rows)["best_val_macro_f1"]).all()
     session = Path(ray._private.worker._global_node.get_session_dir_path())
     working_dirs = list(session.glob(f"artifacts/*/{outcome.location.name}/working_dirs/*"))
-    assert len(working_dirs) == 18, "the trials' working directories are where staging would be left"
+    assert len(working_dirs) == len(rows), "the trials' working directories are where staging would be left"
     assert not [p for d in working_dirs for p in d.glob(".checkpoint-staging-*")], "checkpoint staging left behind"
 
 

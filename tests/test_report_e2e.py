@@ -9,7 +9,7 @@ import pytest
 
 from analysis.document import cell_text, empty_cells
 from analysis.report import ReportOptions, main, write_report
-from analysis.rerun import CACHE_DIR, CHECKPOINT, RerunSettings, confirm_on_test
+from analysis.rerun import CACHE_DIR, CHECKPOINT, RETRAINED, RerunSettings, confirm_on_test
 from analysis.results import load_experiment
 from analysis.winners import pick_winners
 from sweeps.data import prepare_sweep_data
@@ -70,6 +70,25 @@ def test_candidates_are_retrained_with_seeds_through_tune_and_cached(smoke_repor
     assert again.confirmation.retrained_now == 0
     assert again.confirmation.estimates.equals(confirmation.estimates)
     assert len(list((smoke_sweep.experiment_dir / "reruns").glob("rerun_*"))) == 1
+
+
+def test_retrain_winner_retrains_the_overall_winner_alone(smoke_report, smoke_sweep, shared_data_dir, tmp_path):
+    outcome, _ = smoke_report
+    candidates = {trial_id for trial_id, _ in outcome.confirmation.predictions}
+    assert len(candidates) > 1
+    messages: list[str] = []
+    winner_only = write_report(ReportOptions(str(smoke_sweep.experiment_dir), seeds=2, retrain="winner",
+                                             out=str(tmp_path / "report"), data_dir=str(shared_data_dir)),
+                               echo=messages.append)
+    confirmation = winner_only.confirmation
+    retrained = {trial_id for trial_id, kind in confirmation.predictions if kind == RETRAINED}
+    assert retrained == {confirmation.reference}
+    assert {trial_id for trial_id, _ in confirmation.predictions} == candidates      # the others: checkpoints
+    assert any("--retrain winner: the overall winner only" in m for m in messages)
+    assert "the overall winner alone (--retrain winner) retrained from scratch" in winner_only.markdown.read_text()
+    with pytest.raises(SystemExit) as refused:
+        main([str(smoke_sweep.experiment_dir), "--retrain", "everyone"])
+    assert refused.value.code == 2
 
 
 def test_a_resumed_trial_is_evaluated_again_and_an_unchanged_one_is_not(smoke_sweep, shared_data_dir, tmp_path):

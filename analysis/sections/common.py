@@ -170,8 +170,9 @@ def confirmation_section(context: ReportContext) -> list[Block]:
     blocks: list[Block] = [
         Heading("Confirmation on the test split"),
         Paragraph("Candidates: the best trials overall and the best of every group. Each is evaluated from its best "
-                  "sweep checkpoint" + (f" and retrained from scratch with seeds {list(context.settings.seed_values)} "
-                                        "as one Ray Tune run" if context.retraining else "")
+                  "sweep checkpoint" + (f" and {retrained_whom(context)} retrained from scratch with seeds "
+                                        f"{list(context.settings.seed_values)} as one Ray Tune run"
+                                        if context.retraining else "")
                   + f"; intervals resample test images ({context.settings.bootstrap} resamples). "
                     f"{tie_sentence(context)}"),
         Table(pd.DataFrame(rows), caption="Candidates"),
@@ -195,6 +196,11 @@ def training_curves(context: ReportContext) -> list[Block]:
     path = figures.training_curves(histories, metrics, context.figures_dir / "training_curves.png")
     return [Heading("Training curves"),
             Figure(path, f"{', '.join(metrics)} and losses per epoch of the best trial of each group")]
+
+
+def retrained_whom(context: ReportContext) -> str:
+    """Who the seeds retrained: every candidate, or the winner alone (``--retrain winner``)."""
+    return "each" if context.settings.retrain == "candidates" else "the overall winner alone (--retrain winner)"
 
 
 @section("checks", needs="confirmation")

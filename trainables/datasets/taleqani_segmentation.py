@@ -53,7 +53,7 @@ MASK_RULE = (f"a pixel is cell when an RGB channel differs by more than {MASK_TH
              f"background (the median of its border pixels), after a 3x3 opening and without connected specks "
              f"under {MIN_COMPONENT_FRACTION:.3%} of the image")
 UNPAIRED = "unpaired"
-READER_VERSION = 6
+READER_VERSION = 7
 MASK_EXAMPLES = 8
 
 
