@@ -2,6 +2,8 @@
 #   make sweep   create/reuse .venv, install, run the bccd_imbalance sweep
 #   make test    create/reuse .venv, install, run the whole test suite (what CI runs)
 #   make test-fast  the tests not marked e2e (no sweeps through Ray Tune), for the edit loop
+#   make test-cluster  the launch paths run for real (Slurm, ray up over SSH, Kubernetes manifests):
+#                installs Debian's slurm/munge/openssh-server, needs root; what CI runs after make test
 #   make lint    ruff check
 #   make report EXP=runs/<experiment>   analyse a sweep and write its report
 # Pass extra sweep arguments with ARGS, e.g.  make sweep ARGS="--smoke"
@@ -13,7 +15,7 @@ BIN     = $(VENV)/bin
 # (downloaded once and verified on a machine with internet).
 DATA_ENV = $(if $(MEDSWEEP_DATA_DIR),MEDSWEEP_DATA_DIR=$(MEDSWEEP_DATA_DIR),$(if $(wildcard ../shared/data/BCCD_Dataset),MEDSWEEP_DATA_DIR=$(abspath ../shared/data),))
 
-.PHONY: install sweep test test-fast lint check-data report clean
+.PHONY: install sweep test test-fast test-cluster lint check-data report clean
 
 $(BIN)/.medsweep-installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +44,11 @@ test: install
 
 test-fast: install
 	$(DATA_ENV) $(BIN)/python -m pytest -m "not e2e" $(ARGS)
+
+test-cluster: install
+	$(BIN)/python -m pip install -q -e '.[cluster-test]'
+	cluster/tests/install-debian-packages.sh
+	$(DATA_ENV) $(BIN)/python -m pytest -m cluster tests/cluster $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -87,7 +87,7 @@ def check_dashboard(*, address: str | None) -> None:
     if address:
         raise DashboardError(f"--dashboard starts a dashboard for a local run only; the cluster at --address "
                              f"{address} has its own, served by its head node (port 8265 by default: "
-                             f"`ray dashboard cluster.yaml` forwards it to this machine)")
+                             f"`ray dashboard cluster/aws.yaml` forwards it to this machine)")
     if (missing := dashboard_dependency_error()) is not None:
         raise DashboardError(f"--dashboard needs Ray's dashboard packages, which this environment lacks "
                              f"({missing}); install them with: pip install 'ray[default]'")

@@ -411,7 +411,8 @@ def resolve_for_run(spec: SweepSpec, options: SweepOptions, echo: Callable[[str]
     if options.seed is not None:
         origins += ("--set",) * (len(overrides) - len(origins)) + ("--seed",)
         overrides += (f"seed={options.seed}",)
-    resolved = resolve(spec, profile=profile, smoke=options.smoke, overrides=overrides, origins=origins)
+    resolved = dataclasses.replace(
+        resolve(spec, profile=profile, smoke=options.smoke, overrides=overrides, origins=origins), search=options.search)
     if options.search == "grid":
         resolved.require_grid_values()
     resolved = with_resources(resolved, options.cpus_per_trial,
@@ -471,7 +472,7 @@ def with_resources(resolved: ResolvedSweep, cpus: float | None, gpus: float | No
 def check_pretrained_paths(resolved: ResolvedSweep) -> None:
     """Every ``pretrained_path`` a trial config names is a file here (the weights in it are
     read by ``preflight_pretrained``, after the data audit)."""
-    for path in sorted({str(config["pretrained_path"]) for config in resolved.configs()
+    for path in sorted({str(config["pretrained_path"]) for config in resolved.possible_configs()
                         if config.get("pretrained_path")}):
         if not Path(path).expanduser().is_file():
             raise PretrainedWeightsError(f"pretrained_path {path}: no such file; point --set pretrained_path= at a "
@@ -484,7 +485,7 @@ def preflight_pretrained(resolved: ResolvedSweep, data: SweepData) -> None:
     clear error now rather than every trial failing on a worker later."""
     fetch = get_trainable(resolved.spec.trainable).fetch_weights
     wanted = {}
-    for config in resolved.configs():
+    for config in resolved.possible_configs():
         if config.get("pretrained") or config.get("pretrained_path"):
             variant, trial_config = data.for_config(config)
             wanted.setdefault(json.dumps({k: trial_config.get(k) for k in ("model", "backbone", "pretrained_path")},

@@ -185,6 +185,7 @@ class ResolvedSweep:
     resources: Resources
     overrides: tuple[str, ...] = field(default=())
     ranges: dict[str, Range] = field(default_factory=dict)
+    search: str = "grid"
 
     @property
     def axes(self) -> list[str]:
@@ -201,13 +202,27 @@ class ResolvedSweep:
 
     @property
     def max_epochs(self) -> int:
-        return int(max(self.grid.get("max_epochs", [self.fixed.get("max_epochs", 1)])))
+        """The most epochs any trial can train (ASHA's ``max_t``, the forecast's budget)."""
+        return int(max(config.get("max_epochs", 1) for config in self.possible_configs()))
 
     def configs(self) -> Iterator[dict[str, Any]]:
         """Every trial config of one pass over the grid, in grid order."""
         keys = list(self.grid)
         for values in itertools.product(*(self.grid[k] for k in keys)):
             yield {**self.fixed, **dict(zip(keys, values))}
+
+    def possible_configs(self) -> Iterator[dict[str, Any]]:
+        """What any trial of this sweep can get, extremes included: the grid's points under
+        ``--search grid``; under a sampler every combination of each axis's choices, a ranged
+        axis contributing its range's endpoints (or categories). Whatever sizes the sweep from
+        its configs (ASHA's ``max_t``, batch-size calibration, the weights preflight, the
+        forecast) reads these, so an axis given only as a range is not invisible to it."""
+        if self.search == "grid":
+            yield from self.configs()
+            return
+        choices = {k: self.ranges[k].endpoints() if k in self.ranges else list(self.grid[k]) for k in self.axes}
+        for values in itertools.product(*choices.values()):
+            yield {**self.fixed, **dict(zip(choices, values))}
 
     def param_space(self) -> dict[str, Any]:
         """The grid as Tune's ``grid_search`` over each axis's values."""
@@ -236,7 +251,8 @@ class ResolvedSweep:
                 "data": self.data.to_dict(), "fixed": self.fixed, "grid": self.grid,
                 "ranges": {k: r.to_dict() for k, r in self.ranges.items()},
                 "asha": dataclasses.asdict(self.asha), "resources": dataclasses.asdict(self.resources),
-                "metric": self.spec.metric, "mode": self.spec.mode, "overrides": list(self.overrides)}
+                "metric": self.spec.metric, "mode": self.spec.mode, "overrides": list(self.overrides),
+                "search": self.search}
 
 
 def load_yaml(path: Path) -> dict:
@@ -451,4 +467,5 @@ def from_saved(spec: SweepSpec, saved: Mapping[str, Any]) -> ResolvedSweep:
                          grid={k: list(v) for k, v in saved["grid"].items()},
                          asha=AshaSettings(**saved["asha"]), resources=Resources(**saved["resources"]),
                          overrides=tuple(saved.get("overrides", ())),
-                         ranges={k: Range.from_mapping(k, r, "sweep.json") for k, r in saved.get("ranges", {}).items()})
+                         ranges={k: Range.from_mapping(k, r, "sweep.json") for k, r in saved.get("ranges", {}).items()},
+                         search=saved.get("search", "grid"))

@@ -131,9 +131,18 @@ def assert_same_data(data, cached) -> None:
 GPU_SKIP_REASON = "needs a CUDA GPU (run `pytest -m gpu` on a GPU machine)"
 
 
+CLUSTER_SKIP_REASON = "starts a real Slurm, sshd or Ray cluster as root: run `make test-cluster`"
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``gpu`` run only where PyTorch sees a CUDA device; elsewhere they are
-    skipped, saying how to run them. ``pytest -m gpu`` selects exactly these."""
+    skipped, saying how to run them (``pytest -m gpu`` selects exactly these). Tests marked
+    ``cluster`` run only when selected with ``-m cluster`` (``make test-cluster``)."""
+    if "cluster" not in (config.option.markexpr or ""):
+        skip_cluster = pytest.mark.skip(reason=CLUSTER_SKIP_REASON)
+        for item in items:
+            if item.get_closest_marker("cluster"):
+                item.add_marker(skip_cluster)
     if not any(item.get_closest_marker("gpu") for item in items):
         return
     import torch

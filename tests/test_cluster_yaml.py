@@ -1,4 +1,4 @@
-"""cluster.yaml against Ray's own autoscaler schema, offline; and the project's rules for it."""
+"""cluster/aws.yaml against Ray's own autoscaler schema, offline; and the project's rules for it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-CLUSTER_YAML = Path(__file__).resolve().parents[1] / "cluster.yaml"
+CLUSTER_YAML = Path(__file__).resolve().parents[1] / "cluster" / "aws.yaml"
 
 
 @pytest.fixture()
