@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from sweeps.space import PROFILES
-from sweeps.tuner import SEARCH_ALGORITHMS
+from sweeps.choices import PROFILES, SEARCH_ALGORITHMS
 
 # --gpus-per-trial's default: packing chosen by measuring a trial (sweeps/packing.py).
 AUTO = "auto"

@@ -38,7 +38,6 @@ from trainables.datasets.options import DatasetOptions
 from trainables.errors import SearchSpaceError
 from trainables.registry import get_trainable
 
-PROFILES = ("auto", "cpu", "full")
 SECTIONS = ("data", "fixed", "grid", "profiles")
 # The smallest image (or patch) side any dataset reader accepts; detection needs 8 pixels.
 MIN_IMAGE_SIZE = 8

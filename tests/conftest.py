@@ -79,7 +79,7 @@ def ray_session():
 @pytest.fixture(scope="session")
 def smoke_sweep(ray_session, shared_data_dir, tmp_path_factory):
     """The bccd_imbalance smoke sweep, run once per test session on the real data."""
-    from sweeps.run import SweepOptions, run_sweep
+    from sweeps.sweep import SweepOptions, run_sweep
     storage = tmp_path_factory.mktemp("runs")
     return run_sweep(SweepOptions(name="bccd_imbalance", smoke=True, storage=str(storage),
                                   data_dir=str(shared_data_dir)))

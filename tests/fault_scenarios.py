@@ -56,14 +56,14 @@ def start_cluster(workers: int):
 
 
 def sweep_options(workdir: Path, data_dir: str, name: str, overrides=FEW_TRIALS, **extra):
-    from sweeps.run import SweepOptions
+    from sweeps.sweep import SweepOptions
     return SweepOptions(name=extra.pop("sweep", "bccd_imbalance"), smoke=True, storage=str(workdir / "runs"),
                         experiment_name=name, data_dir=data_dir, overrides=tuple(overrides), **extra)
 
 
 def multinode(workdir: Path, data_dir: str) -> dict:
     """A head with no CPUs and two one-CPU workers: trials must run on both workers."""
-    from sweeps.run import run_sweep
+    from sweeps.sweep import run_sweep
     cluster, nodes = start_cluster(workers=2)
     outcome = run_sweep(sweep_options(workdir, data_dir, "multinode", storage_shared=True))
     used = {nid for frame in progress(outcome.experiment_dir).values() for nid in frame["node_id"]}
@@ -75,7 +75,7 @@ def multinode(workdir: Path, data_dir: str) -> dict:
 def node_loss(workdir: Path, data_dir: str) -> dict:
     """Remove the worker running the only trial once it has a checkpoint: the trial must
     continue from that checkpoint on the other worker."""
-    from sweeps.run import run_sweep
+    from sweeps.sweep import run_sweep
     cluster, nodes = start_cluster(workers=2)
     experiment = workdir / "runs" / "node_loss"
     removed = {}
@@ -179,7 +179,7 @@ def flaky(workdir: Path, data_dir: str) -> dict:
     import ray
 
     from sweeps.registry import SWEEPS, get_sweep
-    from sweeps.run import run_sweep
+    from sweeps.sweep import run_sweep
     from trainables.registry import TRAINABLES
 
     os.environ["MEDSWEEP_FLAKY_DIR"] = str(workdir)

@@ -15,14 +15,14 @@ from PIL import Image
 
 from sweeps.data import prepare_sweep_data
 from sweeps.registry import get_sweep
-from sweeps.run import SweepOptions, run_sweep, write_experiment_files
 from sweeps.space import resolve
 from sweeps.storage import ExperimentLocation
+from sweeps.sweep import SweepOptions, run_sweep, write_experiment_files
+from tests.synthetic_data import write_taleqani
 from trainables.datasets.audit import DataAudit, format_masks
 from trainables.datasets.audit_files import CSV_COLUMNS, SHEET_PAIRS, write_audit_files
 from trainables.datasets.images import decode_rgb
 from trainables.datasets.leakage import LINE_WIDTH
-from trainables.datasets.synthetic import write_taleqani
 
 AUDIT_FILES = ["data_audit.txt", "data_audit.json", "leakage_groups.csv", "leakage_groups.png"]
 

@@ -21,18 +21,20 @@ import analysis.report
 import sweeps.data
 import sweeps.run
 import sweeps.storage
+import sweeps.sweep
 from analysis.report import main as report_main
 from sweeps.data import DecodedSizeError, check_decoded_size
 from sweeps.export_wandb import main as export_main
 from sweeps.plan import Capacity, Forecast, Timing, size_warning
 from sweeps.progress import SweepProgress
 from sweeps.registry import get_sweep
-from sweeps.run import SweepInterrupted, SweepOptions, interrupted_message, main
+from sweeps.run import main
 from sweeps.space import resolve
 from sweeps.storage import ExperimentLocation, StorageError, check_cloud_storage, discard_unstarted
+from sweeps.sweep import SweepInterrupted, SweepOptions, interrupted_message
+from tests.synthetic_data import write_taleqani
 from tests.synthetic_experiment import make_experiment, trial
 from trainables.checkpoints import META_FILE, STATE_FILE, UnsafeCheckpointError, read_state
-from trainables.datasets.synthetic import write_taleqani
 from trainables.errors import MedsweepError
 from trainables.registry import fetch_model_weights
 
@@ -51,7 +53,7 @@ def before_ray(monkeypatch):
     """Starting Ray fails the test; at its end Ray is as it was (no instance was started)."""
     import ray
     was_up = ray.is_initialized()
-    monkeypatch.setattr(sweeps.run, "ensure_ray", lambda *a, **k: pytest.fail("Ray was asked to start"))
+    monkeypatch.setattr(sweeps.sweep, "ensure_ray", lambda *a, **k: pytest.fail("Ray was asked to start"))
     yield
     assert ray.is_initialized() == was_up
 
@@ -59,7 +61,7 @@ def before_ray(monkeypatch):
 @pytest.fixture
 def no_audit(monkeypatch):
     """Decoding the data fails the test."""
-    monkeypatch.setattr(sweeps.run, "prepare_sweep_data", lambda *a, **k: pytest.fail("the data audit ran"))
+    monkeypatch.setattr(sweeps.sweep, "prepare_sweep_data", lambda *a, **k: pytest.fail("the data audit ran"))
 
 
 @pytest.fixture(scope="module")
@@ -289,8 +291,9 @@ def wait_until_loading(process: subprocess.Popen, library: str = "libtorch", tim
 
 
 def test_ctrl_c_while_the_modules_load_exits_130_with_one_line():
-    process = subprocess.Popen([sys.executable, "-m", "sweeps.run", "--help"], cwd=REPO, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    # --help no longer loads PyTorch (tests/test_cli_startup.py); a sweep's --check-data does.
+    process = subprocess.Popen([sys.executable, "-m", "sweeps.run", "bccd_imbalance", "--check-data"], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_until_loading(process)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
@@ -302,7 +305,7 @@ def test_ctrl_c_before_any_trial_says_there_is_nothing_to_resume(monkeypatch, ca
     def interrupted(options):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sweeps.run, "run_sweep", interrupted)
+    monkeypatch.setattr(sweeps.sweep, "run_sweep", interrupted)
     assert main(["bccd_imbalance", "--plan", "--storage", str(tmp_path)]) == 130
     assert capsys.readouterr().err.strip() == ("Interrupted before any trial started; no experiment was written, "
                                                "so there is nothing to resume.")

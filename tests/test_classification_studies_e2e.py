@@ -14,9 +14,9 @@ import ray
 
 from analysis.document import empty_cells
 from analysis.report import ReportOptions, write_report
-from sweeps.run import SweepOptions, run_sweep
+from sweeps.sweep import SweepOptions, run_sweep
 from tests.conftest import copy_real_taleqani
-from trainables.datasets.synthetic import write_chestmnist
+from tests.synthetic_data import write_chestmnist
 
 pytestmark = pytest.mark.e2e
 

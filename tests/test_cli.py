@@ -25,11 +25,12 @@ def test_unknown_sweep_exits_2_listing_valid_sweeps(capsys):
 
 def test_bad_set_fails_before_ray_starts(capsys, monkeypatch):
     import sweeps.run
+    import sweeps.sweep
 
     def no_ray(address):
         raise AssertionError("Ray was asked to start")
 
-    monkeypatch.setattr(sweeps.run, "ensure_ray", no_ray)
+    monkeypatch.setattr(sweeps.sweep, "ensure_ray", no_ray)
     assert main(["bccd_imbalance", "--smoke", "--set", "lr_typo=1"]) == 2
     assert "valid keys" in capsys.readouterr().err
 
@@ -67,7 +68,7 @@ def test_help_explains_the_plan_progress_and_dashboard_options():
 
 
 def test_an_unknown_class_folder_is_a_clear_error_before_any_training(capsys, tmp_path):
-    from trainables.datasets.synthetic import write_taleqani
+    from tests.synthetic_data import write_taleqani
     root = write_taleqani(tmp_path / "taleqani", per_class=2, size=32)
     (root / "Original" / "[Malignant] Pre-B").rename(root / "Original" / "Blasts")
     assert main(["all_transfer", "--check-data", "--data-dir", str(root), "--storage", str(tmp_path / "runs")]) == 2
@@ -79,19 +80,20 @@ def test_an_internal_bug_keeps_its_traceback_and_user_errors_stay_one_line(capsy
     import pytest
 
     import sweeps.run
+    import sweeps.sweep
     from trainables.errors import UnknownNameError
 
     def buggy(options):
         raise KeyError("x")
 
-    monkeypatch.setattr(sweeps.run, "run_sweep", buggy)
+    monkeypatch.setattr(sweeps.sweep, "run_sweep", buggy)
     with pytest.raises(KeyError):
         main(["bccd_imbalance", "--smoke"])
 
     def user_error(options):
         raise UnknownNameError("unknown model 'effnet'; valid models: a, b")
 
-    monkeypatch.setattr(sweeps.run, "run_sweep", user_error)
+    monkeypatch.setattr(sweeps.sweep, "run_sweep", user_error)
     assert main(["bccd_imbalance", "--smoke"]) == 2
     assert capsys.readouterr().err == "error: unknown model 'effnet'; valid models: a, b\n"
 

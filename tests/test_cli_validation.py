@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import sweeps.run
+import sweeps.sweep
 from sweeps.run import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,8 +48,8 @@ def no_ray_no_audit(monkeypatch):
     def audit_ran(resolved, **kwargs):
         raise AssertionError("the data audit ran")
 
-    monkeypatch.setattr(sweeps.run, "ensure_ray", ray_started)
-    monkeypatch.setattr(sweeps.run, "prepare_sweep_data", audit_ran)
+    monkeypatch.setattr(sweeps.sweep, "ensure_ray", ray_started)
+    monkeypatch.setattr(sweeps.sweep, "prepare_sweep_data", audit_ran)
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -81,7 +82,7 @@ def test_a_valid_annotations_setting_reaches_the_data_preparation(monkeypatch):
         seen["annotations"] = resolved.data.options.annotations
         raise AssertionError("stop here: the data settings were accepted")
 
-    monkeypatch.setattr(sweeps.run, "prepare_sweep_data", audit)
+    monkeypatch.setattr(sweeps.sweep, "prepare_sweep_data", audit)
     with pytest.raises(AssertionError, match="stop here"):
         main(["lymphoblast_maskrcnn", "--check-data", "--set", "annotations=via_project.json"])
     assert seen == {"annotations": "via_project.json"}

@@ -12,8 +12,8 @@ from ray.tune.search.optuna import OptunaSearch
 
 from sweeps.ranges import Range
 from sweeps.registry import get_sweep
-from sweeps.run import SweepOptions, run_sweep
 from sweeps.space import SearchSpaceError, from_saved, resolve
+from sweeps.sweep import SweepOptions, run_sweep
 
 SPEC = get_sweep("bccd_imbalance")
 RANGES_YAML = Path(__file__).resolve().parent / "spaces" / "bccd_ranges.yaml"

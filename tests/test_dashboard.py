@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 import sweeps.run
+import sweeps.sweep
 from sweeps import ray_session
 from sweeps.ray_session import DashboardError, check_dashboard, ensure_ray
 from sweeps.run import build_parser, main, options_from_args
@@ -68,8 +69,8 @@ def test_a_cluster_run_is_pointed_at_the_clusters_own_dashboard(monkeypatch):
 
 def test_the_command_fails_fast_with_exit_2_before_ray_and_the_audit(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(ray_session, "dashboard_dependency_error", lambda: MISSING)
-    monkeypatch.setattr(sweeps.run, "ensure_ray", lambda *a, **k: pytest.fail("Ray was asked to start"))
-    monkeypatch.setattr(sweeps.run, "prepare_sweep_data", lambda *a, **k: pytest.fail("the data audit ran"))
+    monkeypatch.setattr(sweeps.sweep, "ensure_ray", lambda *a, **k: pytest.fail("Ray was asked to start"))
+    monkeypatch.setattr(sweeps.sweep, "prepare_sweep_data", lambda *a, **k: pytest.fail("the data audit ran"))
     assert main(["bccd_imbalance", "--smoke", "--dashboard", "--storage", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --dashboard needs Ray's dashboard packages") and "Traceback" not in err

@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 
 import sweeps.run
+import sweeps.sweep
 from sweeps.data import prepare_sweep_data
 from sweeps.registry import SWEEPS, get_sweep
 from sweeps.run import main
 from sweeps.space import DataSettings, SearchSpaceError, data_keys, from_saved, resolve
+from tests.synthetic_data import write_taleqani
 from trainables.config import ConfigError
 from trainables.datasets import DATASETS, get_dataset_entry
-from trainables.datasets.synthetic import write_taleqani
 
 # Per dataset: a value of the wrong type and one out of range, each with what the error says.
 BAD_OPTIONS = {
@@ -102,7 +103,7 @@ def test_bilateral_on_bccd_exits_2_with_one_line_before_the_audit(monkeypatch, c
     def audit_ran(resolved, **kwargs):
         raise AssertionError("the data audit ran")
 
-    monkeypatch.setattr(sweeps.run, "prepare_sweep_data", audit_ran)
+    monkeypatch.setattr(sweeps.sweep, "prepare_sweep_data", audit_ran)
     assert main(["bccd_imbalance", "--smoke", "--set", "bilateral=true"]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert lines == ["error: --set bilateral=true: data setting 'bilateral' does not apply to dataset bccd (only to "

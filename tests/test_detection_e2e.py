@@ -11,8 +11,8 @@ import pytest
 
 from analysis.document import Paragraph, empty_cells
 from analysis.report import ReportOptions, write_report
-from sweeps.run import SweepOptions, run_sweep
-from trainables.datasets.synthetic import write_lymphoblast
+from sweeps.sweep import SweepOptions, run_sweep
+from tests.synthetic_data import write_lymphoblast
 
 pytestmark = pytest.mark.e2e
 

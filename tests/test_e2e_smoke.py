@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweeps.run import SweepOptions, run_sweep
 from sweeps.summary import KNOWN_REASONS, STOPPED_BY_ASHA
+from sweeps.sweep import SweepOptions, run_sweep
 from trainables.checkpoints import META_FILE, STATE_FILE
 
 pytestmark = pytest.mark.e2e

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from sweeps.ray_session import NodeCapacity, RayConnectionError, ResourceRequestError, check_trial_resources
-from sweeps.run import SweepOptions, run_sweep
 from sweeps.storage import SWEEP_FILE, TUNE_STATE_FILE, find_experiment
+from sweeps.sweep import SweepOptions, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,11 +51,12 @@ def test_an_address_that_is_not_host_port_is_named():
 @pytest.mark.e2e
 def test_more_gpus_than_the_machine_has_fails_before_the_audit_and_writes_nothing(ray_session, tmp_path, monkeypatch):
     import sweeps.run
+    import sweeps.sweep
 
     def no_audit(*args, **kwargs):
         raise AssertionError("the data audit ran")
 
-    monkeypatch.setattr(sweeps.run, "prepare_sweep_data", no_audit)
+    monkeypatch.setattr(sweeps.sweep, "prepare_sweep_data", no_audit)
     with pytest.raises(ResourceRequestError, match=r"asks for 1 CPU \+ 3 GPU.*no node of the local machine"):
         run_sweep(SweepOptions(name="bccd_imbalance", smoke=True, gpus_per_trial=3, storage=str(tmp_path)))
     assert list(tmp_path.iterdir()) == []

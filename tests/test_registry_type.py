@@ -66,7 +66,7 @@ def test_every_error_class_of_the_project_is_a_medsweep_error():
     from trainables.errors import MedsweepError
 
     internal = {"trainables.engine.Diverged", "trainables.datasets.detection.regions.RegionProblem",
-                "sweeps.run.SweepInterrupted"}
+                "sweeps.sweep.SweepInterrupted"}
     outside = []
     for package in (trainables, sweeps, analysis):
         for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):

@@ -28,7 +28,7 @@ def test_a_seeded_pipeline_repeats_its_draws_and_another_seed_does_not():
 
 
 def one_trial_history(storage, data_dir, name: str, seed: int | None = None) -> pd.DataFrame:
-    from sweeps.run import SweepOptions, run_sweep
+    from sweeps.sweep import SweepOptions, run_sweep
     outcome = run_sweep(SweepOptions(name="bccd_imbalance", smoke=True, storage=str(storage), experiment_name=name,
                                      data_dir=str(data_dir), overrides=ONE_TRIAL, seed=seed))
     (progress,) = outcome.experiment_dir.glob("*/progress.csv")

@@ -6,7 +6,7 @@ import pytest
 
 from analysis.document import empty_cells
 from analysis.report import ReportOptions, write_report
-from sweeps.run import SweepOptions, run_sweep
+from sweeps.sweep import SweepOptions, run_sweep
 from tests.conftest import copy_real_taleqani
 
 pytestmark = pytest.mark.e2e

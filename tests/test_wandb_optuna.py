@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from sweeps.registry import get_sweep
-from sweeps.run import SweepOptions, run_sweep
 from sweeps.space import resolve
+from sweeps.sweep import SweepOptions, run_sweep
 from sweeps.tuner import RunSettings, search_algorithm, search_space
 from tests.wandb_records import history, records
 
