@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis.document import Document, to_html, to_markdown
+from analysis.document import Block, Bullets, Document, Heading, Paragraph, to_html, to_markdown
 from analysis.rerun import RETRAIN_CHOICES, Confirmation, RerunSettings, confirm_on_test
 from analysis.results import load_experiment
 from analysis.sections import ReportContext, render_sections, validate_spec
 from analysis.winners import pick_winners
-from sweeps.environment import mismatch_warning, recorded_data_dir, recorded_environment
+from sweeps.environment import mismatch_warning, recorded_data_changes, recorded_data_dir, recorded_environment
 from trainables.errors import MedsweepError, cli_exit_code
 
 
@@ -42,6 +42,7 @@ class ReportOptions:
     confidence: float = 0.95
     data_dir: str | None = None
     address: str | None = None
+    allow_data_change: bool = False
 
     def __post_init__(self) -> None:
         """Each count and the confidence in range; an error names the flag and its value."""
@@ -83,7 +84,8 @@ def write_report(options: ReportOptions, *, echo: Callable[[str], None] = print)
         echo(warning)
     settings = RerunSettings(seeds=options.seeds, retrain=options.retrain, bootstrap=options.bootstrap,
                              confidence=options.confidence, address=options.address,
-                             data_dir=options.data_dir or recorded_data_dir(recorded))
+                             data_dir=options.data_dir or recorded_data_dir(recorded),
+                             allow_data_change=options.allow_data_change)
     confirmation = (confirm_on_test(experiment, winners, settings, evaluate_all=spec.evaluate_all_trials, echo=echo)
                     if winners.overall else None)
     for failure in confirmation.failures if confirmation else ():
@@ -91,7 +93,7 @@ def write_report(options: ReportOptions, *, echo: Callable[[str], None] = print)
     document = Document(title=f"{experiment.spec.name} — {experiment.directory.name}")
     context = ReportContext(experiment=experiment, winners=winners, confirmation=confirmation, spec=spec,
                             figures_dir=out_dir / "figures", settings=settings)
-    document.add(*render_sections(context))
+    document.add(*render_sections(context), *data_provenance_blocks(experiment.directory, confirmation))
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown = out_dir / "report.md"
     html = out_dir / "report.html"
@@ -110,6 +112,26 @@ def write_report(options: ReportOptions, *, echo: Callable[[str], None] = print)
                                     f"{first}); fix their cause and run the report again")
     return ReportOutcome(out_dir=out_dir, markdown=markdown, html=html, document=document,
                          confirmation=confirmation, seconds=seconds)
+
+
+def data_provenance_blocks(experiment_dir: Path, confirmation: Confirmation | None) -> list[Block]:
+    """The report's record of its data: whether the data it read matched the sweep's fingerprint
+    and split lists (and every change it went on with, ``--allow-data-change``), and each resume
+    that went on with changed data."""
+    blocks: list[Block] = [Heading("Data compared with the sweep's record")]
+    check = confirmation.data_check if confirmation else None
+    if check is None:
+        blocks.append(Paragraph("This report read no data (there was no trial to confirm on the test split)."))
+    elif not check.changes:
+        blocks.append(Paragraph(f"The data this report read matches the sweep's record (compared: {check.compared})."))
+    else:
+        blocks += [Paragraph(f"The data this report read differs from the sweep's record (compared: {check.compared}); "
+                             f"the report went on because --allow-data-change was given:"),
+                   Bullets(tuple(check.changes))]
+    for entry in recorded_data_changes(experiment_dir):
+        blocks += [Paragraph(f"The {entry['doing']} of {entry['when']} went on with data that differed from the "
+                             f"sweep's record (--allow-data-change):"), Bullets(tuple(entry["changes"]))]
+    return blocks
 
 
 def writable_folder(folder: Path, *, flag: str) -> Path:
@@ -153,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="directory holding the dataset folder (default: the one the sweep read, "
                                            "recorded in sweep.json; then $MEDSWEEP_DATA_DIR, then the user cache)")
     parser.add_argument("--address", help="retrain on an existing Ray cluster (for example 'auto')")
+    parser.add_argument("--allow-data-change", action="store_true",
+                        help="go on when the data read today differs from the sweep's record (its fingerprint "
+                             "or the split lists of splits.json); the report records what changed")
     return parser
 
 
@@ -160,7 +185,7 @@ def options_from_args(args: argparse.Namespace) -> ReportOptions:
     return ReportOptions(experiment_dir=args.experiment_dir, out=args.out, seeds=args.seeds, retrain=args.retrain,
                          top_k=args.top_k,
                          bootstrap=args.bootstrap, confidence=args.confidence, data_dir=args.data_dir,
-                         address=args.address)
+                         address=args.address, allow_data_change=args.allow_data_change)
 
 
 def main(argv: list[str] | None = None) -> int:

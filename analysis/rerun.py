@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from analysis.results import Experiment, ExperimentError, best_checkpoint, read_
 from analysis.stats import Estimate, estimate, paired_comparison, resample_weights
 from analysis.winners import Candidate, Winners
 from sweeps.data import SweepData, prepare_sweep_data
+from sweeps.environment import DataCheck, check_data_unchanged
 from sweeps.storage import ExperimentLocation
 from sweeps.summary import best_of, stop_reason
 from sweeps.tuner import RunSettings, build_retraining_tuner, configure_tune_environment, remove_checkpoint_staging
@@ -52,7 +54,8 @@ RETRAIN_CHOICES = ("candidates", "winner")
 class RerunSettings:
     """How to confirm: ``seeds`` retrainings per candidate (0: checkpoints only) of every
     candidate or of the overall ``winner`` alone (``retrain``), bootstrap resamples of the
-    test images, interval confidence, where the data and Ray are."""
+    test images, interval confidence, where the data and Ray are, and whether to go on with
+    data that differs from the sweep's record (``allow_data_change``)."""
 
     seeds: int = 3
     retrain: str = "candidates"
@@ -60,6 +63,7 @@ class RerunSettings:
     confidence: float = 0.95
     data_dir: str | None = None
     address: str | None = None
+    allow_data_change: bool = False
 
     @property
     def seed_values(self) -> tuple[int, ...]:
@@ -89,7 +93,8 @@ class Confirmation:
     """Everything measured on the test split for the candidates: predictions keyed by
     (trial id, ``CHECKPOINT`` or ``RETRAINED``), an estimate per metric and model kind, and
     every candidate compared with the overall winner. ``test`` is the winner's test split;
-    ``tests`` maps each trial to its own where data variants differ in it."""
+    ``tests`` maps each trial to its own where data variants differ in it. ``data_check``: how
+    the data read for the confirmation compared with the sweep's record."""
 
     class_names: tuple[str, ...]
     test: SplitArrays
@@ -100,6 +105,7 @@ class Confirmation:
     failures: tuple[str, ...] = field(default=())
     retrained_now: int = 0
     tests: dict[str, SplitArrays] = field(default_factory=dict)
+    data_check: DataCheck | None = None
 
     def test_of(self, trial_id: str) -> SplitArrays:
         """The test split a trial is scored on (its data variant's; ``test`` otherwise)."""
@@ -149,13 +155,21 @@ class PredictionCache:
             return None
 
     def save(self, parts: dict, outputs: Outputs, training: dict) -> None:
+        """Store one model's outputs through a temporary file of this writer's own, renamed over
+        the entry when complete, so two reports writing the same entry at once never interleave
+        and a reader sees a whole file or none."""
         path = self._path(parts)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial.npz")
         arrays = ({f"{OUTPUT_PREFIX}{name}": np.asarray(array) for name, array in outputs.items()}
                   if isinstance(outputs, Mapping) else {"outputs": outputs})
-        np.savez_compressed(partial, **arrays, training=json.dumps(training, default=str))
-        os.replace(partial, path)
+        descriptor, partial = tempfile.mkstemp(dir=path.parent, prefix=f"{path.stem}.", suffix=".partial")
+        try:
+            with os.fdopen(descriptor, "wb") as stream:
+                np.savez_compressed(stream, **arrays, training=json.dumps(training, default=str))
+            os.replace(partial, path)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
 
 
 @dataclass(frozen=True)
@@ -200,8 +214,15 @@ def confirm_on_test(experiment: Experiment, winners: Winners, settings: RerunSet
 
     Where the dataset has variants (study 5's loading options), each trial is scored on the
     test split of its own variant, and only candidates sharing the winner's test split are
-    compared with it."""
+    compared with it.
+
+    The data is first compared with the sweep's record (``check_data_unchanged``): a change
+    raises ``DataChangedError`` before anything is evaluated, unless
+    ``settings.allow_data_change``."""
     data = prepare_sweep_data(experiment.resolved, data_dir=settings.data_dir, splits=("train", "val", "test"))
+    data_check = check_data_unchanged(experiment.directory, data, allow_change=settings.allow_data_change)
+    for change in data_check.changes:
+        echo(f"warning: data changed since the sweep (--allow-data-change): {change}")
     evaluators = {key: variant_evaluator(experiment, variant, key, data.label(key))
                   for key, variant in data.variants.items()}
     variant_of = {trial_id: data.key_of(experiment.config(trial_id)) for trial_id in experiment.trials["trial_id"]}
@@ -242,7 +263,8 @@ def confirm_on_test(experiment: Experiment, winners: Winners, settings: RerunSet
                                settings.confidence)
     return Confirmation(class_names=data.primary.class_names, test=tests[reference_variant], predictions=predictions,
                         estimates=estimates, comparisons=comparisons, reference=reference, failures=tuple(failures),
-                        retrained_now=retrained_now, tests={t: tests[v] for t, v in variant_of.items()})
+                        retrained_now=retrained_now, tests={t: tests[v] for t, v in variant_of.items()},
+                        data_check=data_check)
 
 
 def variant_evaluator(experiment: Experiment, data: ClassificationData, key, label: str) -> Evaluator:

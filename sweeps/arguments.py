@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-large-images", action="store_true",
                         help="decode the data even when its estimated size (images x image_size² x 3 bytes) "
                              "exceeds half of this machine's memory, which is otherwise refused before decoding")
+    parser.add_argument("--allow-data-change", action="store_true",
+                        help="with --resume: go on although the data differs from the experiment's record (its "
+                             "fingerprint in sweep.json, its split lists in splits.json), which is otherwise "
+                             "refused naming what changed; the changes are recorded and shown in the report")
     return parser
 
 

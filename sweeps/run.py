@@ -29,7 +29,8 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
     return SweepOptions(
         name=args.name, overrides=from_file + tuple(args.overrides),
         override_origins=(f"--set-file {args.set_file}:",) * len(from_file),
-        allow_large_images=args.allow_large_images, profile=args.profile, smoke=args.smoke,
+        allow_large_images=args.allow_large_images, allow_data_change=args.allow_data_change,
+        profile=args.profile, smoke=args.smoke,
         num_samples=args.num_samples, storage=args.storage, storage_shared=args.storage_shared,
         experiment_name=args.experiment_name, resume=args.resume, address=args.address,
         gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,

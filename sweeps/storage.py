@@ -186,25 +186,21 @@ SWEEP_FILE = "sweep.json"
 # Tune writes this when it starts an experiment; Tuner.restore reads it (it is a pickle, so
 # --resume trusts the experiment directory; the analysis never reads it).
 TUNE_STATE_FILE = "tuner.pkl"
+# Suffixes ``create_experiment`` tries on a timestamp name before it gives up.
+MAX_SUFFIX = 1000
 
 
 def new_experiment(storage: str, sweep: str, name: str | None) -> ExperimentLocation:
     """``<storage>/<name>``, or ``<storage>/<sweep>_<timestamp>`` without a name; never an
     existing experiment, and never in local storage that cannot be written or cloud storage
-    that does not answer."""
-    check_writable_storage(storage=storage)
-    if is_uri(storage):
-        check_cloud_storage(storage)
+    that does not answer. A check made before the data audit: nothing is created, so the name
+    is only claimed by ``create_experiment``."""
+    check_storage(storage)
     if name:
         check_experiment_name(name)
         location = ExperimentLocation(storage, name)
-        if location.exists() and not has_tune_state(location):
-            raise ExperimentExistsError(f"--name {name}: {location.path} already exists but holds no Tune state "
-                                        f"({TUNE_STATE_FILE}): a run that stopped before any trial started, so "
-                                        f"there is nothing to resume; remove that folder, or choose another --name")
         if location.exists():
-            raise ExperimentExistsError(f"--name {name}: {location.path} already exists; continue it with "
-                                        f"--resume --name {name}, or choose another --name")
+            refuse_existing(location)
         return location
     stamp = time.strftime("%Y%m%d-%H%M%S")
     candidate = ExperimentLocation(storage, f"{sweep}_{stamp}")
@@ -213,6 +209,67 @@ def new_experiment(storage: str, sweep: str, name: str | None) -> ExperimentLoca
         suffix += 1
         candidate = ExperimentLocation(storage, f"{sweep}_{stamp}-{suffix}")
     return candidate
+
+
+def create_experiment(storage: str, sweep: str, name: str | None) -> ExperimentLocation:
+    """Choose the experiment's name and create its directory in one step, so no two runs share
+    one: ``<storage>/<name>``, refused with ``ExperimentExistsError`` when it exists, or
+    ``<storage>/<sweep>_<timestamp>``, with ``-2``, ``-3`` … added while another run holds it.
+
+    Local (and NFS) storage: ``os.mkdir`` fails when the directory exists, so of two runs that
+    choose a name at the same instant exactly one gets it. Cloud storage (s3://, gs://) has no
+    such operation through pyarrow: the name is checked and then created, so two runs that pick
+    the same name within that moment can still share it; give concurrent cloud runs distinct
+    ``--name``s."""
+    check_storage(storage)
+    if name:
+        check_experiment_name(name)
+    stamped = f"{sweep}_{time.strftime('%Y%m%d-%H%M%S')}"
+    for suffix in range(1, MAX_SUFFIX + 1):
+        candidate = name or stamped + ("" if suffix == 1 else f"-{suffix}")
+        location = ExperimentLocation(storage, candidate)
+        if claim(location):
+            return location
+        if name:
+            refuse_existing(location)
+    raise StorageError(f"--storage {storage}: {MAX_SUFFIX} experiments of {sweep} named after this second "
+                       f"already exist; pass --name, or --storage another directory")
+
+
+def check_storage(storage: str) -> None:
+    """Local storage that can be written, or cloud storage that answers (see the checks)."""
+    check_writable_storage(storage=storage)
+    if is_uri(storage):
+        check_cloud_storage(storage)
+
+
+def claim(location: ExperimentLocation) -> bool:
+    """Create ``location``'s directory; False when it already exists (another run's). Atomic
+    on local storage only (see ``create_experiment``)."""
+    if location.local_dir is None:
+        if location.exists():
+            return False
+        fs, base = location._fs()
+        fs.create_dir(base, recursive=True)
+        return True
+    location.local_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(location.local_dir)
+    except FileExistsError:
+        return False
+    return True
+
+
+def refuse_existing(location: ExperimentLocation) -> None:
+    """Raise the error that says why ``--name`` cannot start a new run at ``location``, which exists."""
+    name = location.name
+    if not has_tune_state(location):
+        raise ExperimentExistsError(f"--name {name}: {location.path} already exists but holds no Tune state "
+                                    f"({TUNE_STATE_FILE}): a run that stopped before any trial started (or one "
+                                    f"starting in it right now), so there is nothing to resume; remove that "
+                                    f"folder, or choose another --name")
+    raise ExperimentExistsError(f"--name {name}: {location.path} already exists; continue it with "
+                                f"--resume --name {name}, or choose another --name")
 
 
 def find_experiment(storage: str, sweep: str, name: str | None) -> ExperimentLocation:

@@ -17,7 +17,13 @@ from pathlib import Path
 
 from sweeps.arguments import AUTO
 from sweeps.data import SweepData, check_classes, check_decoded_size, prepare_sweep_data
-from sweeps.environment import capture_environment, mismatch_warning
+from sweeps.environment import (
+    capture_environment,
+    check_data_unchanged,
+    mismatch_warning,
+    record_data_changes,
+    write_splits,
+)
 from sweeps.packing import auto_gpus_per_trial, calibrate_step_time, no_gpu_choice
 from sweeps.plan import Forecast, Timing, calibrated_timing, comparison, forecast_for, size_warning
 from sweeps.progress import SweepProgress
@@ -38,6 +44,7 @@ from sweeps.storage import (
     check_experiment_name,
     check_shared_storage,
     check_writable_storage,
+    create_experiment,
     discard_unstarted,
     find_experiment,
     has_tune_state,
@@ -96,6 +103,7 @@ class SweepOptions:
     verbose: bool = False
     dashboard: bool = False
     allow_large_images: bool = False
+    allow_data_change: bool = False
     # Where each of ``overrides`` came from, by position ("--set" where there are fewer).
     override_origins: tuple[str, ...] = ()
 
@@ -108,6 +116,9 @@ class SweepOptions:
             raise SearchSpaceError(f"--resume continues an experiment with the settings it started with, so "
                                    f"{', '.join(ignored)} cannot change them; drop them, or start a new run "
                                    f"with them (without --resume)")
+        if self.allow_data_change and not self.resume:
+            raise SearchSpaceError("--allow-data-change lets --resume continue on data that differs from the "
+                                   "experiment's record; a new run records the data as it is: drop it, or add --resume")
         if self.experiment_name is not None:
             check_experiment_name(self.experiment_name)
         if self.seed is not None:
@@ -221,7 +232,9 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
     configure_tune_environment()
     check_before_ray(resolved, options, echo)
     data = audited_data(resolved, options, echo)
-    if not options.resume:
+    if options.resume:
+        check_resumed_data(location, data, allow_change=options.allow_data_change, echo=echo)
+    else:
         preflight_pretrained(resolved, data)
     started_ray = ensure_ray(options.address, dashboard=options.dashboard, warn=echo)
     try:
@@ -243,6 +256,8 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
             echo(warning)
         if options.plan:
             return SweepOutcome(exit_code=0, audit=data.audit)
+        if not options.resume:  # the name is taken now, atomically; new_experiment only checked it
+            location = create_experiment(options.storage, spec.name, options.experiment_name)
         try:
             if not options.resume:
                 write_experiment_files(location, resolved, data, data_dir=options.data_dir)
@@ -387,6 +402,19 @@ def write_experiment_files(location: ExperimentLocation, resolved: ResolvedSweep
             pafs.copy_files(staging, base, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=filesystem)
     environment = capture_environment(data=data, data_dir=data_dir)
     location.write_text(SWEEP_FILE, json.dumps({**resolved.to_dict(), "environment": environment}, indent=2))
+    write_splits(location, data)
+
+
+def check_resumed_data(location: ExperimentLocation, data: SweepData, *, allow_change: bool,
+                       echo: Callable[[str], None]) -> None:
+    """Before a resume reaches Ray: the data read today is the data the experiment recorded
+    (fingerprint and ``splits.json``), else ``DataChangedError`` naming what changed; with
+    ``--allow-data-change`` the changes are said and recorded for the report."""
+    check = check_data_unchanged(location, data, allow_change=allow_change)
+    echo(f"Data compared with the experiment's record: {check.compared}")
+    for change in check.changes:
+        echo(f"warning: data changed since the experiment started (--allow-data-change): {change}")
+    record_data_changes(location, check, doing="resume")
 
 
 def resume_command(options: SweepOptions, location: ExperimentLocation) -> str:
