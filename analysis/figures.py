@@ -63,7 +63,7 @@ def roc_curves(labels: np.ndarray, probabilities: np.ndarray, class_names: tuple
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.set_title(title)
-    ax.legend(loc="lower right")
+    _legend(ax, loc="lower right")
     return _save(fig, path)
 
 
@@ -78,7 +78,7 @@ def training_curves(histories: dict[str, pd.DataFrame], metrics: list[str], path
         axes[-1].plot(history["epoch"], history["val_loss"], color=colour, label=f"{label} val")
     for ax, metric in zip(axes, metrics):
         ax.set_ylabel(metric)
-    axes[0].legend(fontsize=8)
+    _legend(axes[0], fontsize=8)
     axes[-1].set_ylabel("loss (dashed: train, solid: val)")
     axes[-1].set_yscale("log")
     for ax in axes:
@@ -160,6 +160,14 @@ def hyperparameters_against_metric(trials: pd.DataFrame, axes: list[str], metric
     return _save(fig, path)
 
 
+def _legend(ax, **options) -> None:
+    """``ax.legend(**options)`` when ``ax`` has labelled artists: a figure with none (no class
+    with both outcomes, no trial, no epoch of the metric) gets no legend rather than
+    matplotlib's "No artists with labels found" warning."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**options)
+
+
 def _numeric_first(text: str):
     try:
         return (0, float(text), "")
@@ -182,7 +190,7 @@ def epochs_per_trial(trials: pd.DataFrame, max_epochs: int, path: Path) -> Path:
     ax.axvline(max_epochs, ls="--", color="grey")
     ax.set_yticks(range(len(ordered)), ordered["trial_id"], fontsize=7)
     ax.set_xlabel(f"epochs run (dashed: max_epochs = {max_epochs})")
-    ax.legend(fontsize=8, loc="lower right")
+    _legend(ax, fontsize=8, loc="lower right")
     return _save(fig, path)
 
 
@@ -308,7 +316,7 @@ def parallel_coordinates(table: pd.DataFrame, reasons: pd.Series, path: Path, *,
     host.set_yticks([])
     for spine in host.spines.values():
         spine.set_visible(False)
-    host.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=4, frameon=False)
+    _legend(host, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=4, frameon=False)
     host.set_title(title, fontsize=10)
     return _save(fig, path)
 

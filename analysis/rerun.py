@@ -45,9 +45,6 @@ CHECKPOINT = "sweep checkpoint"
 # What a model predicts on a split: one array, or named arrays (a Mask R-CNN's boxes and masks).
 Outputs = np.ndarray | Mapping[str, np.ndarray]
 RETRAINED = "retrained"
-# Which candidates the confirmation retrains: every one, or the overall winner alone (the others
-# are scored from their sweep checkpoints), for a machine where retraining all would take hours.
-RETRAIN_CHOICES = ("candidates", "winner")
 
 
 @dataclass(frozen=True)

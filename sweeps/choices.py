@@ -5,3 +5,6 @@ nothing, so that ``python -m sweeps.run --help`` answers without loading PyTorch
 PROFILES = ("auto", "cpu", "full")
 # --search: every grid point, or Optuna's seeded TPE sampler over the same space.
 SEARCH_ALGORITHMS = ("grid", "optuna")
+# analysis.report --retrain: which candidates the confirmation retrains, every one or the overall
+# winner alone (the others scored from their sweep checkpoints), where retraining all takes hours.
+RETRAIN_CHOICES = ("candidates", "winner")

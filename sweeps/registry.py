@@ -6,9 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sweeps.report_spec import BestGroup, Check, ClassCount, Diverged, ReportSpec, TrialScore, WinnerScore
-from sweeps.wandb_logging import WandbSettings
 from trainables.metrics import metric_direction
 from trainables.registries import Registry
+
+
+@dataclass(frozen=True)
+class WandbSettings:
+    """The ``wandb:`` block of a sweep spec: where ``--wandb`` logs (``sweeps.wandb_logging``)."""
+
+    project: str = "medsweep"
+    entity: str | None = None
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from search_spaces import search_space_path
 from sweeps.ranges import AXIS_KEYS, RANGE_SYNTAX, Range, yaml_number
 from sweeps.registry import AshaSettings, Resources, SweepSpec
 from trainables.config import ConfigError, check_field_types, config_keys, from_config, require_choice
-from trainables.datasets import DATASETS, get_dataset_entry
+from trainables.datasets import DATASETS, FIXED_SPLIT_DATASETS, get_dataset_entry
 from trainables.datasets.chestmnist import SIZES as CHESTMNIST_SIZES
 from trainables.datasets.options import DatasetOptions
 from trainables.errors import SearchSpaceError
@@ -43,9 +43,6 @@ SECTIONS = ("data", "fixed", "grid", "profiles")
 MIN_IMAGE_SIZE = 8
 # Datasets that exist at a few image sizes only (MedMNIST publishes ChestMNIST at these).
 FIXED_IMAGE_SIZES = {"chestmnist": CHESTMNIST_SIZES}
-# Datasets whose splits the dataset itself fixes, so the leakage policy ``group`` (which decides
-# splits) cannot apply; their readers refuse it only after decoding every image.
-FIXED_SPLIT_DATASETS = ("bccd", "chestmnist")
 
 
 @dataclass(frozen=True)

@@ -12,24 +12,13 @@ import netrc
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 from ray.tune import Callback
 
-if TYPE_CHECKING:  # annotations only: sweeps.registry imports this module
-    from sweeps.registry import SweepSpec
-    from sweeps.storage import ExperimentLocation
-
-
-@dataclass(frozen=True)
-class WandbSettings:
-    """The ``wandb:`` block of a sweep spec."""
-
-    project: str = "medsweep"
-    entity: str | None = None
+from sweeps.registry import SweepSpec, WandbSettings
+from sweeps.storage import ExperimentLocation
 
 
 def has_credentials() -> bool:

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from analysis.report import ReportOptions, write_report
 from analysis.results import ExperimentError, load_experiment
+from analysis.study_report import ReportOptions, write_report
 from analysis.winners import pick_winners, rank_trials
 from tests.synthetic_experiment import make_experiment, trial
 from trainables.errors import UnknownNameError

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import analysis.report
+import analysis.study_report
 import sweeps.data
 import sweeps.run
 import sweeps.storage
@@ -228,7 +228,7 @@ def experiment(tmp_path) -> Path:
 
 
 def test_a_report_output_that_cannot_be_written_stops_before_the_evaluation(experiment, capsys, monkeypatch):
-    monkeypatch.setattr(analysis.report, "confirm_on_test", lambda *a, **k: pytest.fail("the evaluation ran"))
+    monkeypatch.setattr(analysis.study_report, "confirm_on_test", lambda *a, **k: pytest.fail("the evaluation ran"))
     assert report_main([str(experiment), "--out", "/proc/nope"]) == 2
     line = one_error(capsys)
     assert line.startswith("error: --out /proc/nope: cannot create /proc/nope (") and "pass --out a folder" in line

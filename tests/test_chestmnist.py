@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import assert_same_data
+from tests.synthetic_data import main as synthetic_main
+from tests.synthetic_data import write_chestmnist
 from trainables.datasets import chestmnist
 from trainables.datasets.base import DatasetError
 from trainables.datasets.chestmnist import (
@@ -19,8 +21,6 @@ from trainables.datasets.chestmnist import (
     search_dirs,
 )
 from trainables.datasets.download import DataNotFoundError, cache_dir
-from trainables.datasets.synthetic import main as synthetic_main
-from trainables.datasets.synthetic import write_chestmnist
 
 SPLITS = ("train", "val", "test")
 

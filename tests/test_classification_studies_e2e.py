@@ -13,7 +13,7 @@ import pytest
 import ray
 
 from analysis.document import empty_cells
-from analysis.report import ReportOptions, write_report
+from analysis.study_report import ReportOptions, write_report
 from sweeps.sweep import SweepOptions, run_sweep
 from tests.conftest import copy_real_taleqani
 from tests.synthetic_data import write_chestmnist

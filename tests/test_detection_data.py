@@ -17,6 +17,8 @@ from sweeps.data import prepare_sweep_data
 from sweeps.registry import get_sweep
 from sweeps.space import SearchSpaceError, resolve
 from tests.conftest import make_voc
+from tests.synthetic_data import main as synthetic_main
+from tests.synthetic_data import write_lymphoblast
 from trainables.datasets.detection import (
     FLIP_MODES,
     LISTING,
@@ -39,8 +41,6 @@ from trainables.datasets.detection import (
 )
 from trainables.datasets.detection import coco as coco_reader
 from trainables.datasets.download import DataNotFoundError
-from trainables.datasets.synthetic import main as synthetic_main
-from trainables.datasets.synthetic import write_lymphoblast
 from trainables.datasets.voc import parse_annotation
 
 
@@ -402,7 +402,7 @@ def test_missing_data_says_it_is_private_where_it_looked_and_how_to_generate_som
         prepare_lymphoblast(data_dir=str(tmp_path), image_size=32)
     message = str(error.value)
     assert "private" in message and "Sardjito" in message and str(tmp_path / "lymphoblast") in message
-    assert "python -m trainables.datasets.synthetic lymphoblast OUT" in message
+    assert "python -m tests.synthetic_data lymphoblast OUT" in message
 
 
 def test_the_cli_writes_data_that_prepare_finds_in_a_lymphoblast_folder(tmp_path, capsys):

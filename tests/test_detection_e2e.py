@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from analysis.document import Paragraph, empty_cells
-from analysis.report import ReportOptions, write_report
+from analysis.study_report import ReportOptions, write_report
 from sweeps.sweep import SweepOptions, run_sweep
 from tests.synthetic_data import write_lymphoblast
 

@@ -52,8 +52,8 @@ def test_a_different_package_or_commit_is_named_in_the_warning():
 
 def test_the_report_of_a_file_uri_reads_the_sweeps_data_dir_shows_the_record_and_warns_on_a_mismatch(
         smoke_sweep, shared_data_dir, tmp_path, monkeypatch):
-    import analysis.report
-    from analysis.report import ReportOptions, write_report
+    import analysis.study_report
+    from analysis.study_report import ReportOptions, write_report
 
     experiment = tmp_path / smoke_sweep.experiment_dir.name
     shutil.copytree(smoke_sweep.experiment_dir, experiment)
@@ -66,7 +66,7 @@ def test_the_report_of_a_file_uri_reads_the_sweeps_data_dir_shows_the_record_and
     def confirm_nothing(experiment, winners, settings, **keywords):
         seen["data_dir"] = settings.data_dir
 
-    monkeypatch.setattr(analysis.report, "confirm_on_test", confirm_nothing)
+    monkeypatch.setattr(analysis.study_report, "confirm_on_test", confirm_nothing)
     lines: list[str] = []
     outcome = write_report(ReportOptions(experiment_dir=experiment.as_uri(), seeds=0, top_k=1), echo=lines.append)
     assert seen["data_dir"] == str(shared_data_dir)

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import analysis.rerun
-from analysis.report import ReportOptions, build_parser, options_from_args, write_report
+from analysis.report import build_parser, options_from_args
 from analysis.rerun import PredictionCache
+from analysis.study_report import ReportOptions, write_report
 from sweeps import environment, storage
 from sweeps.data import SweepData
 from sweeps.environment import (
@@ -133,7 +134,7 @@ def test_the_report_refuses_changed_data_unless_allowed_and_then_records_it(tmp_
                                                            "--allow-data-change"]))
     try:
         write_report(options, echo=lines.append)
-    except analysis.report.NothingConfirmedError:     # the synthetic checkpoints hold no weights
+    except analysis.study_report.NothingConfirmedError:     # the synthetic checkpoints hold no weights
         pass
     text = (directory / "report" / "report.md").read_text()
     assert "the report went on because --allow-data-change was given" in text

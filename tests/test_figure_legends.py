@@ -164,3 +164,25 @@ def test_each_bar_of_the_epochs_chart_has_the_legend_colour_of_its_trials_stop_r
         trial_id = names[round(bar.get_y() + bar.get_height() / 2)]
         assert to_rgb(bar.get_facecolor()) == legend[trials.loc[trial_id, "stop_reason"]], trial_id
         assert bar.get_width() == trials.loc[trial_id, "epochs"], trial_id
+
+
+def draw_with_nothing_to_label(directory: Path) -> dict[str, Path]:
+    """Figures whose legend would have no entry: a test split of one class (no ROC curve), trials
+    without the plotted metric, an experiment without trials."""
+    one_class = np.zeros(4, dtype=int)
+    return {
+        "roc_curves": figures.roc_curves(one_class, np.full((4, 3), 1 / 3), CLASS_NAMES,
+                                         {f"auc_{n}": 0.5 for n in CLASS_NAMES}, directory / "roc.png", "roc"),
+        "training_curves": figures.training_curves(
+            {"t1": pd.DataFrame({"epoch": [1, 2], "train_loss": [1.0, 0.5], "val_loss": [1.0, 0.6]})},
+            ["macro_f1"], directory / "curves.png"),
+        "epochs_per_trial": figures.epochs_per_trial(
+            pd.DataFrame({"trial_id": [], "epochs": [], "stop_reason": []}), 5, directory / "epochs.png"),
+    }
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_figure_with_nothing_labelled_has_no_legend_and_no_warning(tmp_path, drawn):
+    paths = draw_with_nothing_to_label(tmp_path)
+    assert all(path.is_file() for path in paths.values())
+    assert not [name for name in paths if drawn[name].legends or any(ax.get_legend() for ax in drawn[name].axes)]

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.synthetic_data import TALEQANI_CLASSES, write_taleqani
 from trainables.augment import build_augmentation
 from trainables.datasets.images import decode_rgb
 from trainables.datasets.leakage import NEAR_DISTANCE, check_leakage, image_print, near_duplicate_pairs
-from trainables.datasets.synthetic import TALEQANI_CLASSES, write_taleqani
 from trainables.datasets.taleqani_common import SPLITS, split_sizes
 
 # Images per class, 4% of the real Taleqani classes (504, 985, 963, 804), and the balanced

@@ -11,12 +11,12 @@ import pytest
 from PIL import Image
 
 from sweeps.space import DataSettings
+from tests.synthetic_data import write_chestmnist, write_taleqani
 from trainables.config import ConfigError
 from trainables.datasets.base import DatasetError
 from trainables.datasets.chestmnist import KEPT_FINDINGS, prepare_chestmnist, read_chestmnist
 from trainables.datasets.images import decode_rgb
 from trainables.datasets.leakage import MIN_SIMILARITY, aligned_similarity
-from trainables.datasets.synthetic import write_chestmnist, write_taleqani
 from trainables.datasets.taleqani_classification import (
     assign_splits,
     list_labelled_images,

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import real_taleqani_root
+from tests.synthetic_data import write_taleqani
 from trainables.datasets.audit import DataAudit
 from trainables.datasets.images import decode_rgb
 from trainables.datasets.leakage import (
@@ -23,7 +24,6 @@ from trainables.datasets.leakage import (
     number_gap,
     without_timing,
 )
-from trainables.datasets.synthetic import write_taleqani
 from trainables.datasets.taleqani_classification import read_taleqani_classification
 
 TURNED, TURNED_COPY = "Benign/benign_0.jpg", "Benign/benign_7.jpg"

@@ -17,11 +17,11 @@ from PIL import Image
 from sweeps.data import prepare_sweep_data
 from sweeps.registry import get_sweep
 from sweeps.space import resolve
+from tests.synthetic_data import write_lymphoblast, write_taleqani
 from trainables.datasets.base import DatasetError
 from trainables.datasets.detection import prepare_lymphoblast, read_lymphoblast
 from trainables.datasets.images import decode_rgb
 from trainables.datasets.leakage_policy import SPLIT_ORDER
-from trainables.datasets.synthetic import write_lymphoblast, write_taleqani
 from trainables.datasets.taleqani_common import SPLIT_FRACTIONS, split_sizes
 from trainables.datasets.taleqani_segmentation import read_segmentation_pairs
 

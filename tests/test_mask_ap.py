@@ -15,8 +15,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from tests.synthetic_data import _lymphoblast_smear
 from trainables.datasets.detection import mask_box
-from trainables.datasets.synthetic import _lymphoblast_smear
 from trainables.metrics import (
     average_precision_50,
     coco_average_precision,

@@ -8,9 +8,10 @@ import shutil
 import pytest
 
 from analysis.document import cell_text, empty_cells
-from analysis.report import ReportOptions, main, write_report
+from analysis.report import main
 from analysis.rerun import CACHE_DIR, CHECKPOINT, RETRAINED, RerunSettings, confirm_on_test
 from analysis.results import load_experiment
+from analysis.study_report import ReportOptions, write_report
 from analysis.winners import pick_winners
 from sweeps.data import prepare_sweep_data
 from sweeps.registry import get_sweep

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from analysis.document import empty_cells
-from analysis.report import ReportOptions, write_report
+from analysis.study_report import ReportOptions, write_report
 from sweeps.sweep import SweepOptions, run_sweep
 from tests.conftest import copy_real_taleqani
 

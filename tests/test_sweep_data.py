@@ -9,7 +9,7 @@ import pytest
 from sweeps.data import SweepData, on_variant, prepare_sweep_data
 from sweeps.registry import get_sweep
 from sweeps.space import SearchSpaceError, resolve
-from trainables.datasets.synthetic import write_taleqani
+from tests.synthetic_data import write_taleqani
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_the_variant_axis_is_a_valid_override_only_for_a_dataset_that_has_it():
 
 
 def test_the_bilateral_filter_is_a_data_setting_that_reaches_the_detection_reader(tmp_path):
-    from trainables.datasets.synthetic import write_lymphoblast
+    from tests.synthetic_data import write_lymphoblast
 
     root = write_lymphoblast(tmp_path / "lymphoblast", images=6, size=96)
     plain = resolve(get_sweep("lymphoblast_maskrcnn"), profile="cpu", smoke=True, overrides=("preprocessing=raw",))

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.synthetic_data import TALEQANI_SHORT_CLASSES, write_taleqani
+from tests.synthetic_data import main as synthetic_main
 from trainables.datasets import taleqani_classification
 from trainables.datasets.base import DatasetError
 from trainables.datasets.download import DataNotFoundError, cache_dir
 from trainables.datasets.images import decode_rgb
-from trainables.datasets.synthetic import TALEQANI_SHORT_CLASSES, write_taleqani
-from trainables.datasets.synthetic import main as synthetic_main
 from trainables.datasets.taleqani_classification import (
     CLASSIFICATION_CLASSES,
     assign_splits,

@@ -12,12 +12,12 @@ import pytest
 from PIL import Image
 
 from tests.conftest import assert_same_data
+from tests.synthetic_data import main as synthetic_main
+from tests.synthetic_data import write_taleqani
 from trainables.datasets import taleqani_segmentation
 from trainables.datasets.download import DataNotFoundError, cache_dir
 from trainables.datasets.images import decode_rgb, resize_square
 from trainables.datasets.mask_audit import write_mask_figures
-from trainables.datasets.synthetic import main as synthetic_main
-from trainables.datasets.synthetic import write_taleqani
 from trainables.datasets.taleqani_common import locate_taleqani, split_sizes
 from trainables.datasets.taleqani_segmentation import (
     EMPTY_BELOW,

@@ -113,7 +113,7 @@ def _not_found_message(looked: list[Path], folders: tuple[str, ...]) -> str:
             f"credentials, python -m trainables.datasets.download taleqani DIR downloads and verifies it; "
             f"or download {KAGGLE_URL} and unzip it. Then pass --data-dir DIR or set {DATA_DIR_ENV}=DIR, "
             f"where DIR holds {layout} or is the folder directly above it.\n"
-            f"To try medsweep without it: python -m trainables.datasets.synthetic taleqani DIR")
+            f"To try medsweep without it, from a clone of the repository: python -m tests.synthetic_data taleqani DIR")
 
 
 def _partial_layouts(looked: list[Path], folders: tuple[str, ...]) -> str:

@@ -5,7 +5,8 @@ Builders receive ``num_classes``, ``pretrained`` and ``pretrained_path``; classi
 ImageNet weights fails with a clear message when the weights cannot be had, saying how to
 disable pretraining or point at a local file. Each model module registers its builders with
 ``_registry.register_model``; importing them here fills ``MODELS``. The detection trainable's
-R-CNNs (``rcnn``) take its config rather than registry keywords and are not registered.
+R-CNNs (``rcnn``) take its config (``rcnn.DetectorSettings``) rather than registry keywords and
+are not registered.
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """torchvision's Mask R-CNN (Faster R-CNN for box-only data) on a ResNet-FPN, as the detection
-trainable builds it from its ``DetectionConfig``, with the weights it starts from: COCO detector
-weights for ``resnet50``, ImageNet ResNet-101 weights for the ``resnet101`` backbone's body, or a
-local copy of either (``pretrained_path``).
+trainable builds it from its config (any object with ``DetectorSettings``' fields, such as the
+trainable's ``DetectionConfig``), with the weights it starts from: COCO detector weights for
+``resnet50``, ImageNet ResNet-101 weights for the ``resnet101`` backbone's body, or a local copy
+of either (``pretrained_path``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -25,22 +26,33 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from trainables.checkpoints import load_tensors
 from trainables.errors import PretrainedWeightsError
 
-if TYPE_CHECKING:
-    from trainables.detection import DetectionConfig
-
 BACKBONES = ("resnet50", "resnet101")
 # The heads replaced for the data's classes when starting from COCO weights (torchvision's
 # fine-tuning tutorial): their shapes are COCO's 91 classes.
 CLASS_HEADS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.")
 
 
-def starts_pretrained(config: DetectionConfig) -> bool:
+class DetectorSettings(Protocol):
+    """The detector's part of the detection trainable's config: declared here, below the
+    trainable, so this module never imports it (``trainables.detection.DetectionConfig`` has
+    these fields)."""
+
+    backbone: str
+    pretrained: bool
+    pretrained_path: str | None
+    detection_min_confidence: float
+    detection_nms: float
+    rpn_nms: float
+    max_detections: int
+
+
+def starts_pretrained(config: DetectorSettings) -> bool:
     """Whether the trial starts from downloaded or local weights (``pretrained_path`` alone
     counts, as for the classifiers)."""
     return config.pretrained or config.pretrained_path is not None
 
 
-def build_detector(config: DetectionConfig, *, num_classes: int, masks: bool, image_side: int,
+def build_detector(config: DetectorSettings, *, num_classes: int, masks: bool, image_side: int,
                    load_weights: bool = True) -> GeneralizedRCNN:
     """Mask R-CNN (``masks``) or Faster R-CNN on an FPN over the configured ResNet, with
     ``num_classes`` + 1 outputs (background first) and the config's score, NMS and detection
@@ -71,14 +83,14 @@ def build_detector(config: DetectionConfig, *, num_classes: int, masks: bool, im
     return model
 
 
-def default_weights(config: DetectionConfig, *, masks: bool):
+def default_weights(config: DetectorSettings, *, masks: bool):
     """torchvision's weights enum the backbone starts from when no ``pretrained_path`` is given."""
     if config.backbone == "resnet101":
         return ResNet101_Weights.IMAGENET1K_V1
     return MaskRCNN_ResNet50_FPN_Weights.COCO_V1 if masks else FasterRCNN_ResNet50_FPN_Weights.COCO_V1
 
 
-def load_pretrained(model: GeneralizedRCNN, config: DetectionConfig, *, masks: bool) -> None:
+def load_pretrained(model: GeneralizedRCNN, config: DetectorSettings, *, masks: bool) -> None:
     """Load the starting weights: a COCO detector's into everything but the class heads
     (``resnet50``), or ImageNet ResNet weights into the backbone's body (``resnet101``)."""
     weights = default_weights(config, masks=masks)
@@ -89,7 +101,7 @@ def load_pretrained(model: GeneralizedRCNN, config: DetectionConfig, *, masks: b
         load_matching(model, state, skip=CLASS_HEADS, source=config.pretrained_path or weights.url)
 
 
-def read_weights(config: DetectionConfig, weights) -> dict[str, torch.Tensor]:
+def read_weights(config: DetectorSettings, weights) -> dict[str, torch.Tensor]:
     """The state dict at ``pretrained_path``, or torchvision's download of ``weights``."""
     expected = Path(weights.url).name
     advice = (f"Either point at a local copy of {expected} with --set pretrained_path=/path/to/{expected}, "

@@ -1,8 +1,10 @@
 """BCCD's Pascal VOC boxes read as a box-only detection dataset, the lymphoblast study's
-runnable twin, and ``prepare_bccd_detection``, its registered prepare function."""
+runnable twin, its options (``BCCDDetectionOptions``) and ``prepare_bccd_detection``, its
+registered prepare function."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from trainables.datasets.cache import file_digests
 from trainables.datasets.detection.cache import cached_detection_data
 from trainables.datasets.detection.geometry import scaled_size
 from trainables.datasets.detection.reading import (
+    DetectionOptions,
     ReadSettings,
     ReadState,
     SplitBuilder,
@@ -21,18 +24,28 @@ from trainables.datasets.detection.reading import (
     lies_outside,
 )
 from trainables.datasets.detection.types import SPLITS, DetectionData, DetectionSplit
+from trainables.datasets.leakage_policy import Grouping, apply_after_split, resolve_policy
+from trainables.datasets.options import LeakageOptions
 from trainables.datasets.voc import MalformedAnnotationError, VocBox, parse_annotation, read_split_list
 
 BCCD_DETECTION = "bccd_detection"
 BCCD_CLASSES = ("RBC", "WBC", "Platelets")
 
 
-def read_bccd_detection(root: Path, *, image_size: int, preprocessing: str = "raw",
-                        bilateral: bool = False) -> tuple[dict[str, DetectionSplit], DataAudit]:
+@dataclass(frozen=True)
+class BCCDDetectionOptions(DetectionOptions, LeakageOptions):
+    """``DetectionOptions`` and a leakage policy for BCCD's own (fixed) splits: warn (the
+    default), drop or fail, as for the classification ``bccd``."""
+
+
+def read_bccd_detection(root: Path, *, image_size: int, preprocessing: str = "raw", bilateral: bool = False,
+                        leakage: str | None = None) -> tuple[dict[str, DetectionSplit], DataAudit]:
     """BCCD's boxes per image (box-only: ``masks`` is None), split by the dataset's own lists,
     and the audit. Zero-area and inverted boxes, boxes of unknown classes and boxes entirely
-    outside their image are dropped; boxes crossing the edge are clipped. Boxes are scaled with the image."""
+    outside their image are dropped; boxes crossing the edge are clipped. Boxes are scaled with the image.
+    ``leakage`` is the duplicate policy for the fixed splits (see ``bccd_leakage_policy``)."""
     settings = ReadSettings(image_size, preprocessing, bilateral)
+    policy = bccd_leakage_policy(leakage)
     audit = DataAudit(dataset=BCCD_DETECTION, root=str(root), class_names=BCCD_CLASSES,
                       notes=["Splits: the dataset's own ImageSets/Main lists.", settings.note()])
     state = ReadState(audit)
@@ -40,7 +53,16 @@ def read_bccd_detection(root: Path, *, image_size: int, preprocessing: str = "ra
                           lambda split, image_id, builder: _read_voc_image(root, split, image_id, settings, state,
                                                                            builder),
                           audit=audit, with_masks=False)
-    return splits, state.finish()
+    audit = state.finish()
+    splits = apply_after_split(policy, splits, audit, Grouping(),
+                               columns_of=lambda source, labels: [BCCD_CLASSES[label] for label in labels])
+    return splits, audit
+
+
+def bccd_leakage_policy(leakage: str | None) -> str:
+    """The leakage policy to run on BCCD's fixed splits: ``leakage``, ``warn`` when None;
+    ``group``, which would move images between the dataset's own splits, is an error."""
+    return resolve_policy(leakage, dataset=BCCD_DETECTION, splits_made_here=False)
 
 
 def _read_voc_image(root: Path, split: str, image_id: str, settings: ReadSettings, state: ReadState,
@@ -91,19 +113,23 @@ def _kept_voc_box(split: str, item: str, box: VocBox, width: int, height: int,
 
 
 def prepare_bccd_detection(*, data_dir: str | None, image_size: int,
-                           preprocessing: str = "raw", bilateral: bool = False,
+                           preprocessing: str = "raw", bilateral: bool = False, leakage: str | None = None,
                            use_cache: bool = True) -> tuple[DetectionData, DataAudit]:
     """BCCD's RBC / WBC / Platelets boxes of every split (no masks), and the audit.
 
-    The keywords after ``image_size`` are ``DetectionOptions``'s fields. Cached like
-    ``prepare_lymphoblast``; the files read are compared with the pinned manifest like
-    ``prepare_bccd``'s.
+    The keywords after ``image_size`` are ``BCCDDetectionOptions``'s fields; ``leakage`` is the
+    duplicate policy for the fixed splits (warn by default, drop or fail). Cached like
+    ``prepare_lymphoblast``, by the leakage policy too; the files read are compared with the
+    pinned manifest like ``prepare_bccd``'s.
     """
     settings = ReadSettings(image_size, preprocessing, bilateral)
+    policy = bccd_leakage_policy(leakage)
     root = locate_bccd(data_dir)
     digests = file_digests(bccd_source_files(root))
-    data, audit = cached_detection_data(BCCD_DETECTION, BCCD_CLASSES, root, digests, settings.params(),
-                            lambda: read_bccd_detection(root, image_size=image_size, preprocessing=preprocessing,
-                                                        bilateral=bilateral), use_cache)
+    data, audit = cached_detection_data(BCCD_DETECTION, BCCD_CLASSES, root, digests,
+                                        {**settings.params(), "leakage": policy},
+                                        lambda: read_bccd_detection(root, image_size=image_size,
+                                                                    preprocessing=preprocessing, bilateral=bilateral,
+                                                                    leakage=policy), use_cache)
     audit.manifest = bccd_manifest_check(root, digests)
     return data, audit

@@ -110,7 +110,8 @@ def locate_lymphoblast(data_dir: str | None, *, annotations: str | None = None) 
         f"in a folder with the images next to it or in {IMAGE_FOLDER}/ (or train/, val/, test/ folders "
         f"each laid out so), then pass --data-dir DIR or set {DATA_DIR_ENV}=DIR, where DIR is that "
         f"folder or holds it as {LYMPHOBLAST}/.\n"
-        f"To try medsweep without it: python -m trainables.datasets.synthetic lymphoblast OUT, "
+        f"To try medsweep without it, from a clone of the repository: "
+        f"python -m tests.synthetic_data lymphoblast OUT, "
         f"then --data-dir OUT")
 
 

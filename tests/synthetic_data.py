@@ -3,11 +3,11 @@
 Tests use them, and so can a researcher who wants to try medsweep before getting the real
 data::
 
-    python -m trainables.datasets.synthetic taleqani OUT [--per-class N] [--size PX] [--seed S]
-                                                         [--short-names] [--class-cue]
-    python -m trainables.datasets.synthetic chestmnist OUT [--size PX] [--seed S] [--per-split A,B,C]
-    python -m trainables.datasets.synthetic lymphoblast OUT [--images N] [--size PX] [--seed S]
-                                                            [--form via|coco]
+    python -m tests.synthetic_data taleqani OUT [--per-class N] [--size PX] [--seed S]
+                                                [--short-names] [--class-cue]
+    python -m tests.synthetic_data chestmnist OUT [--size PX] [--seed S] [--per-split A,B,C]
+    python -m tests.synthetic_data lymphoblast OUT [--images N] [--size PX] [--seed S]
+                                                   [--form via|coco]
 
 The images only look vaguely like blood smears or chest X-rays; they exist to exercise the
 readers. ``--class-cue`` (Taleqani), the ChestMNIST classes and the two lymphoblast cell kinds
@@ -356,7 +356,7 @@ def _coco_instances(written: list[tuple[str, int, list]], width: int, height: in
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m trainables.datasets.synthetic",
+        prog="python -m tests.synthetic_data",
         description="Write a small fake dataset in the real on-disk layout.")
     kinds = parser.add_subparsers(dest="kind", required=True)
     taleqani = kinds.add_parser(
