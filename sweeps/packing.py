@@ -1,11 +1,13 @@
 """Short calibrations of a sweep's trainable: ``--gpus-per-trial auto`` (how many trials share
 one GPU) and the time of a training step (for ``--plan``'s forecast).
 
-A calibration trains the heaviest configs of the grid for a few steps, in a Ray task of its own
-holding a trial's resources (the driver never holds a CUDA context). For packing it measures one
-trial's peak GPU memory; ``choose_gpus_per_trial`` then packs as many trials onto each GPU as fit
-with headroom, as far as the node's CPUs can feed them. For timing it measures how long a worker
-takes to start, a trial to set up, and a training step to run.
+A calibration trains the heaviest configs any trial can get for a few steps (the grid's, or
+under a sampler its ranges' top ends: ``calibration_configs``), in a Ray task of its own holding
+a trial's resources (the driver never holds a CUDA context). For packing it measures one trial's
+peak GPU memory; ``choose_gpus_per_trial`` then packs as many trials onto each GPU as fit with
+headroom, on the smallest GPU of the nodes that can run trials, as far as the node's CPUs can
+feed them. For timing it measures how long a worker takes to start, a trial to set up, and a
+training step to run.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sweeps.data import TRAINING_SPLITS, SweepData, on_variant
+from sweeps.ray_session import accelerator_of
 from sweeps.space import ResolvedSweep
 from trainables.errors import MedsweepError
 from trainables.registry import get_trainable
@@ -58,16 +61,17 @@ class GpuMeasurement:
 
 
 def choose_gpus_per_trial(*, peak_bytes: int, gpu_bytes: int, node_cpus: float, cpus_per_trial: float,
-                          gpus_per_node: int = 1, headroom: float = 0.2) -> PackingChoice:
+                          gpus_per_node: int = 1, headroom: float = 0.2, gpu_note: str = "") -> PackingChoice:
     """As many trials per GPU as fit in ``(1 - headroom)`` of its memory at ``peak_bytes`` each,
     no more than the node's CPUs feed at ``cpus_per_trial`` each (shared among its
     ``gpus_per_node`` GPUs), and at least one. A trial larger than the whole GPU is an error; one
-    that fits only without the headroom gets a GPU to itself."""
+    that fits only without the headroom gets a GPU to itself. ``gpu_note`` follows the GPU's
+    size in the reason (which GPU it is)."""
     if peak_bytes <= 0 or gpu_bytes <= 0 or cpus_per_trial <= 0 or gpus_per_node < 1 or not 0 <= headroom < 1:
         raise ValueError(f"need positive sizes, CPUs and GPUs and 0 <= headroom < 1, got peak {peak_bytes}, "
                          f"GPU {gpu_bytes}, {cpus_per_trial} CPUs per trial, {gpus_per_node} GPUs, "
                          f"headroom {headroom}")
-    measured = f"auto: one trial peaks at {peak_bytes / GIB:.1f} GiB of {gpu_bytes / GIB:.0f} GiB"
+    measured = f"auto: one trial peaks at {peak_bytes / GIB:.1f} GiB of {gpu_bytes / GIB:.0f} GiB{gpu_note}"
     if peak_bytes > gpu_bytes:
         raise PackingError(f"{measured}, more than the whole GPU; lower batch_size or eval_batch_size (--set), "
                            f"use a GPU with more memory, or give --gpus-per-trial explicitly")
@@ -90,9 +94,11 @@ def no_gpu_choice() -> PackingChoice:
 
 
 def calibration_configs(resolved: ResolvedSweep) -> list[dict[str, Any]]:
-    """The grid's heaviest configs: one per combination of the ``MEMORY_AXES`` values it
-    sweeps, each with the grid's largest ``batch_size`` and ``eval_batch_size``."""
-    configs = list(resolved.configs())
+    """The heaviest configs any trial can get: one per combination of the ``MEMORY_AXES``
+    values it searches, each with the largest ``batch_size`` and ``eval_batch_size`` of the
+    ``possible_configs`` (the grid's values, or under a sampler up to its ranges' top ends, so
+    a trial drawn there does not outgrow the share sized here)."""
+    configs = list(resolved.possible_configs())
     largest = {key: max(config[key] for config in configs) for key in ("batch_size", "eval_batch_size")
                if key in configs[0]}
     heaviest: dict[tuple, dict[str, Any]] = {}
@@ -185,15 +191,68 @@ def calibrate_peak_memory(resolved: ResolvedSweep, data: SweepData, *,
 def auto_gpus_per_trial(resolved: ResolvedSweep, data: SweepData, *, nodes: Sequence[Any],
                         headroom: float = 0.2) -> PackingChoice:
     """``--gpus-per-trial auto``: 0 when no node of ``nodes`` (``ray_session.node_capacities()``)
-    has a GPU; otherwise calibrated, then chosen for the GPU node with the fewest CPUs per GPU."""
+    has a GPU; otherwise calibrated, then chosen for the smallest GPU among the nodes that can
+    run a trial (``smallest_gpu``) and the GPU node with the fewest CPUs per GPU."""
     gpu_nodes = [node for node in nodes if node.gpus >= 1]
     if not gpu_nodes:
         return no_gpu_choice()
     measurement = calibrate_peak_memory(resolved, data)
+    gpu_bytes, gpu_note = smallest_gpu(measurement, cpus=resolved.resources.cpus)
     tightest = min(gpu_nodes, key=lambda node: node.cpus / node.gpus)
-    return choose_gpus_per_trial(peak_bytes=measurement.peak_bytes, gpu_bytes=measurement.gpu_bytes,
+    return choose_gpus_per_trial(peak_bytes=measurement.peak_bytes, gpu_bytes=gpu_bytes,
                                  node_cpus=tightest.cpus, cpus_per_trial=resolved.resources.cpus,
-                                 gpus_per_node=int(tightest.gpus), headroom=headroom)
+                                 gpus_per_node=int(tightest.gpus), headroom=headroom, gpu_note=gpu_note)
+
+
+def smallest_gpu(measurement: GpuMeasurement, *, cpus: float) -> tuple[int, str]:
+    """The GPU memory to pack for, and words saying which GPU that is. Trials land on any node
+    that holds them, and a cluster can mix GPU types, so with several nodes able to run a trial
+    (``trial_gpu_nodes`` of ``ray.nodes()``) each one's GPUs are read (``node_gpu_memory``) and
+    the smallest counts; with one, it is the GPU the calibration measured."""
+    import ray
+
+    nodes = trial_gpu_nodes(ray.nodes(), cpus=cpus)
+    if len(nodes) < 2:
+        return measurement.gpu_bytes, ""
+    memory = node_gpu_memory(nodes)
+    node = min(nodes, key=lambda node: memory[node["NodeID"]])
+    smallest = memory[node["NodeID"]]
+    if smallest >= measurement.gpu_bytes:
+        return measurement.gpu_bytes, ""
+    kind = accelerator_of(node["Resources"]) or "GPU"
+    return smallest, (f" (the smallest GPU of the {len(nodes)} nodes that can run a trial: a {kind} on node "
+                      f"{node['NodeID'][:8]}; calibrated on a GPU of {measurement.gpu_bytes / GIB:.0f} GiB)")
+
+
+def trial_gpu_nodes(ray_nodes: Sequence[Mapping[str, Any]], *, cpus: float) -> list[Mapping[str, Any]]:
+    """The alive nodes of ``ray_nodes`` (``ray.nodes()``'s entries) that can run a trial on a
+    GPU: at least one whole GPU and the trial's ``cpus``."""
+    return [node for node in ray_nodes if node.get("Alive") and node["Resources"].get("GPU", 0) >= 1
+            and node["Resources"].get("CPU", 0) >= cpus]
+
+
+def node_gpu_memory(nodes: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Each node's smallest GPU memory in bytes, by node id, read by a Ray task pinned to the
+    node (``NodeAffinitySchedulingStrategy``) holding its whole GPUs, so it sees every one."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    task = ray.remote(num_cpus=0, max_calls=1)(smallest_visible_gpu_bytes)
+    pending = {node["NodeID"]: task.options(
+        num_gpus=math.floor(node["Resources"]["GPU"]),
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote() for node in nodes}
+    return dict(zip(pending, ray.get(list(pending.values()))))
+
+
+def smallest_visible_gpu_bytes() -> int:
+    """The memory of the smallest GPU this process sees. Runs in a Ray task, never in the driver."""
+    import torch
+
+    if not torch.cuda.device_count():
+        raise PackingError("--gpus-per-trial auto: Ray gave this task GPUs, but PyTorch on its node sees none "
+                           "(torch.cuda.device_count() is 0); check that node's CUDA driver and PyTorch build, or "
+                           "give --gpus-per-trial explicitly")
+    return min(torch.cuda.get_device_properties(index).total_memory for index in range(torch.cuda.device_count()))
 
 
 @dataclass(frozen=True)

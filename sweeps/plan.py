@@ -5,12 +5,24 @@ The ASHA figure assumes what ASHA aims at: of the trials that reach a rung, 1/re
 continue. Early stopping and a small or lopsided grid move the real count (ASHA promotes the
 first trials to reach a rung, with nothing yet to compare them with), so it is an estimate;
 the grid's figure (every trial to its last epoch) is the upper bound.
+
+Each trial stops at its own ``max_epochs`` at the latest: both figures average over the sweep's
+``possible_configs`` (``epoch_caps``), while ASHA's rungs go up to the largest. Under
+``--search grid`` that average is exact; under a sampler it is a uniform draw's expectation, so
+the grid's figure is then an expected value rather than a bound (the bound: every trial to the
+largest ``max_epochs``).
+
+The wall time assumes trials sharing a GPU take turns on it: the step time is measured with one
+trial alone on its GPU, and a trial that keeps a GPU busy leaves nothing of it to a second one,
+so k trials packed on a GPU train no faster together than one (see ``Forecast.lanes``). Trials
+on CPUs, or on GPUs of their own, run side by side.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,14 +41,16 @@ def asha_rungs(*, grace_period: float, reduction_factor: float, max_epochs: int)
 
 
 def expected_trial_epochs(*, trials: int, rungs: Sequence[float], reduction_factor: float,
-                          max_epochs: int) -> float:
+                          max_epochs: int, cap: float | None = None) -> float:
     """Trial-epochs run when every trial reaches the first rung and 1/``reduction_factor`` of
-    those at each rung train on to the next (the last ones to ``max_epochs``)."""
-    total = trials * rungs[0]
+    those at each rung train on to the next (the last ones to ``max_epochs``); with ``cap``,
+    trials whose own ``max_epochs`` is ``cap`` stop there however far ASHA would let them go."""
+    cap = max_epochs if cap is None else min(cap, max_epochs)
+    total = trials * min(rungs[0], cap)
     surviving = float(trials)
     for lower, upper in zip(rungs, (*rungs[1:], max_epochs)):
         surviving /= reduction_factor
-        total += surviving * max(0.0, upper - lower)
+        total += surviving * max(0.0, min(upper, cap) - min(lower, cap))
     return total
 
 
@@ -121,15 +135,32 @@ class Forecast:
     untimed_because: str = "a resumed run is partly done; give --plan-seconds-per-epoch for a time"
     # Seconds the command took before its trials could start (Ray, data audit, calibration).
     preparation_seconds: float | None = None
+    # The possible configs' ``max_epochs``, each with how many configs have it (``epoch_caps``);
+    # empty: every trial's is ``max_epochs``.
+    epoch_caps: tuple[tuple[float, int], ...] = ()
 
     @property
-    def grid_trial_epochs(self) -> int:
-        return self.trials * self.max_epochs
+    def caps(self) -> tuple[tuple[float, int], ...]:
+        return self.epoch_caps or ((self.max_epochs, 1),)
+
+    def average(self, epochs_of: Callable[[float], float]) -> float:
+        """``epochs_of`` a trial whose ``max_epochs`` is a cap, averaged over the ``caps``."""
+        return sum(epochs_of(cap) * count for cap, count in self.caps) / sum(count for _, count in self.caps)
+
+    @property
+    def mean_epochs(self) -> float:
+        """Epochs a trial trains when nothing stops it early, on average over ``caps``."""
+        return self.average(lambda cap: cap)
+
+    @property
+    def grid_trial_epochs(self) -> float:
+        return self.trials * self.mean_epochs
 
     @property
     def asha_trial_epochs(self) -> float:
-        return expected_trial_epochs(trials=self.trials, rungs=self.rungs, reduction_factor=self.reduction_factor,
-                                     max_epochs=self.max_epochs)
+        return self.average(lambda cap: expected_trial_epochs(
+            trials=self.trials, rungs=self.rungs, reduction_factor=self.reduction_factor, max_epochs=self.max_epochs,
+            cap=cap))
 
     @property
     def running(self) -> int:
@@ -137,18 +168,44 @@ class Forecast:
         at_once = self.capacity.trials_at_once
         return self.trials if at_once < 0 else max(1, min(at_once, self.trials))
 
+    @property
+    def lanes(self) -> int:
+        """Trials' worth of training that goes on at once: the ``running`` trials, except that
+        trials sharing a GPU (less than one GPU each) count once per GPU they fill, packed as
+        Ray packs fractional GPUs (one GPU's shares before the next): they take turns on it."""
+        if not 0 < self.gpus_per_trial < 1:
+            return self.running
+        return max(1, min(self.running, math.ceil(self.running * self.gpus_per_trial - 1e-6)))
+
     def wall_seconds(self, trial_epochs: float) -> float | None:
-        """Wall time of ``trial_epochs`` spread over the trials running at once, each trial
-        paying its overhead once; None without a ``Timing``."""
+        """Wall time of ``trial_epochs`` spread over the ``lanes``, each trial paying its
+        overhead once; None without a ``Timing``."""
         if self.timing is None:
             return None
         work = trial_epochs * self.timing.epoch_seconds + self.trials * self.timing.trial_overhead_seconds
-        return work / self.running
+        return work / self.lanes
+
+    def epochs_text(self) -> str:
+        """``12 trial(s) × 2 max epochs``, or with epochs varying by config, their average."""
+        caps = [cap for cap, _ in self.caps]
+        if len(caps) == 1:
+            return f"{self.trials} trial(s) × {caps[0]:g} max epochs"
+        return (f"{self.trials} trial(s) × {self.mean_epochs:.3g} epochs on average (max_epochs {min(caps):g} "
+                f"to {max(caps):g})")
+
+    def concurrency_text(self) -> str:
+        """The assumption behind dividing the work by ``lanes``."""
+        if 0 < self.gpus_per_trial < 1:
+            return (f"Assuming trials sharing a GPU take turns on it (the step time was measured with one trial "
+                    f"alone on its GPU): the {self.running} trial(s) at once on {self.lanes} GPU(s) train as fast "
+                    f"as {self.lanes} alone")
+        own = "CPUs" if self.gpus_per_trial == 0 else "GPU(s)"
+        return f"Assuming the {self.running} trial(s) at once run side by side, each on its own {own}"
 
     def lines(self) -> list[str]:
         """The forecast as printed by ``--plan`` and at the start of a run."""
         rungs = ", ".join(f"{rung:g}" for rung in self.rungs)
-        lines = [f"Plan: {self.trials} trial(s) × {self.max_epochs} max epochs = {self.grid_trial_epochs} "
+        lines = [f"Plan: {self.epochs_text()} = {self.grid_trial_epochs:.0f} "
                  f"trial-epochs for the whole grid; ASHA (rungs at epochs {rungs}; 1 in {self.reduction_factor:g} "
                  f"trials going on at each) is expected to run about {self.asha_trial_epochs:.0f} trial-epochs"]
         at_once = "no limit" if self.capacity.trials_at_once < 0 else str(self.capacity.trials_at_once)
@@ -167,6 +224,7 @@ class Forecast:
                      + ("" if self.preparation_seconds is None else
                         f"; plus {duration(self.preparation_seconds)} before the first trial (starting Ray, the "
                         f"data audit, the calibration: as long as they took here)"))
+        lines.append(self.concurrency_text())
         return lines
 
 
@@ -195,7 +253,7 @@ def comparison(forecast: Forecast, *, trial_epochs: int, wall_seconds: float) ->
     time_part = ("" if expected is None else
                  f"; trials' wall time about {duration(expected)} forecast, {duration(wall_seconds)} taken")
     return (f"Forecast vs run: about {forecast.asha_trial_epochs:.0f} trial-epochs forecast under ASHA "
-            f"(grid {forecast.grid_trial_epochs}), {trial_epochs} run{time_part}")
+            f"(grid {forecast.grid_trial_epochs:.0f}), {trial_epochs} run{time_part}")
 
 
 def duration(seconds: float) -> str:
@@ -211,15 +269,17 @@ def duration(seconds: float) -> str:
 
 
 def calibrated_timing(resolved, data, timings: Mapping[tuple, Any]) -> Timing:
-    """A ``Timing`` from ``packing.calibrate_step_time``'s measurements: each grid config's
-    epoch at the per-sample time of the calibrated config standing for it, averaged over the
-    grid; the overhead is the slowest calibrated worker start and setup."""
+    """A ``Timing`` from ``packing.calibrate_step_time``'s measurements: each possible config's
+    epoch (``possible_configs``: the grid's points, or under a sampler every combination of its
+    choices and ranges' endpoints, as the calibration took them) at the per-sample time of the
+    calibrated config standing for it, averaged; the overhead is the slowest calibrated worker
+    start and setup."""
     from sweeps.packing import memory_shape, with_defaults
     from trainables.registry import get_trainable
 
     config_class = get_trainable(resolved.spec.trainable).config_class
     epochs = []
-    for config in resolved.configs():
+    for config in resolved.possible_configs():
         variant, trial_config = data.for_config(config)
         train, val = sample_counts(with_defaults(trial_config, config_class), len(variant.splits["train"]),
                                    len(variant.splits["val"]))
@@ -236,7 +296,7 @@ def forecast_for(resolved, *, trials: int, nodes: Sequence[Any], local: bool, ti
                  untimed_because: str = Forecast.untimed_because,
                  preparation_seconds: float | None = None) -> Forecast:
     """The ``Forecast`` of ``trials`` trials of ``resolved`` on ``nodes`` at its resources."""
-    return Forecast(trials=trials, max_epochs=resolved.max_epochs,
+    return Forecast(trials=trials, max_epochs=resolved.max_epochs, epoch_caps=epoch_caps(resolved),
                     rungs=asha_rungs(grace_period=resolved.asha.grace_period,
                                      reduction_factor=resolved.asha.reduction_factor,
                                      max_epochs=resolved.max_epochs),
@@ -245,3 +305,16 @@ def forecast_for(resolved, *, trials: int, nodes: Sequence[Any], local: bool, ti
                                             local=local),
                     cpus_per_trial=resolved.resources.cpus, gpus_per_trial=resolved.resources.gpus, timing=timing,
                     untimed_because=untimed_because, preparation_seconds=preparation_seconds)
+
+
+def epoch_caps(resolved) -> tuple[tuple[float, int], ...]:
+    """The ``max_epochs`` of ``resolved.possible_configs()`` (1 where unset, as
+    ``ResolvedSweep.max_epochs`` reads it), each with how many configs have it.
+
+    Under ``--search grid`` the configs are the grid's points, each run once per repeat, so
+    their average times the trials is exact. Under a sampler they are every combination of each
+    axis's choices and ranges' endpoints, so the average is a uniform draw's expected epochs:
+    exact for a choice or a uniform ``int``/``uniform`` range, a little high for a log-scale
+    one; a sampler that favours long trials can run more, up to ``max_epochs`` each."""
+    counts = Counter(float(config.get("max_epochs", 1)) for config in resolved.possible_configs())
+    return tuple(sorted(counts.items()))

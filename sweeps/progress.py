@@ -5,6 +5,12 @@ finished / running / pending, trial-epochs done against the forecast (``budget``
 ``plan.Forecast.asha_trial_epochs``), the best value of the sweep's metric so far with its
 trial, and the time left at the pace so far. When stdout is not a terminal (CI, a log file)
 it prints the same as a plain line every ``interval`` seconds, and once at the end.
+
+The pace counts only the epochs trained since this process started: after ``--resume`` the
+epochs of the interrupted run are done (they count against the forecast) but took none of
+this process's time. A sweep is all done when Tune's count of its trials (``setup``'s
+``total_num_samples``) have finished: a searcher such as Optuna creates its trials one at a
+time, so every trial created so far can be finished mid-run.
 """
 
 from __future__ import annotations
@@ -35,9 +41,9 @@ class SweepProgress(Callback):
     terminal how wide it is.
 
     Tune pickles its callbacks with the experiment (``--resume`` restores them), so the
-    callback holds no stream or tqdm bar when pickled, and starts its clock afresh when an
-    experiment (re)starts (``setup``). After a resume, the best value counts the results
-    reported since."""
+    callback holds no stream or tqdm bar when pickled, and starts its clock and its count of
+    epochs afresh when an experiment (re)starts (``setup``). After a resume, the best value
+    counts the results reported since."""
 
     def __init__(self, *, metric: str, mode: str, budget: float, file: IO[str] | None = None,
                  tty: bool | None = None, columns: int | None = None, interval: float = PLAIN_INTERVAL_SECONDS,
@@ -52,6 +58,12 @@ class SweepProgress(Callback):
         # Trials that had not finished at Tune's latest step: at the experiment's end, any left
         # means it was interrupted (Tune then reports every trial TERMINATED).
         self.unfinished = 0
+        # Trials the experiment holds in all (Tune's count at ``setup``; 0 when not told).
+        self.total = 0
+        # Each trial's epoch at the first callback after ``setup``: what a resumed trial had
+        # trained before (None until then; a trial created later starts from 0).
+        self.epochs_before: dict[str, int] | None = None
+        self.ended = False
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "bar": None, "file": None}
@@ -65,13 +77,20 @@ class SweepProgress(Callback):
         return self.stream.isatty() if self.forced_tty is None else self.forced_tty
 
     def setup(self, stop=None, num_samples=None, total_num_samples=None, **info) -> None:
-        """The experiment starts (or resumes): time from now."""
+        """The experiment starts (or resumes): time and count epochs from now, and keep Tune's
+        count of the experiment's trials (grid points × samples, or a searcher's samples)."""
         self.started = self.clock()
         self.last_line = -math.inf
         self.unfinished = 0
+        self.total = int(total_num_samples or 0)
+        self.epochs_before = None
+        self.ended = False
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
-        """Keep the best finite value of the metric any trial has reported, with its trial."""
+        """Keep the best finite value of the metric any trial has reported, with its trial.
+        Tune calls this before it stores ``result`` on the trial, so when this is the first
+        callback since ``setup`` the trials still show their epochs from before."""
+        self.note_epochs_before(trials)
         value = result.get(self.metric)
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             return
@@ -88,6 +107,7 @@ class SweepProgress(Callback):
 
     def on_experiment_end(self, trials: list, **info) -> None:
         """The final state, then the terminal line is closed (the summary table follows)."""
+        self.ended = True
         self.show(trials, final=True)
         if self.bar is not None:
             self.bar.close()
@@ -96,11 +116,13 @@ class SweepProgress(Callback):
     def show(self, trials: list, *, final: bool = False) -> None:
         """Redraw the line (tqdm limits how often it repaints), or print a plain line when
         ``interval`` has passed since the last one."""
+        self.note_epochs_before(trials)
         done = trial_epochs(trials)
         if self.tty:
             bar = self.bar or self.open_bar(trials)
             bar.total = max(round(self.budget), done)
             bar.n = done
+            bar.initial = done - self.epochs_here(trials)  # tqdm's pace counts from here
             interrupted = self.interrupted(trials)
             bar.set_description_str(self.counts_text(trials) + (f" ({interrupted} interrupted)" if interrupted else ""),
                                     refresh=False)
@@ -129,14 +151,39 @@ class SweepProgress(Callback):
                         desc=self.counts_text(trials), postfix=[self.best_text()])
         return self.bar
 
+    def note_epochs_before(self, trials: list) -> None:
+        """At the first callback since ``setup``, each trial's epochs so far: a fresh
+        experiment's trials have none yet; a resumed one's, what they trained before."""
+        if self.epochs_before is None:
+            self.epochs_before = {trial.trial_id: epoch_of(trial) for trial in trials}
+
+    def epochs_here(self, trials: list) -> int:
+        """Epochs the trials have reported since this process started (a trial resumed from an
+        earlier checkpoint counts from there, never below 0)."""
+        before = self.epochs_before or {}
+        return sum(max(0, epoch_of(trial) - before.get(trial.trial_id, 0)) for trial in trials)
+
+    def trial_total(self, trials: list) -> int:
+        """Trials the experiment holds: Tune's count, or those created so far when larger."""
+        return max(self.total, len(trials))
+
+    def all_done(self, trials: list) -> bool:
+        """Every trial of the experiment finished, not only every trial created so far."""
+        return bool(trials) and trial_counts(trials)["finished"] == self.trial_total(trials)
+
     def interrupted(self, trials: list) -> int:
-        """Trials cut short by a Ctrl-C: those unfinished at Tune's latest step when every trial
-        is now reported finished (Tune stops them all at an interrupt), else 0."""
-        return self.unfinished if trials and trial_counts(trials)["finished"] == len(trials) else 0
+        """Trials cut short by a Ctrl-C, once the experiment has ended: those unfinished at
+        Tune's latest step when every trial created is reported finished (Tune stops them all
+        at an interrupt), plus those a searcher never created; else 0. Mid-run, every trial
+        created can be finished with more to come (a searcher creates them one at a time)."""
+        if not (self.ended and trials and trial_counts(trials)["finished"] == len(trials)):
+            return 0
+        return self.unfinished + self.trial_total(trials) - len(trials)
 
     def counts_text(self, trials: list) -> str:
-        """``trials 3 finished / 2 running / 7 pending``."""
-        counts = trial_counts(trials)
+        """``trials 3 finished / 2 running / 7 pending``; trials a searcher has yet to create
+        are pending."""
+        counts = trial_counts(trials, total=self.total)
         return f"trials {counts['finished']} finished / {counts['running']} running / {counts['pending']} pending"
 
     def best_text(self) -> str:
@@ -145,25 +192,35 @@ class SweepProgress(Callback):
         return f"best {self.metric} {best}"
 
     def time_left(self, done: int, now: float, trials: list) -> str:
-        """Time left at the pace so far, for the trial-epochs the forecast still holds."""
+        """Time left for the trial-epochs the forecast still holds, at the pace of the epochs
+        this process trained (``epochs_here``) in the time since it started."""
         if interrupted := self.interrupted(trials):
             return f"interrupted: {interrupted} trial(s) did not finish"
-        if trials and trial_counts(trials)["finished"] == len(trials):
+        if self.all_done(trials):
             return "all done"
         remaining = self.budget - done
-        if done == 0 or remaining <= 0:
-            return "time left unknown" if done == 0 else "past the forecast"
-        return f"about {duration((now - self.started) / done * remaining)} left"
+        if remaining <= 0:
+            return "past the forecast"
+        here = self.epochs_here(trials)
+        if here == 0:
+            return "time left unknown"
+        return f"about {duration((now - self.started) / here * remaining)} left"
 
 
-def trial_counts(trials: list) -> dict[str, int]:
+def trial_counts(trials: list, *, total: int = 0) -> dict[str, int]:
     """Trials finished (ended or errored), running, and pending (anything else: waiting for
-    resources, paused by the scheduler, not yet started)."""
+    resources, paused by the scheduler, not yet started, or, of ``total`` trials in all, not
+    yet created)."""
     finished = sum(trial.status in DONE_STATES for trial in trials)
     running = sum(trial.status == "RUNNING" for trial in trials)
-    return {"finished": finished, "running": running, "pending": len(trials) - finished - running}
+    return {"finished": finished, "running": running, "pending": max(total, len(trials)) - finished - running}
 
 
 def trial_epochs(trials: list) -> int:
     """Epochs the trials have reported so far (each trial's latest ``epoch``)."""
-    return sum(int((trial.last_result or {}).get("epoch", 0) or 0) for trial in trials)
+    return sum(epoch_of(trial) for trial in trials)
+
+
+def epoch_of(trial) -> int:
+    """The latest ``epoch`` a trial reported (0 before its first result)."""
+    return int((trial.last_result or {}).get("epoch", 0) or 0)

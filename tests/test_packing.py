@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import numpy as np
 import pytest
+import ray
 
 from sweeps import packing
 from sweeps.data import SweepData
@@ -18,6 +22,7 @@ from sweeps.packing import (
     no_gpu_choice,
     shortened,
     small_validation,
+    trial_gpu_nodes,
 )
 from sweeps.ray_session import NodeCapacity
 from sweeps.registry import get_sweep
@@ -95,6 +100,8 @@ def test_auto_chooses_for_the_gpu_node_with_the_fewest_cpus_per_gpu(monkeypatch)
     resolved = resolve(get_sweep("bccd_imbalance"), profile="full")
     monkeypatch.setattr(packing, "calibrate_peak_memory",
                         lambda *a, **k: GpuMeasurement(peak_bytes=2 * GIB, gpu_bytes=80 * GIB))
+    monkeypatch.setattr(ray, "nodes", lambda: [ray_node("a", cpus=64, gpus=2), ray_node("b", cpus=16, gpus=1)])
+    monkeypatch.setattr(packing, "node_gpu_memory", lambda nodes: {node["NodeID"]: 80 * GIB for node in nodes})
     nodes = [NodeCapacity(cpus=8, gpus=0), NodeCapacity(cpus=64, gpus=2), NodeCapacity(cpus=16, gpus=1)]
     choice = auto_gpus_per_trial(resolved, object(), nodes=nodes)
     assert choice.trials_per_gpu == 4 and "16 CPUs allow 4 at 4 CPUs each" in choice.reason
@@ -124,3 +131,71 @@ def test_calibration_validates_on_the_first_images_only():
     small = small_validation(data, 4).primary
     assert sorted(small.splits) == ["train", "val"]
     assert len(small.splits["val"]) == 4 and len(small.splits["train"]) == 10
+
+
+RANGES_YAML = Path(__file__).resolve().parent / "spaces" / "bccd_ranges.yaml"
+
+
+def test_under_a_sampler_calibration_takes_the_top_of_a_batch_size_range():
+    """Issue #19 point 1: batch_size lists 16 and 32 for the grid but ranges up to 64 for a sampler,
+    so an Optuna trial can get 64 and the packing must be sized for it."""
+    resolved = resolve(get_sweep("bccd_imbalance"), profile="cpu", smoke=True, path=RANGES_YAML,
+                       overrides=("oversampling=[false]",))
+    assert resolved.grid["batch_size"] == [16, 32] and resolved.ranges["batch_size"].bounds == (8, 64)
+    assert {config["batch_size"] for config in calibration_configs(resolved)} == {32}
+    sampled = dataclasses.replace(resolved, search="optuna")
+    assert {config["batch_size"] for config in calibration_configs(sampled)} == {64}
+
+
+def ray_node(node_id: str, *, cpus: float, gpus: float, accelerator: str | None = None,
+             alive: bool = True) -> dict:
+    """A node as ``ray.nodes()`` lists it (the fields packing reads)."""
+    resources = {"CPU": cpus, **({"GPU": gpus} if gpus else {}),
+                 **({f"accelerator_type:{accelerator}": 1.0} if accelerator else {})}
+    return {"NodeID": node_id, "Alive": alive, "Resources": resources}
+
+
+MIXED_CLUSTER = [ray_node("h100node", cpus=64, gpus=1, accelerator="H100"),
+                 ray_node("t4node00", cpus=64, gpus=1, accelerator="T4"),
+                 ray_node("cpunode0", cpus=64, gpus=0),
+                 ray_node("deadnode", cpus=64, gpus=1, accelerator="K80", alive=False),
+                 ray_node("fewcpus0", cpus=2, gpus=1, accelerator="P4")]
+MIXED_MEMORY = {"h100node": 80 * GIB, "t4node00": 16 * GIB}
+
+
+def test_trials_run_on_alive_nodes_with_a_whole_gpu_and_a_trials_cpus():
+    assert [node["NodeID"] for node in trial_gpu_nodes(MIXED_CLUSTER, cpus=4)] == ["h100node", "t4node00"]
+
+
+def test_auto_packs_for_the_smallest_gpu_of_the_nodes_that_can_run_trials(monkeypatch):
+    """Issue #19 6d: calibrated on an 80 GiB H100, but trials also land on a 16 GiB T4: 12 trials of
+    5 GiB fit the H100, 2 the T4, so the share is half a GPU. The dead node and the one with too
+    few CPUs for a trial are not read."""
+    resolved = resolve(get_sweep("bccd_imbalance"), profile="full")
+    monkeypatch.setattr(packing, "calibrate_peak_memory",
+                        lambda *a, **k: GpuMeasurement(peak_bytes=5 * GIB, gpu_bytes=80 * GIB))
+    monkeypatch.setattr(ray, "nodes", lambda: MIXED_CLUSTER)
+    read = []
+
+    def node_gpu_memory(nodes):
+        read.extend(node["NodeID"] for node in nodes)
+        return {node["NodeID"]: MIXED_MEMORY[node["NodeID"]] for node in nodes}
+
+    monkeypatch.setattr(packing, "node_gpu_memory", node_gpu_memory)
+    nodes = [NodeCapacity(cpus=64, gpus=1, accelerator="H100"), NodeCapacity(cpus=64, gpus=1, accelerator="T4")]
+    choice = auto_gpus_per_trial(resolved, object(), nodes=nodes)
+    assert read == ["h100node", "t4node00"]
+    assert (choice.trials_per_gpu, choice.gpus_per_trial) == (2, 0.5)
+    assert choice.reason.startswith(
+        "auto: one trial peaks at 5.0 GiB of 16 GiB (the smallest GPU of the 2 nodes that can run a trial: a T4 on "
+        "node t4node00; calibrated on a GPU of 80 GiB); 2 fit with 20% headroom")
+
+
+def test_one_gpu_node_packs_for_the_gpu_calibrated_without_reading_it_again(monkeypatch):
+    resolved = resolve(get_sweep("bccd_imbalance"), profile="full")
+    monkeypatch.setattr(packing, "calibrate_peak_memory",
+                        lambda *a, **k: GpuMeasurement(peak_bytes=5 * GIB, gpu_bytes=80 * GIB))
+    monkeypatch.setattr(ray, "nodes", lambda: MIXED_CLUSTER[:1] + MIXED_CLUSTER[2:])
+    monkeypatch.setattr(packing, "node_gpu_memory", lambda nodes: pytest.fail("read a node's GPUs again"))
+    choice = auto_gpus_per_trial(resolved, object(), nodes=[NodeCapacity(cpus=64, gpus=1, accelerator="H100")])
+    assert choice.trials_per_gpu == 12 and "of 80 GiB; 12 fit" in choice.reason

@@ -5,27 +5,36 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 from ray.tune.schedulers.async_hyperband import _Bracket
 
 import sweeps.run
+import sweeps.sweep
+from sweeps.data import SweepData
+from sweeps.packing import StepTiming, calibration_configs, memory_shape
 from sweeps.plan import (
     Capacity,
     Forecast,
     Timing,
     asha_rungs,
+    calibrated_timing,
     comparison,
     duration,
     epoch_seconds,
     expected_trial_epochs,
+    forecast_for,
     sample_counts,
     trials_at_once,
 )
 from sweeps.ray_session import NodeCapacity
 from sweeps.registry import get_sweep
-from sweeps.run import SweepOptions, main, sweep_forecast
+from sweeps.run import main
 from sweeps.space import SearchSpaceError, resolve
+from sweeps.sweep import SweepOptions, sweep_forecast
+from trainables.datasets.base import ClassificationData, SplitArrays
 
 LOCAL_2_CPUS = Capacity(trials_at_once=2, by_accelerator=(), nodes="this machine: 2 CPU + 0 GPU")
 
@@ -83,6 +92,7 @@ def test_the_wall_time_spreads_epochs_and_each_trials_overhead_over_the_trials_a
     assert lines[1] == "Trials at once: 2 (1 CPU + 0 GPU each; this machine: 2 CPU + 0 GPU)"
     assert lines[2] == ("Time: about 2.00 s per trial-epoch and 5.0 s per trial to start and set up (test) → about "
                         "48 s of wall time under ASHA, 54 s if every trial ran to the end")
+    assert lines[3] == "Assuming the 2 trial(s) at once run side by side, each on its own CPUs"
     prepared = dataclasses.replace(forecast, preparation_seconds=30.4).lines()[2]
     assert prepared.endswith("if every trial ran to the end; plus 30 s before the first trial (starting Ray, the "
                              "data audit, the calibration: as long as they took here)")
@@ -108,8 +118,8 @@ def test_durations_read_as_hours_minutes_seconds(seconds, text):
 
 
 def test_seconds_per_epoch_given_by_hand_skip_the_calibration(monkeypatch):
-    monkeypatch.setattr(sweeps.run, "node_capacities", lambda: [NodeCapacity(cpus=2, gpus=0)])
-    monkeypatch.setattr(sweeps.run, "calibrate_step_time", lambda *a, **k: pytest.fail("calibrated"))
+    monkeypatch.setattr(sweeps.sweep, "node_capacities", lambda: [NodeCapacity(cpus=2, gpus=0)])
+    monkeypatch.setattr(sweeps.sweep, "calibrate_step_time", lambda *a, **k: pytest.fail("calibrated"))
     resolved = resolve(get_sweep("bccd_imbalance"), profile="cpu", smoke=True)
     options = SweepOptions(name="bccd_imbalance", smoke=True, plan=True, plan_seconds_per_epoch=3.0, num_samples=2)
     forecast = sweep_forecast(resolved, object(), options)
@@ -127,11 +137,11 @@ def test_a_calibration_that_fails_or_cannot_be_placed_leaves_the_forecast_withou
         raise RayTaskError("measure_step_time", "Traceback (most recent call last):\n  File x\n"
                            "TypeError: unsupported operand", TypeError("unsupported operand"))
 
-    monkeypatch.setattr(sweeps.run, "calibrate_step_time", trainable_raised)
-    assert sweeps.run.calibrated(resolved, object(), [NodeCapacity(cpus=2, gpus=0)]) == (
+    monkeypatch.setattr(sweeps.sweep, "calibrate_step_time", trainable_raised)
+    assert sweeps.sweep.calibrated(resolved, object(), [NodeCapacity(cpus=2, gpus=0)]) == (
         None, "the calibration failed: TypeError: unsupported operand")
-    monkeypatch.setattr(sweeps.run, "calibrate_step_time", lambda *a, **k: pytest.fail("calibrated"))
-    timing, because = sweeps.run.calibrated(resolved, object(), [NodeCapacity(cpus=0.5, gpus=0)])
+    monkeypatch.setattr(sweeps.sweep, "calibrate_step_time", lambda *a, **k: pytest.fail("calibrated"))
+    timing, because = sweeps.sweep.calibrated(resolved, object(), [NodeCapacity(cpus=0.5, gpus=0)])
     assert timing is None and because.startswith("no node holds a trial yet")
     forecast = dataclasses.replace(smoke_forecast(None), untimed_because=because)
     assert forecast.lines()[-1] == f"Time: no estimate ({because})"
@@ -143,7 +153,7 @@ def test_a_calibration_that_fails_or_cannot_be_placed_leaves_the_forecast_withou
     (["--plan", "--plan-seconds-per-epoch", "inf"], "--plan-seconds-per-epoch inf: must be a finite number"),
 ])
 def test_impossible_plan_options_exit_2_before_ray(args, message, monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(sweeps.run, "ensure_ray", lambda *a, **k: pytest.fail("Ray was asked to start"))
+    monkeypatch.setattr(sweeps.sweep, "ensure_ray", lambda *a, **k: pytest.fail("Ray was asked to start"))
     assert main(["bccd_imbalance", "--smoke", *args, "--storage", str(tmp_path / "runs")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
@@ -169,3 +179,77 @@ def test_plan_prints_the_forecast_and_writes_no_experiment(ray_session, shared_d
     time_line = next(line for line in out.splitlines() if line.startswith("Time: "))
     assert "calibrated here" in time_line and "of wall time under ASHA" in time_line
     assert not storage.exists()
+
+
+RANGES_YAML = Path(__file__).resolve().parent / "spaces" / "bccd_ranges.yaml"
+ONE_CPU_NODE = [NodeCapacity(cpus=2, gpus=0)]
+
+
+def ranged(*overrides: str, search: str = "grid"):
+    """bccd_imbalance's smoke sweep with the test ranges (tests/spaces/bccd_ranges.yaml)."""
+    resolved = resolve(get_sweep("bccd_imbalance"), profile="cpu", smoke=True, path=RANGES_YAML,
+                       overrides=("oversampling=[false]", *overrides))
+    return dataclasses.replace(resolved, search=search)
+
+
+def test_a_trial_stopping_at_its_own_max_epochs_runs_asha_only_that_far():
+    # 10 trials capped at 2: all to rung 1, half of them on to 2, then they stop: 10 + 5.
+    assert expected_trial_epochs(trials=10, rungs=(1, 2, 4, 8, 16), reduction_factor=2, max_epochs=20, cap=2) == 15
+    # Capped at max_epochs: 10 + 5×1 + 2.5×2 + 1.25×4 + 0.625×8 + 0.3125×4.
+    assert expected_trial_epochs(trials=10, rungs=(1, 2, 4, 8, 16), reduction_factor=2, max_epochs=20) == 31.25
+
+
+def test_a_max_epochs_range_sizes_the_forecast_by_the_epochs_trials_can_get():
+    """Issue #19 point 1: max_epochs lists 2 and 6 for the grid and ranges over 2..20 for a sampler.
+    The grid runs half its points to 2 epochs and half to 6; a sampler's trials to 11 on average
+    (a uniform draw over 2..20), with ASHA's rungs up to 20."""
+    axis = "max_epochs={values: [2, 6], int: [2, 20]}"
+    grid = forecast_for(ranged(axis), trials=24, nodes=ONE_CPU_NODE, local=True, timing=None)
+    assert (grid.max_epochs, grid.grid_trial_epochs) == (6, 24 * 4)
+    assert grid.lines()[0].startswith("Plan: 24 trial(s) × 4 epochs on average (max_epochs 2 to 6) = 96 trial-epochs")
+    sampled = forecast_for(ranged(axis, search="optuna"), trials=10, nodes=ONE_CPU_NODE, local=True, timing=None)
+    assert (sampled.max_epochs, sampled.rungs) == (20, (1, 2, 4, 8, 16))
+    assert sampled.grid_trial_epochs == 10 * 11
+    assert sampled.asha_trial_epochs == pytest.approx((15 + 31.25) / 2)
+
+
+def split_of(images: int) -> SplitArrays:
+    return SplitArrays(np.zeros((images, 4, 4, 3), np.uint8), np.zeros(images, np.int64),
+                       np.arange(images).astype(str))
+
+
+def test_a_sampled_epoch_length_times_the_epochs_of_the_configs_a_sampler_draws():
+    """Issue #19 point 1: epoch_samples only as a range (96..960) reaches no grid config, so the
+    grid's configs train a whole 2,000-image split per epoch; a sampler's trials average 528."""
+    data = SweepData(axis=None, variants={None: ClassificationData("d", ("a", "b"), {
+        "train": split_of(2000), "val": split_of(300)})}, audits={None: None})
+    resolved = ranged("epoch_samples={int: [96, 960]}", search="optuna")
+    [shape] = {memory_shape(config) for config in calibration_configs(resolved)}
+    timing = StepTiming(startup_seconds=2.0, setup_seconds=3.0, step_seconds=0.32, batch_size=32)
+    calibrated = calibrated_timing(resolved, data, {shape: timing})
+    assert calibrated.epoch_seconds == pytest.approx(0.01 * ((96 + 960) / 2 + 300 / 3))
+    assert calibrated.trial_overhead_seconds == 5.0
+
+
+def gpu_forecast(*, trials: int, gpus_per_trial: float, at_once: int) -> Forecast:
+    return Forecast(trials=trials, max_epochs=2, rungs=(1, 2), reduction_factor=2, cpus_per_trial=4,
+                    gpus_per_trial=gpus_per_trial, timing=Timing(epoch_seconds=10.0, trial_overhead_seconds=0.0,
+                                                                 source="test"),
+                    capacity=Capacity(trials_at_once=at_once, by_accelerator=(("H100", at_once),), nodes="2 GPUs"))
+
+
+def test_trials_sharing_a_gpu_take_turns_on_it_in_the_wall_time():
+    """Issue #19 6c: 4 trials per GPU on 2 GPUs run 8 at once, but the step time was measured with
+    one trial alone on its GPU, so the 8 go as fast as 2 (one per GPU), not 8."""
+    packed = gpu_forecast(trials=16, gpus_per_trial=0.25, at_once=8)
+    assert (packed.running, packed.lanes) == (8, 2)
+    assert packed.wall_seconds(packed.grid_trial_epochs) == pytest.approx(16 * 2 * 10.0 / 2)
+    assert packed.lines()[-1] == ("Assuming trials sharing a GPU take turns on it (the step time was measured "
+                                  "with one trial alone on its GPU): the 8 trial(s) at once on 2 GPU(s) train as "
+                                  "fast as 2 alone")
+    # Fewer trials than shares: 3 trials at a quarter GPU fill one GPU; 12 at 0.0833 fill one too.
+    assert gpu_forecast(trials=3, gpus_per_trial=0.25, at_once=8).lanes == 1
+    assert gpu_forecast(trials=24, gpus_per_trial=0.0833, at_once=24).lanes == 2
+    whole = gpu_forecast(trials=16, gpus_per_trial=1.0, at_once=2)
+    assert whole.lanes == 2 and whole.lines()[-1] == "Assuming the 2 trial(s) at once run side by side, each on " \
+                                                     "its own GPU(s)"

@@ -141,3 +141,72 @@ def test_the_session_smoke_sweep_with_the_progress_line_ends_as_before(smoke_swe
                                      "epochs", "best_val_macro_f1", "detail"]
     assert len(summary) == 12 and set(summary["status"]) == {"TERMINATED"}
     assert 12 <= summary["epochs"].sum() <= 24
+
+
+def reported(trials: list, index: int, epoch: int, progress: SweepProgress) -> None:
+    """A result of ``epoch`` for ``trials[index]``, as Tune delivers it: the callback first, then
+    the result stored on the trial."""
+    progress.on_trial_result(0, trials, trials[index], {"val_f1": 0.5, "epoch": epoch})
+    trials[index].last_result = {"epoch": epoch}
+
+
+def test_after_a_resume_the_pace_counts_only_the_epochs_trained_since_the_restart():
+    """Issue #19 6a: 14 epochs were trained before the restart; since it, 4 in 60 s (15 s each),
+    so the 22 trial-epochs the forecast still holds take 5 min 30 s, not 60 s / 18 × 22 = 73 s."""
+    out, clock = io.StringIO(), Clock()
+    progress = SweepProgress(metric="val_f1", mode="max", budget=40, file=out, tty=False, interval=0, clock=clock)
+    progress.setup(total_num_samples=3)
+    trials = [trial("a", "TERMINATED", 10), trial("b", "RUNNING", 4), trial("c", "PENDING")]
+    progress.on_step_end(0, trials)                  # the restored experiment's first step
+    clock.now += 60
+    reported(trials, 1, 5, progress)
+    reported(trials, 1, 6, progress)
+    trials[2].status = "RUNNING"
+    reported(trials, 2, 1, progress)
+    reported(trials, 2, 2, progress)
+    progress.on_step_end(1, trials)
+    assert out.getvalue().splitlines()[-1].startswith(
+        "[1 min 00 s] trials 1 finished / 2 running / 0 pending; 18/40 trial-epochs forecast; about 5 min 30 s left;")
+
+
+def test_after_a_resume_the_terminal_line_paces_from_the_epochs_before_it():
+    progress = SweepProgress(metric="val_f1", mode="max", budget=40, file=io.StringIO(), tty=True, columns=300)
+    progress.setup()
+    trials = [trial("a", "TERMINATED", 10), trial("b", "RUNNING", 4)]
+    progress.on_step_end(0, trials)
+    reported(trials, 1, 5, progress)
+    progress.on_step_end(1, trials)
+    # tqdm's pace is (n - initial) / elapsed: the 14 epochs from before the restart take no time.
+    assert (progress.bar.n, progress.bar.initial) == (15, 14)
+
+
+def test_a_searcher_creating_trials_one_at_a_time_is_not_all_done_mid_run():
+    """Issue #19 6b: under --search optuna Tune creates a trial at a time, keeping one pending;
+    when every trial created so far has finished before the searcher's next one is created (a
+    trial that fails at start, or ends in the step the one before it did), 2 of the 3 trials
+    are still to come: neither all done nor interrupted."""
+    out = io.StringIO()
+    progress = SweepProgress(metric="val_f1", mode="max", budget=6, file=out, tty=False, interval=0, clock=Clock())
+    progress.setup(total_num_samples=3)                  # Tune's count: the searcher's num_samples
+    progress.on_step_end(0, [trial("a", "RUNNING", 1)])
+    progress.on_trial_complete(1, [trial("a", "TERMINATED", 2)], trial("a", "TERMINATED", 2))
+    mid_run = out.getvalue().splitlines()[-1]
+    assert mid_run.startswith("[0 s] trials 1 finished / 0 running / 2 pending; 2/6 trial-epochs forecast; ")
+    assert "all done" not in mid_run and "interrupted" not in mid_run
+    finished = [trial(name, "TERMINATED", 2) for name in "abc"]
+    progress.on_step_end(2, finished)
+    progress.on_experiment_end(finished)
+    assert "6/6 trial-epochs forecast; all done;" in out.getvalue().splitlines()[-1]
+
+
+def test_a_searcher_interrupted_before_creating_every_trial_counts_those_it_never_created():
+    out = io.StringIO()
+    progress = SweepProgress(metric="val_f1", mode="max", budget=6, file=out, tty=False, clock=Clock())
+    progress.setup(total_num_samples=3)
+    progress.on_step_end(0, [trial("a", "TERMINATED", 2), trial("b", "RUNNING", 1)])
+    progress.on_experiment_end([trial("a", "TERMINATED", 2), trial("b", "TERMINATED", 1)])  # Ctrl-C
+    assert "interrupted: 2 trial(s) did not finish" in out.getvalue()
+
+
+def test_trials_a_searcher_has_yet_to_create_count_as_pending():
+    assert trial_counts([trial("a", "RUNNING", 1)], total=4) == {"finished": 0, "running": 1, "pending": 3}
