@@ -51,7 +51,13 @@ from sweeps.storage import (
     new_experiment,
 )
 from sweeps.summary import INTERRUPTED, exit_code, format_table, saved_trials, trial_rows
-from sweeps.tuner import RunSettings, check_optuna_storage, configure_tune_environment
+from sweeps.tuner import (
+    RunSettings,
+    check_optuna_storage,
+    configure_tune_environment,
+    quiet_tune_output,
+    with_resolved_data_path,
+)
 from sweeps.wandb_logging import report_to_wandb, wandb_callbacks
 from trainables.datasets.base import DatasetError
 from trainables.errors import INTERRUPTED_EXIT, PretrainedWeightsError
@@ -244,6 +250,8 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
             resolved = with_resources(resolved, None, 0.0)
         check_trial_resources(cpus=resolved.resources.cpus, gpus=resolved.resources.gpus,
                               local=options.address is None, warn=echo)
+        if not options.resume:
+            resolved = with_resolved_data_path(resolved, data, echo=echo)
         if not options.plan:
             check_shared_storage(options.storage, nodes=alive_nodes(), declared_shared=options.storage_shared)
         if not options.resume and options.gpus_per_trial == AUTO and resolved.resources.gpus > 0:
@@ -463,6 +471,7 @@ def fit_and_summarise(spec: SweepSpec, resolved: ResolvedSweep, data, location: 
     from sweeps.tuner import build_tuner, remove_checkpoint_staging, restore_tuner
 
     if options.resume:
+        quiet_tune_output(options.verbose)
         tuner = restore_tuner(resolved, data, location)
     else:
         progress = () if options.verbose else (SweepProgress(metric=spec.metric, mode=spec.mode,

@@ -3,26 +3,33 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
+from sweeps.choices import SEARCH_ALGORITHMS
 from sweeps.data import TRAINING_SPLITS, SweepData, on_variant
 from sweeps.space import ResolvedSweep
 from sweeps.storage import ExperimentLocation
 from trainables.checkpoints import STAGING_PREFIX
+from trainables.device_data import resolve_data_path, split_bytes
 from trainables.engine import Monitor
 from trainables.errors import SearchSpaceError
 from trainables.registry import get_trainable
 
-SEARCH_ALGORITHMS = ("grid", "optuna")
 # Snapshot Tune's experiment state every few seconds (not Tune's adaptive >=10 s), so a killed
 # driver loses at most that much bookkeeping; the state of a sweep is small.
 EXPERIMENT_SNAPSHOT_SECONDS = "2"
+# Ray's default output engine prints a "Configuration for experiment" box and where the results
+# go at every verbosity, 0 included (``ray.tune.experimental.output.TuneTerminalReporter``); its
+# legacy engine, chosen by this variable being "0" when the Tuner fits, prints nothing at 0.
+NEW_OUTPUT_ENGINE = "RAY_AIR_NEW_OUTPUT"
 
 
 def configure_tune_environment() -> None:
@@ -32,6 +39,15 @@ def configure_tune_environment() -> None:
     # Checkpointing every epoch forces a snapshot per epoch; Tune warns when epochs are as short
     # as the smoke profile's, which is expected there and noise everywhere else.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+def quiet_tune_output(ray_table: bool) -> None:
+    """Without Ray's table (verbose 0, when medsweep draws its own progress line) make Tune
+    print nothing of its own: its legacy output engine (``NEW_OUTPUT_ENGINE``), which is silent
+    at verbose 0 where the default engine still prints its configuration box. With the table,
+    Ray's default engine as it is. Set in this process, the driver, which is where Tune prints."""
+    if not ray_table:
+        os.environ[NEW_OUTPUT_ENGINE] = "0"
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,27 @@ def remove_checkpoint_staging(experiment_name: str) -> int:
     for folder in staging:
         shutil.rmtree(folder, ignore_errors=True)
     return len(staging)
+
+
+def with_resolved_data_path(resolved: ResolvedSweep, data: SweepData, *,
+                            echo: Callable[[str], None] | None = None) -> ResolvedSweep:
+    """``resolved`` with its trials' ``data_path`` decided once, here in the driver before any
+    trial starts (``trainables.device_data.resolve_data_path``: ``auto`` becomes ``device`` or
+    ``loader``), and fixed, so every trial trains through the same path and its config records
+    which. Unchanged where the trainable has no ``data_path`` (detection) or the sweep searches
+    it as an axis (its values are then each trial's own). ``echo`` is told the choice and why."""
+    config_class = get_trainable(resolved.spec.trainable).config_class
+    defaults = {field.name: field.default for field in dataclasses.fields(config_class)}
+    if "data_path" not in defaults or "data_path" in resolved.axes:
+        return resolved
+    augments = {config.get("augment", defaults["augment"]) for config in resolved.possible_configs()}
+    choice = resolve_data_path(resolved.fixed.get("data_path", defaults["data_path"]), augments=augments,
+                               needed_bytes=max(split_bytes(variant.splits["train"])
+                                                for variant in data.variants.values()),
+                               trials_use_gpu=resolved.resources.gpus > 0)
+    if echo is not None:
+        echo(f"Training data: every trial takes the {choice.path} path ({choice.reason})")
+    return dataclasses.replace(resolved, fixed={**resolved.fixed, "data_path": choice.path})
 
 
 def scheduler(resolved: ResolvedSweep) -> ASHAScheduler:
@@ -156,7 +193,10 @@ def tune_config(resolved: ResolvedSweep, *, num_samples: int, scheduler=None, se
 
 def build_tuner(resolved: ResolvedSweep, data: SweepData, location: ExperimentLocation,
                 settings: RunSettings) -> tune.Tuner:
-    """The sweep: its search space and search algorithm under ASHA."""
+    """The sweep: its search space and search algorithm under ASHA, with ``data_path``
+    decided for all its trials (``with_resolved_data_path``; a no-op when the caller did it)."""
+    resolved = with_resolved_data_path(resolved, data)
+    quiet_tune_output(settings.ray_table)
     return tune.Tuner(
         wrapped_trainable(resolved, data),
         param_space=search_space(resolved, settings.search),
@@ -172,6 +212,7 @@ def build_retraining_tuner(resolved: ResolvedSweep, data: SweepData, location: E
     epoch (the analysis's retraining with seeds)."""
     from ray.tune.search import BasicVariantGenerator
 
+    quiet_tune_output(settings.ray_table)
     return tune.Tuner(
         wrapped_trainable(resolved, data),
         param_space=param_space_covering(configs),

@@ -1,10 +1,12 @@
 """The checkpoint files of a trial, and the one place they are read or written.
 
 Every epoch ``fit`` (``trainables.engine``) writes the trial's state — model, optimiser,
-scheduler and early-stopping state in ``state.pt``, its metadata in ``meta.json`` — to a staging
-folder that it hands to Tune (``write_checkpoint``); a restored trial continues from one
-(``restore``), and the analysis rebuilds a trained model from one (``read_checkpoint_config``,
-``load_checkpoint_model``). Every state file is read through ``read_state`` with
+scheduler and early-stopping state, and what else resuming needs (the ``GradScaler``'s state and
+the random streams') in ``state.pt``, its metadata in ``meta.json`` — to a staging folder that it
+hands to Tune (``write_checkpoint``); a restored trial continues from one (``restore``), and the
+analysis rebuilds a trained model from one alone (each trainable's ``checkpoint_model``, through
+``read_checkpoint_config`` and ``load_checkpoint_model``: no pretrained weights file is read).
+Every state file is read through ``read_state`` with
 ``torch.load(weights_only=True)``, since an experiment directory is untrusted input: a file
 holding anything but tensors and plain data is refused (``UnsafeCheckpointError``) before any of
 it runs, and one that is missing, truncated or corrupt is a ``CheckpointError``. Kept apart from
@@ -46,26 +48,33 @@ class UnsafeCheckpointError(CheckpointError):
     unpickling would construct by running code: refused, never loaded."""
 
 
-def write_checkpoint(epoch, model, optimizer, scheduler, early, meta) -> str:
+# The entries of a state file a resumed trial needs.
+RESUME_KEYS = ("epoch", "model", "optimizer", "scheduler", "early_stopping")
+# The entry holding the rest of the resumption state; a checkpoint written before it existed
+# lacks it, and resumes with a fresh GradScaler and reseeded random streams, as it did then.
+RESUME_EXTRAS = "resume"
+
+
+def write_checkpoint(epoch, model, optimizer, scheduler, early, meta, *, resume: dict | None = None) -> str:
     """Stage a checkpoint in the trial's working directory (Ray's per-trial scratch space), so a
-    trial killed while ``report`` persists it leaves nothing in the machine's /tmp."""
+    trial killed while ``report`` persists it leaves nothing in the machine's /tmp. ``resume``
+    holds the rest of what a resumed trial continues from (``engine.resume_state``: the
+    ``GradScaler``'s state, the random streams'), plain data and tensors only."""
     directory = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=os.getcwd())
     # Everything but the model's own state dict (tensors only) goes through ``_plain``, so the
     # file holds nothing beyond what ``torch.load(weights_only=True)`` accepts.
+    extras = {} if resume is None else {RESUME_EXTRAS: resume}
     torch.save({"epoch": int(epoch), "model": model.state_dict(),
                 **_plain({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                          "early_stopping": early.state_dict()})},
+                          "early_stopping": early.state_dict(), **extras})},
                Path(directory) / STATE_FILE)
     (Path(directory) / META_FILE).write_text(json.dumps({**meta, "epoch": epoch}, indent=2))
     return directory
 
 
-# The entries of a state file a resumed trial needs.
-RESUME_KEYS = ("epoch", "model", "optimizer", "scheduler", "early_stopping")
-
-
 def restore(checkpoint, model, optimizer, scheduler, early) -> int:
-    """Load a Tune checkpoint into the training objects; the epoch it was taken at, or 0."""
+    """Load a Tune checkpoint into the training objects; the epoch it was taken at, or 0. The
+    rest of what resuming needs is ``resume_extras``'s."""
     if checkpoint is None:
         return 0
     with checkpoint.as_directory() as directory:
@@ -77,12 +86,31 @@ def restore(checkpoint, model, optimizer, scheduler, early) -> int:
     return int(state["epoch"])
 
 
+def resume_extras(checkpoint) -> dict:
+    """A Tune checkpoint's ``resume`` entry (``write_checkpoint``), which the loop puts back
+    itself (``engine.apply_resume_state``); empty without a checkpoint, or for one written before
+    the entry existed. Read apart from ``restore``, whose signature the loop's callers rely on,
+    at the cost of reading a resumed trial's state file twice."""
+    if checkpoint is None:
+        return {}
+    with checkpoint.as_directory() as directory:
+        state = read_state(Path(directory) / STATE_FILE, RESUME_KEYS)
+    return dict(state.get(RESUME_EXTRAS) or {})
+
+
+# The config keys that make a model start from pretrained weights. A checkpoint's model is
+# rebuilt with them off: its weights come from the checkpoint, so a report on a machine without
+# the trial's weights file (or without internet) still loads it.
+PRETRAINING_OFF = {"pretrained": False, "pretrained_path": None}
+
+
 def read_checkpoint_config(directory: Path, config_class: type):
-    """The config (with pretraining off: the weights come from the checkpoint) and metadata of
-    a checkpoint written by ``fit``."""
-    from trainables.config import from_config
+    """The config, with pretraining off (``PRETRAINING_OFF``, for the keys ``config_class``
+    has), and the metadata of a checkpoint written by ``fit``."""
+    from trainables.config import config_keys, from_config
     meta = json.loads((Path(directory) / META_FILE).read_text())
-    return from_config(config_class, {**meta["config"], "pretrained": False}), meta
+    off = {key: value for key, value in PRETRAINING_OFF.items() if key in config_keys(config_class)}
+    return from_config(config_class, {**meta["config"], **off}), meta
 
 
 def load_checkpoint_model(directory: Path, model: nn.Module) -> tuple[nn.Module, dict]:

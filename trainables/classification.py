@@ -34,8 +34,9 @@ class ClassificationConfig(LoopConfig):
 
     ``data_path`` says where training batches come from (``trainables.device_data``): ``auto``
     (the train split on the trial's device, batches drawn and augmented there, unless it does
-    not fit the device memory budget or the augmentation has no device version), ``device``,
-    or ``loader`` (the per-sample ``DataLoader``). The samples are the same either way.
+    not fit the device memory budget or the augmentation has no device version; a sweep decides
+    it once for all its trials, ``resolve_data_path``), ``device``, or ``loader`` (the
+    per-sample ``DataLoader``). The samples are the same either way.
     """
 
     model: str = "efficientnet_b0"
@@ -144,13 +145,22 @@ def build_classifier(config: ClassificationConfig, *, num_classes: int, in_chann
     return nn.Sequential(Normalize(mean, std), model)
 
 
-def checkpoint_probabilities(checkpoint_dir: Path, split: SplitArrays, *, batch_size: int = 256) -> np.ndarray:
-    """Class probabilities (n x C) of a split from a checkpoint this trainable wrote, on the
-    local GPU when there is one; the weights come from the checkpoint, never downloaded."""
+def checkpoint_model(checkpoint_dir: Path) -> tuple[nn.Sequential, dict]:
+    """The classifier a checkpoint of this trainable holds (on the CPU, in eval mode) and its
+    metadata. It is built with pretraining off — no ``pretrained_path`` read, nothing
+    downloaded — and then given the checkpoint's weights, so the checkpoint is all a report
+    needs, on any machine."""
     config, meta = checkpoints.read_checkpoint_config(checkpoint_dir, ClassificationConfig)
     classifier = build_classifier(config, num_classes=len(meta["class_names"]), in_channels=len(meta["mean"]),
                                   mean=meta["mean"], std=meta["std"])
     checkpoints.load_checkpoint_model(checkpoint_dir, classifier)
+    return classifier.eval(), meta
+
+
+def checkpoint_probabilities(checkpoint_dir: Path, split: SplitArrays, *, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities (n x C) of a split from a checkpoint this trainable wrote, on the
+    local GPU when there is one (``checkpoint_model``)."""
+    classifier, _ = checkpoint_model(checkpoint_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     logits, _ = predict(classifier.to(device), split, batch_size=batch_size, device=device)
     return class_probabilities(logits)
@@ -217,12 +227,9 @@ def checkpoint_profile(checkpoint_dir: Path, split: SplitArrays, *, repeats: int
     """Size and speed of a checkpoint's model, for the documents' model comparisons: total and
     trainable parameters, and the median milliseconds to classify one image (batch of one,
     after a warm-up, on the local GPU when there is one)."""
-    config, meta = checkpoints.read_checkpoint_config(checkpoint_dir, ClassificationConfig)
-    classifier = build_classifier(config, num_classes=len(meta["class_names"]), in_channels=len(meta["mean"]),
-                                  mean=meta["mean"], std=meta["std"])
-    checkpoints.load_checkpoint_model(checkpoint_dir, classifier)
+    classifier, _ = checkpoint_model(checkpoint_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    classifier = classifier.to(device).eval()
+    classifier = classifier.to(device)
     image = torch.from_numpy(split.images[:1]).to(device)
     timings = []
     with torch.no_grad():

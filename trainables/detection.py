@@ -420,18 +420,25 @@ def detection_trainable(config: dict, *, data: DetectionData, monitor: engine.Mo
         epoch_extras=lambda: components.means("train_"))
 
 
-def checkpoint_detector(checkpoint_dir: Path) -> tuple[GeneralizedRCNN, dict, torch.device]:
-    """The detector a checkpoint of this trainable holds, in eval mode on the local GPU when
-    there is one, with its metadata. It is rebuilt from the trial's own config rather than
-    ``read_checkpoint_config``'s pretraining-off one: whether the trial started from weights
-    decides its norm layers, which the weights must fit; nothing is fetched."""
+def checkpoint_model(checkpoint_dir: Path) -> tuple[GeneralizedRCNN, dict]:
+    """The detector a checkpoint of this trainable holds (on the CPU, in eval mode) and its
+    metadata. It is rebuilt from the trial's own config rather than ``read_checkpoint_config``'s
+    pretraining-off one: whether the trial started from weights decides its norm layers, which
+    the weights must fit; but no weights are read (``load_weights=False``: neither
+    ``pretrained_path`` nor a download), so the checkpoint is all it needs."""
     meta = json.loads((Path(checkpoint_dir) / checkpoints.META_FILE).read_text())
     config = from_config(DetectionConfig, meta["config"])
     model = build_detector(config, num_classes=len(meta["class_names"]), masks=meta["has_masks"],
                            image_side=meta["image_side"], load_weights=False)
     checkpoints.load_checkpoint_model(checkpoint_dir, model)
+    return model.eval(), meta
+
+
+def checkpoint_detector(checkpoint_dir: Path) -> tuple[GeneralizedRCNN, dict, torch.device]:
+    """``checkpoint_model`` on the local GPU when there is one, with its metadata and device."""
+    model, meta = checkpoint_model(checkpoint_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device).eval(), meta, device
+    return model.to(device), meta, device
 
 
 def checkpoint_candidates(checkpoint_dir: Path, split: DetectionSplit, *, batch_size: int = 2) -> np.ndarray:

@@ -16,20 +16,32 @@ GPU.
 
 Which one a trial uses is its ``data_path`` setting: ``loader``; ``device``; or ``auto`` (the
 default): on a GPU the device path unless the pipeline has no kornia twin or the train split
-takes more than ``DEVICE_MEMORY_FRACTION`` of the device's free memory when the trial starts;
-on the CPU the loader, because there albumentations (OpenCV, one image at a time) is several
-times faster than kornia's batched tensor ops (``benchmarks/gpu_throughput.py --device cpu``
-measures both).
+takes more than ``DEVICE_MEMORY_FRACTION`` of the GPU's memory; on the CPU the loader, because
+there albumentations (OpenCV, one image at a time) is several times faster than kornia's batched
+tensor ops (``benchmarks/gpu_throughput.py --device cpu`` measures both).
+
+A sweep decides ``auto`` once, in the driver, before any trial starts (``resolve_data_path``, on
+the GPU memory free then), and hands every trial the concrete path: deciding per trial on the
+memory free when it starts sent packed trials that started later down the other path, with
+another augmentation stream. A trial handed ``auto`` anyway (a trainable called outside a sweep)
+decides on the GPU's total memory, never on what other trials hold at that moment, so the same
+config on the same machine always takes the same path.
+
+Both paths save and restore their random streams (``state_dict``, ``load_state_dict``): a
+checkpoint carries them, so a resumed trial draws the batches an uninterrupted one would have.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+import shutil
+import subprocess
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from albumentations.core.composition import BaseCompose
 from torch.utils.data import DataLoader, RandomSampler
 
 from trainables.arrays import ArrayDataset, shared_tensor
@@ -37,9 +49,10 @@ from trainables.augment import build_augmentation, build_device_augmentation, ge
 from trainables.datasets.base import SplitArrays
 
 DATA_PATHS = ("auto", "device", "loader")
-# The share of a GPU's free memory (when the trial starts) the train split may take on the
-# device path under ``data_path=auto``; a larger split trains through the loader. Several trials
-# may share a GPU, and the model, its activations and the batches need the rest.
+# The share of a GPU's memory (free when the sweep starts; total for a trial deciding alone) the
+# train split may take on the device path under ``data_path=auto``; a larger split trains through
+# the loader. The model, its activations and the batches need the rest; packed trials are sized
+# by their measured peak memory, which includes the split they hold.
 DEVICE_MEMORY_FRACTION = 0.25
 # The augmentation stream's seed is the trial's seed mixed with this, so it is not the sampler's.
 AUGMENT_STREAM = 0x5EED_A06
@@ -62,22 +75,14 @@ def split_bytes(split: SplitArrays) -> int:
     return int(split.images.nbytes + labels)
 
 
-def free_device_bytes(device: torch.device) -> int | None:
-    """Free memory on a CUDA device (None elsewhere: the CPU path needs no copy)."""
-    if device.type != "cuda":
-        return None
-    free, _ = torch.cuda.mem_get_info(device)
-    return int(free)
-
-
 def choose_data_path(setting: str, *, split: SplitArrays, device: torch.device, augment: str,
                      free_bytes: int | None = None,
                      memory_fraction: float = DEVICE_MEMORY_FRACTION) -> DataPathChoice:
-    """Where ``setting`` (one of ``DATA_PATHS``) sends a trial's training batches;
-    ``free_bytes`` stands in for the device's free memory (tests). ``device`` with a pipeline
-    that has no kornia twin is an error."""
-    if setting not in DATA_PATHS:
-        raise ValueError(f"data_path must be one of {', '.join(DATA_PATHS)}, got {setting!r}")
+    """Where ``setting`` (one of ``DATA_PATHS``) sends a trial's training batches. A sweep's
+    trials get ``device`` or ``loader`` (``resolve_data_path``); ``auto`` here is a trial's own
+    decision, made on the GPU's total memory (``free_bytes`` stands in for it in tests), never on
+    what is free at that moment. ``device`` with a pipeline that has no kornia twin is an error."""
+    require_data_path(setting)
     if setting == "loader":
         return DataPathChoice("loader", "data_path=loader")
     if get_augmentation(augment).device is None:
@@ -89,14 +94,73 @@ def choose_data_path(setting: str, *, split: SplitArrays, device: torch.device, 
         return DataPathChoice("device", "data_path=device")
     if device.type == "cpu":
         return DataPathChoice("loader", "on the CPU albumentations per sample outruns kornia's batched ops")
-    needed = split_bytes(split)
-    free = free_device_bytes(device) if free_bytes is None else free_bytes
-    if free is None or needed > memory_fraction * free:
-        held = "unknown" if free is None else f"{free / 2**30:.2f} GiB"
+    memory = total_device_bytes(device) if free_bytes is None else free_bytes
+    return device_path_budget(split_bytes(split), memory, memory_fraction, "total")
+
+
+def resolve_data_path(setting: str, *, augments: Iterable[str], needed_bytes: int, trials_use_gpu: bool,
+                      free_bytes: int | None = None,
+                      memory_fraction: float = DEVICE_MEMORY_FRACTION) -> DataPathChoice:
+    """The one path every trial of a sweep trains through, decided by the driver once, before
+    any trial starts, for a sweep whose trials get ``setting`` (``device`` and ``loader`` stay as
+    they are). ``auto`` is the loader when trials get no GPU or an augmentation the sweep can
+    take (``augments``) has no device version, else the device path when the largest train
+    split (``needed_bytes``, as ``split_bytes`` counts) fits ``memory_fraction`` of the GPU
+    memory free now (``free_bytes``; by default read with nvidia-smi, the least of this
+    machine's GPUs). A driver that sees no GPU (a cluster's CPU head node) cannot tell, and
+    chooses the loader; ``--set data_path=device`` forces the device path there."""
+    require_data_path(setting)
+    if setting != "auto":
+        return DataPathChoice(setting, f"data_path={setting}")
+    if not trials_use_gpu:
+        return DataPathChoice("loader", "trials get no GPU, and on the CPU albumentations per sample outruns "
+                                        "kornia's batched ops")
+    without = sorted({name for name in augments if get_augmentation(name).device is None})
+    if without:
+        return DataPathChoice("loader", f"augmentation {', '.join(without)} has no device version")
+    free = driver_free_gpu_bytes() if free_bytes is None else free_bytes
+    return device_path_budget(needed_bytes, free, memory_fraction, "free")
+
+
+def require_data_path(setting: str) -> None:
+    """``setting`` must be one of ``DATA_PATHS``."""
+    if setting not in DATA_PATHS:
+        raise ValueError(f"data_path must be one of {', '.join(DATA_PATHS)}, got {setting!r}")
+
+
+def device_path_budget(needed: int, memory: int | None, memory_fraction: float,
+                       memory_kind: str) -> DataPathChoice:
+    """``auto``'s verdict on a GPU for a split of ``needed`` bytes against ``memory`` bytes of
+    its ``memory_kind`` ("free", "total") memory; unknown memory (None) means the loader, which
+    needs none."""
+    if memory is None or needed > memory_fraction * memory:
+        held = "unknown" if memory is None else f"{memory / 2**30:.2f} GiB"
         return DataPathChoice("loader", f"the train split ({needed / 2**30:.2f} GiB) exceeds {memory_fraction:.0%} "
-                                        f"of the device's free memory ({held})")
+                                        f"of the GPU's {memory_kind} memory ({held})")
     return DataPathChoice("device", f"the train split ({needed / 2**30:.2f} GiB) fits {memory_fraction:.0%} of "
-                                    f"the device's free memory ({free / 2**30:.2f} GiB)")
+                                    f"the GPU's {memory_kind} memory ({memory / 2**30:.2f} GiB)")
+
+
+def total_device_bytes(device: torch.device) -> int | None:
+    """A CUDA device's total memory (None elsewhere): fixed for the machine, so a trial that
+    decides ``auto`` itself always decides it the same way."""
+    if device.type != "cuda":
+        return None
+    return int(torch.cuda.get_device_properties(device).total_memory)
+
+
+def driver_free_gpu_bytes() -> int | None:
+    """The least free memory of this machine's GPUs now, read with nvidia-smi so the driver
+    opens no CUDA context; None without nvidia-smi or a GPU (a cluster's driver node)."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        listed = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+                                capture_output=True, text=True, check=True, timeout=20).stdout
+        free_mib = [int(line) for line in listed.split()]
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    return min(free_mib) * 2**20 if free_mib else None
 
 
 def augment_generator(seed: int) -> torch.Generator:
@@ -157,6 +221,18 @@ class DeviceBatches:
         pipeline = build_device_augmentation(augment)
         self.augment = None if pipeline is None else BatchAugmenter(pipeline, seed=seed)
 
+    def state_dict(self) -> dict:
+        """Where the order's and the augmentation's streams stand (after an epoch: the next
+        epoch's draws), for a checkpoint."""
+        return {"order": self.order.get_state(),
+                "augment": None if self.augment is None else self.augment.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue the streams from ``state_dict``'s point."""
+        self.order.set_state(state["order"])
+        if self.augment is not None and state["augment"] is not None:
+            self.augment.generator.set_state(state["augment"])
+
     def __len__(self) -> int:
         """Batches per epoch."""
         samples = len(self.indices) if self.epoch_samples is None else self.epoch_samples
@@ -186,15 +262,67 @@ def loader_workers(cpus: int, device: torch.device) -> int:
     return max(0, cpus - 1) if device.type == "cuda" else 0
 
 
+def pipeline_parts(pipeline) -> list:
+    """An albumentations pipeline and every transform in it, depth first: each holds random
+    generators of its own (seeded alike from the pipeline's seed)."""
+    if not isinstance(pipeline, BaseCompose):
+        return [pipeline]
+    return [pipeline, *(part for transform in pipeline.transforms for part in pipeline_parts(transform))]
+
+
+def pipeline_state(pipeline) -> list[dict]:
+    """Where every generator of an albumentations pipeline stands, as plain data."""
+    return [{"numpy": part.random_generator.bit_generator.state, "python": part.py_random.getstate()}
+            for part in pipeline_parts(pipeline)]
+
+
+def load_pipeline_state(pipeline, state: list[dict]) -> None:
+    """Continue every generator of ``pipeline`` from ``pipeline_state``'s point."""
+    for part, saved in zip(pipeline_parts(pipeline), state, strict=True):
+        part.random_generator.bit_generator.state = saved["numpy"]
+        part.py_random.setstate(saved["python"])
+
+
+class LoaderBatches:
+    """The per-sample path's ``DataLoader``; calling it yields one epoch. Its streams are the
+    sampler's order and, without workers (the CPU), the pipeline's draws, both of which
+    ``state_dict`` saves. Workers (on a GPU) each hold a reseeded copy of the pipeline that the
+    trial's process cannot read, so a resumed trial's workers start their draws afresh."""
+
+    def __init__(self, loader: DataLoader, order: torch.Generator) -> None:
+        self.loader = loader
+        self.order = order
+
+    def __call__(self) -> DataLoader:
+        return self.loader
+
+    @property
+    def _pipeline(self):
+        """The pipeline whose draws this process makes (None with workers or without one)."""
+        return None if self.loader.num_workers else self.loader.dataset.augment
+
+    def state_dict(self) -> dict:
+        """Where the order's and the pipeline's streams stand, for a checkpoint."""
+        return {"order": self.order.get_state(),
+                "augment": None if self._pipeline is None else pipeline_state(self._pipeline)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue the streams from ``state_dict``'s point."""
+        self.order.set_state(state["order"])
+        if self._pipeline is not None and state["augment"] is not None:
+            load_pipeline_state(self._pipeline, state["augment"])
+
+
 def loader_batches(split: SplitArrays, indices: np.ndarray | None, *, augment: str, batch_size: int,
                    epoch_samples: int | None, seed: int, device: torch.device,
-                   cpus: int = 1) -> Callable[[], Iterable]:
+                   cpus: int = 1) -> LoaderBatches:
     """The per-sample path: ``ArrayDataset`` with the albumentations pipeline, drawn by a
     seeded ``RandomSampler``; each worker reseeds its copy of the pipeline (seed + worker id),
     so workers do not repeat each other's draws. Batches stay on the CPU, pinned on a GPU
     (the trainable copies them without blocking)."""
     dataset = ArrayDataset(split, indices, build_augmentation(augment, seed=seed))
-    sampler = RandomSampler(dataset, num_samples=epoch_samples, generator=torch.Generator().manual_seed(seed))
+    order = torch.Generator().manual_seed(seed)
+    sampler = RandomSampler(dataset, num_samples=epoch_samples, generator=order)
     workers = loader_workers(cpus, torch.device(device))
 
     def reseed(worker: int) -> None:
@@ -204,18 +332,25 @@ def loader_batches(split: SplitArrays, indices: np.ndarray | None, *, augment: s
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                         worker_init_fn=reseed if workers else None, persistent_workers=workers > 0,
                         pin_memory=torch.device(device).type == "cuda")
-    return lambda: loader
+    return LoaderBatches(loader, order)
 
 
 @dataclass(frozen=True)
 class TrainingBatches:
-    """Calling it yields one epoch of batches; ``choice`` says which path and why."""
+    """Calling it yields one epoch of batches; ``choice`` says which path and why. Its random
+    streams are the path's (``state_dict``, ``load_state_dict``)."""
 
-    batches: Callable[[], Iterable]
+    batches: DeviceBatches | LoaderBatches
     choice: DataPathChoice
 
     def __call__(self) -> Iterable:
         return self.batches()
+
+    def state_dict(self) -> dict:
+        return self.batches.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batches.load_state_dict(state)
 
     @property
     def path(self) -> str:

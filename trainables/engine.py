@@ -20,7 +20,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -156,6 +156,68 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+@runtime_checkable
+class ResumableBatches(Protocol):
+    """Training batches (calling them yields one epoch) with random streams of their own (the
+    sampling order, the augmentation's draws), which a checkpoint carries so that a resumed
+    trial draws the epochs an uninterrupted one would have (``trainables.device_data``)."""
+
+    def __call__(self) -> Iterable: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def global_random_state() -> dict:
+    """Python's, NumPy's and torch's global generators (every CUDA device's too), as tensors
+    and plain data (what a checkpoint loaded with ``weights_only=True`` may hold)."""
+    numpy_state = np.random.get_state(legacy=False)
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                       "pos": numpy_state["state"]["pos"], "has_gauss": numpy_state["has_gauss"],
+                       "gauss": numpy_state["gauss"]}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_global_random_state(state: dict) -> None:
+    """Put back what ``global_random_state`` took; CUDA's only onto as many devices as it came
+    from (a trial resumed on another GPU count keeps its freshly seeded CUDA generators)."""
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    numpy = state["numpy"]
+    np.random.set_state(("MT19937", numpy["key"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"],
+                         numpy["gauss"]))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def resume_state(scaler: torch.amp.GradScaler | None, batches: Callable[[], Iterable]) -> dict:
+    """What a checkpoint carries for resuming besides the model and the loop's objects: the
+    global random streams (dropout, the loader's worker seeds), the ``GradScaler``'s state
+    (fp16: its scale and growth tracker) and the batches' own streams where they have them."""
+    state: dict[str, Any] = {"random": global_random_state()}
+    if scaler is not None:
+        state["grad_scaler"] = scaler.state_dict()
+    if isinstance(batches, ResumableBatches):
+        state["batches"] = batches.state_dict()
+    return state
+
+
+def apply_resume_state(state: dict, scaler: torch.amp.GradScaler | None,
+                       batches: Callable[[], Iterable]) -> None:
+    """Put back what ``resume_state`` saved; a part the checkpoint lacks (one written before it
+    was saved, or by a trial without a scaler) stays as the trial started it."""
+    if "random" in state:
+        set_global_random_state(state["random"])
+    if scaler is not None and "grad_scaler" in state:
+        scaler.load_state_dict(state["grad_scaler"])
+    if "batches" in state and isinstance(batches, ResumableBatches):
+        batches.load_state_dict(state["batches"])
 
 
 def trial_device_and_threads() -> torch.device:
@@ -316,15 +378,16 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, train_batches: Ca
         trial_started: float | None = None, epoch_extras: Callable[[], dict] | None = None) -> None:
     """Train epoch by epoch, reporting to Tune, until max epochs, early stop or divergence.
 
-    Every epoch reports a checkpoint (model, optimiser, scheduler, loop state, and ``meta`` as
-    JSON with the monitored value); Tune keeps the best by the monitored metric plus the latest,
-    and a restored trial continues from the epoch after its latest checkpoint. ``setup_seconds`` in every result is the
+    Every epoch reports a checkpoint (model, optimiser, scheduler, loop state, ``resume_state``,
+    and ``meta`` as JSON with the monitored value); Tune keeps the best by the monitored metric
+    plus the latest, and a restored trial continues from the epoch after its latest checkpoint,
+    with the random streams and ``GradScaler`` where they were, so on the CPU it trains exactly
+    as an uninterrupted trial would. ``setup_seconds`` in every result is the
     time from ``trial_started`` (the trainable's first line) to the start of training.
     ``epoch_extras``, called after each epoch's validation, adds what the trainable measured
     itself while training (per-component losses, say) to that epoch's result.
 
-    The device is the model's: on CUDA training runs as ``acceleration_for`` says (the
-    ``GradScaler``'s scale is not checkpointed: a resumed fp16 trial starts it afresh). ``evaluate``
+    The device is the model's: on CUDA training runs as ``acceleration_for`` says. ``evaluate``
     runs outside autocast, so validation losses and metrics are fp32 as on the CPU.
     """
     quiet_checkpoint_logging()
@@ -334,7 +397,9 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, train_batches: Ca
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=settings.plateau_factor, patience=settings.plateau_patience)
     early = EarlyStopping(patience=settings.early_stopping_patience, mode=settings.mode)
-    first_epoch = checkpoints.restore(tune.get_checkpoint(), model, optimizer, scheduler, early) + 1
+    checkpoint = tune.get_checkpoint()
+    first_epoch = checkpoints.restore(checkpoint, model, optimizer, scheduler, early) + 1
+    apply_resume_state(checkpoints.resume_extras(checkpoint), scaler, train_batches)
     setup_seconds = time.perf_counter() - (trial_started or time.perf_counter())
     for epoch in range(first_epoch, settings.max_epochs + 1):
         started = time.perf_counter()
@@ -362,7 +427,8 @@ def fit(*, model: nn.Module, optimizer: torch.optim.Optimizer, train_batches: Ca
             result["stop_reason"] = STOP_COMPLETED
         checkpoint_dir = checkpoints.write_checkpoint(epoch, model, optimizer, scheduler, early,
                                                        {**meta, "monitor": settings.monitor,
-                                                        "value": val[settings.monitor], "best_so_far": improved})
+                                                        "value": val[settings.monitor], "best_so_far": improved},
+                                                       resume=resume_state(scaler, train_batches))
         report(result, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         if result["stop_reason"]:

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+from torch import nn
+
+from trainables import classification, detection, segmentation
 from trainables.classification import ClassificationConfig, checkpoint_probabilities, classification_trainable
 from trainables.detection import (
     DetectionConfig,
@@ -44,13 +48,16 @@ class TrainableEntry:
     optionally on B x n resampling weights) and, where inference has settings of its own, how
     they are tuned on validation outputs (``tune_inference(truth, outputs, class_names)`` gives
     the settings ``score`` takes as keywords, and the grid of settings it chose them from).
-    ``fetch_weights(config, data=...)`` gets the pretrained weights a trial would start from."""
+    ``fetch_weights(config, data=...)`` gets the pretrained weights a trial would start from;
+    ``checkpoint_model(checkpoint_dir) -> (model, meta)`` rebuilds a trial's model from its
+    checkpoint alone (no pretrained weights file read, nothing downloaded)."""
 
     name: str
     function: Callable[..., None]
     config_class: type
     predict: Callable[..., object]
     score: Callable[..., dict]
+    checkpoint_model: Callable[[Path], tuple[nn.Module, dict]]
     tune_inference: Callable[..., tuple[dict, list[dict]]] | None = None
     truth: Callable[..., object] = labels_of
     fetch_weights: Callable[..., None] = fetch_model_weights
@@ -58,13 +65,14 @@ class TrainableEntry:
 
 TRAINABLES: Registry[TrainableEntry] = Registry("trainable", entries={
     "classification": TrainableEntry("classification", classification_trainable, ClassificationConfig,
-                                      predict=checkpoint_probabilities, score=probability_metrics),
+                                      predict=checkpoint_probabilities, score=probability_metrics,
+                                      checkpoint_model=classification.checkpoint_model),
     "segmentation": TrainableEntry("segmentation", segmentation_trainable, SegmentationConfig,
                                     predict=checkpoint_mask_probabilities, score=mask_scores,
-                                    tune_inference=tune_inference),
+                                    checkpoint_model=segmentation.checkpoint_model, tune_inference=tune_inference),
     "detection": TrainableEntry("detection", detection_trainable, DetectionConfig,
                                 predict=checkpoint_instance_candidates, score=candidate_scores,
-                                tune_inference=tune_detection_inference,
+                                checkpoint_model=detection.checkpoint_model, tune_inference=tune_detection_inference,
                                 truth=detection_truth, fetch_weights=fetch_detector_weights),
 })
 

@@ -101,11 +101,19 @@ def predict_masks(model: nn.Module, split: SplitArrays, *, batch_size: int, devi
     return torch.cat(outputs).numpy() if outputs else np.zeros((0, *split.images.shape[1:3]), np.float32)
 
 
-def checkpoint_mask_probabilities(checkpoint_dir: Path, split: SplitArrays, *, batch_size: int = 16) -> np.ndarray:
-    """Cell probabilities of a split from a checkpoint this trainable wrote."""
+def checkpoint_model(checkpoint_dir: Path) -> tuple[nn.Sequential, dict]:
+    """The segmenter a checkpoint of this trainable holds (on the CPU, in eval mode) and its
+    metadata, built with pretraining off and given the checkpoint's weights: the checkpoint is
+    all it needs."""
     config, meta = checkpoints.read_checkpoint_config(checkpoint_dir, SegmentationConfig)
     model = build_segmenter(config, meta["mean"], meta["std"])
     checkpoints.load_checkpoint_model(checkpoint_dir, model)
+    return model.eval(), meta
+
+
+def checkpoint_mask_probabilities(checkpoint_dir: Path, split: SplitArrays, *, batch_size: int = 16) -> np.ndarray:
+    """Cell probabilities of a split from a checkpoint this trainable wrote (``checkpoint_model``)."""
+    model, _ = checkpoint_model(checkpoint_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return predict_masks(model.to(device), split, batch_size=batch_size, device=device)
 
