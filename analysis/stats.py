@@ -15,6 +15,9 @@ import numpy as np
 
 from trainables.metrics import nan_mean
 
+# The verdict of a comparison on a metric that is undefined for either model.
+NOT_COMPARABLE = "not comparable"
+
 
 def resample_weights(groups: np.ndarray, *, resamples: int, seed: int = 0) -> np.ndarray:
     """A (resamples x n) matrix: how often each sample occurs when its groups (source
@@ -57,8 +60,22 @@ class Estimate:
     seeds: int
 
     def format(self, digits: int = 3) -> str:
+        """``0.812 ± 0.010 [0.780, 0.840]``; an interval that no resample defined reads so."""
         spread = f" ± {self.std:.{digits}f}" if self.seeds > 1 else ""
-        return f"{self.mean:.{digits}f}{spread} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+        interval = (f"[{self.low:.{digits}f}, {self.high:.{digits}f}]" if np.isfinite([self.low, self.high]).all()
+                    else "[no interval: undefined on every resample]")
+        return f"{self.mean:.{digits}f}{spread} {interval}"
+
+
+@dataclass(frozen=True)
+class Undefined:
+    """A metric that has no value on a split, and why ("no Pneumothorax positives in test"):
+    shown in place of a number, so a report never prints ``nan`` or compares on it."""
+
+    reason: str
+
+    def format(self, digits: int = 3) -> str:
+        return f"undefined: {self.reason}"
 
 
 def estimate(per_seed: np.ndarray, per_resample: np.ndarray, confidence: float = 0.95) -> Estimate:
@@ -81,8 +98,12 @@ class Comparison:
 
     @property
     def verdict(self) -> str:
-        """'tied' when the interval holds 0, else whether the candidate is better or worse."""
-        if np.isnan(self.low) or self.low <= 0 <= self.high:
+        """``NOT_COMPARABLE`` when the difference or its interval is undefined (the metric has
+        no value for one of the two on these test images), 'tied' when the interval holds 0,
+        else whether the candidate is better or worse."""
+        if not np.isfinite([self.difference, self.low, self.high]).all():
+            return NOT_COMPARABLE
+        if self.low <= 0 <= self.high:
             return "tied"
         higher = self.low > 0
         return "better" if higher == (self.mode == "max") else "worse"

@@ -79,7 +79,9 @@ def write_report(options: ReportOptions, *, echo: Callable[[str], None] = print)
                               flag=f"--out {options.out}" if options.out else "the report folder")
     winners = pick_winners(experiment, top_k=options.top_k)
     echo(f"{experiment.spec.name}: {len(experiment.trials)} trials, {len(winners.ranking)} eligible; "
-         f"winner {winners.overall or 'none'}; {len(winners.candidates)} candidate(s) to confirm on the test split")
+         f"winner {winners.overall or 'none'}"
+         + (f" (chosen on {winners.decided_by}: {winners.fallback})" if winners.fallback else "")
+         + f"; {len(winners.candidates)} candidate(s) to confirm on the test split")
     recorded = recorded_environment(experiment.directory)
     if warning := mismatch_warning(recorded, doing="evaluating and retraining"):
         echo(warning)

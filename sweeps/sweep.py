@@ -360,7 +360,8 @@ def audited_data(resolved: ResolvedSweep, options: SweepOptions, echo: Callable[
     """The sweep's data, its audit printed. Before decoding, an image size whose decoded data
     would not fit in memory is an error (unless ``--allow-large-images``); after, a
     classification split with fewer than two classes is one, and with ``--strict-data`` any
-    dropped item or difference from the pinned manifest."""
+    dropped item, difference from the pinned manifest or split without a class that another split
+    holds."""
     check_decoded_size(resolved, allowed=options.allow_large_images)
     data = prepare_sweep_data(resolved, data_dir=options.data_dir)
     echo(data.audit_text())
@@ -369,7 +370,8 @@ def audited_data(resolved: ResolvedSweep, options: SweepOptions, echo: Callable[
         problems = [problem for audit in data.audits.values() for problem in audit.strict_problems()]
         if problems:
             shown = "\n  ".join(problems[:20]) + (f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else "")
-            raise StrictDataError(f"--strict-data: the data is not exactly as found on disk or as pinned "
+            raise StrictDataError(f"--strict-data: the data has problems a strict run refuses (dropped items, "
+                                  f"differences from the pinned manifest, splits without a class) "
                                   f"({len(problems)} problem(s)):\n  {shown}\nFix or remove these items, or "
                                   f"run without --strict-data to train on the rest")
     return data

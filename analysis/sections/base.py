@@ -16,11 +16,12 @@ import pandas as pd
 from analysis.document import Block, Heading, Table
 from analysis.rerun import CHECKPOINT, RETRAINED, Confirmation, RerunSettings
 from analysis.results import Experiment
-from analysis.stats import Estimate
+from analysis.stats import NOT_COMPARABLE, Estimate, Undefined
 from analysis.winners import Winners, format_group, group_key
 from sweeps.registry import SweepSpec
 from sweeps.report_spec import ReportSpec, ReportSpecError
 from sweeps.space import ResolvedSweep, resolve
+from trainables.metrics import undefined_reasons
 from trainables.registries import Registry
 from trainables.registry import get_trainable
 
@@ -68,8 +69,25 @@ class ReportContext:
     def retrained(self, trial_id: str) -> list:
         return self.confirmation.predictions.get((trial_id, RETRAINED), []) if self.confirmation else []
 
-    def estimate(self, trial_id: str, metric: str, kind: str | None = None) -> Estimate | None:
-        return self.confirmation.estimate(trial_id, metric, kind) if self.confirmation else None
+    def estimate(self, trial_id: str, metric: str, kind: str | None = None) -> Estimate | Undefined | None:
+        """A metric's test estimate for a candidate (see ``Confirmation.estimate``); ``Undefined``
+        with the reason where the test split leaves the metric without a value, so no section
+        shows or compares a nan; None where the candidate has no test results."""
+        found = self.confirmation.estimate(trial_id, metric, kind) if self.confirmation else None
+        if found is None:
+            return None
+        reason = self.undefined_reason(trial_id, metric)
+        if reason is None and not math.isfinite(found.mean):
+            reason = f"{metric} has no finite value on the test split"
+        return found if reason is None else Undefined(reason)
+
+    def undefined_reason(self, trial_id: str, metric: str) -> str | None:
+        """Why the trial's test split leaves ``metric`` undefined (a classification split
+        without a class's positives or negatives, ``undefined_reasons``), or None."""
+        test = self.confirmation.test_of(trial_id) if self.confirmation else None
+        if test is None or self.experiment.spec.trainable != "classification":
+            return None
+        return undefined_reasons(test.labels, self.class_names, "test").get(metric)
 
     def seeds_label(self) -> str:
         return f"retrained × {self.settings.seeds} seeds: mean ± std [{self.settings.confidence:.0%} CI]"
@@ -162,15 +180,33 @@ def duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours else (f"{minutes} min {secs:02d} s" if minutes else f"{secs} s")
 
 
-def estimate_mean(e: Estimate | None, digits: int = 3) -> str:
+def estimate_mean(e: Estimate | Undefined | None, digits: int = 3) -> str:
+    """An estimate's mean alone; an undefined metric reads "undefined: <reason>"."""
+    if isinstance(e, Undefined):
+        return e.format()
     return "n/a" if e is None else number(e.mean, digits)
 
 
-def estimate_text(e: Estimate | None, *, scale: float = 1.0, digits: int = 3) -> str:
-    if e is None:
-        return "n/a"
+def estimate_percent(e: Estimate | Undefined | None, digits: int = 1) -> str:
+    """An estimate's mean as a percentage; an undefined metric reads "undefined: <reason>"."""
+    if isinstance(e, Undefined):
+        return e.format()
+    return "n/a" if e is None else percent(e.mean, digits)
+
+
+def estimate_text(e: Estimate | Undefined | None, *, scale: float = 1.0, digits: int = 3) -> str:
+    """Mean ± std [interval], scaled; an undefined metric reads "undefined: <reason>"."""
+    if e is None or isinstance(e, Undefined):
+        return "n/a" if e is None else e.format()
     scaled = Estimate(mean=e.mean * scale, std=e.std * scale, low=e.low * scale, high=e.high * scale, seeds=e.seeds)
     return scaled.format(digits)
+
+
+def validation_text(row: pd.Series, metric: str) -> str:
+    """A trial's best validation value of ``metric``, or that it had none (the metric was
+    undefined on the validation split, or the trial never reported it)."""
+    value = row.get(f"best_{metric}", math.nan)
+    return number(value) if math.isfinite(value) else f"undefined: no finite {metric} on val"
 
 
 def axis_values(context: ReportContext, trial_id: str) -> str:
@@ -215,14 +251,42 @@ def other_axes(context: ReportContext, trial_id: str, *, besides: tuple[str, ...
 
 
 def verdict_of(context: ReportContext, trial_id: str) -> str:
+    """How a candidate compares with the winner on test: better, worse, tied, or not
+    comparable with the reason; "winner" for the winner itself."""
     if trial_id == context.winners.overall:
         return "winner"
     found = context.confirmation.comparisons
     found = found[found["trial_id"] == trial_id]
     if not found.empty:
-        return str(found["verdict"].iloc[0])
+        row = found.iloc[0]
+        if row["verdict"] == NOT_COMPARABLE:
+            return f"{NOT_COMPARABLE}: {not_comparable_reason(context, trial_id, row['metric'], row['kind'])}"
+        return str(row["verdict"])
     other_split = context.confirmation.test_of(trial_id) is not context.confirmation.test
     return "not compared: another test split" if other_split else "n/a"
+
+
+def not_comparable_reason(context: ReportContext, trial_id: str, metric: str, kind: str) -> str:
+    """Why a candidate and the winner cannot be compared on ``metric``: the metric is
+    undefined for one of them (its reason), or the bootstrap found no defined difference."""
+    for who in (trial_id, context.winners.overall):
+        e = context.estimate(who, metric, kind)
+        if isinstance(e, Undefined):
+            return f"{metric} is undefined, {e.reason}"
+    return f"the difference in {metric} is undefined on every resample of the test images"
+
+
+def comparison_text(context: ReportContext, trial_id: str) -> str:
+    """A candidate's difference from the winner with its interval and the models compared,
+    "—" without a comparison, or "not comparable: <reason>"."""
+    found = context.confirmation.comparisons
+    found = found[found["trial_id"] == trial_id]
+    if found.empty:
+        return "—"
+    row = found.iloc[0]
+    if row["verdict"] == NOT_COMPARABLE:
+        return verdict_of(context, trial_id)
+    return f"{row['difference']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}] ({row['kind']})"
 
 
 def per_group_trial_tables(context: ReportContext, *, caption: str,

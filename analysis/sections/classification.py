@@ -14,6 +14,7 @@ import pandas as pd
 from analysis import figures
 from analysis.document import Block, Bullets, Figure, Heading, Paragraph, Table
 from analysis.rerun import CHECKPOINT, RETRAINED, metric_on_test
+from analysis.stats import Estimate
 from sweeps.summary import STOPPED_BY_ASHA
 from trainables.metrics import confusion_matrix, row_normalised
 
@@ -21,6 +22,7 @@ from .base import (
     ReportContext,
     epochs_with_reason,
     estimate_mean,
+    estimate_percent,
     estimate_text,
     not_evaluated,
     number,
@@ -61,16 +63,14 @@ def classification_report(context: ReportContext) -> list[Block]:
     names = context.class_names
     winner = context.winners.overall
     cm = winner_confusion(context)
-    point = lambda metric: context.estimate(winner, metric, CHECKPOINT).mean  # noqa: E731
+    point = lambda metric: estimate_mean(context.estimate(winner, metric, CHECKPOINT))  # noqa: E731
     support = cm.sum(axis=1)
-    rows = [[n, number(point(f"precision_{n}")), number(point(f"recall_{n}")), number(point(f"f1_{n}")),
-             f"{int(s):,}"] for n, s in zip(names, support)]
+    rows = [[n, point(f"precision_{n}"), point(f"recall_{n}"), point(f"f1_{n}"), f"{int(s):,}"]
+            for n, s in zip(names, support)]
     total = f"{int(cm.sum()):,}"
-    rows.append(["Accuracy", "—", "—", number(point("accuracy")), total])
-    rows.append(["Macro avg", number(point("macro_precision")), number(point("macro_recall")),
-                 number(point("macro_f1")), total])
-    rows.append(["Weighted avg", number(point("weighted_precision")), number(point("weighted_recall")),
-                 number(point("weighted_f1")), total])
+    rows.append(["Accuracy", "—", "—", point("accuracy"), total])
+    rows.append(["Macro avg", point("macro_precision"), point("macro_recall"), point("macro_f1"), total])
+    rows.append(["Weighted avg", point("weighted_precision"), point("weighted_recall"), point("weighted_f1"), total])
     frame = pd.DataFrame(rows, columns=["Class", "Precision", "Recall", "F1-score", "Support"])
     seeds = pd.DataFrame([[n, estimate_text(context.estimate(winner, f"precision_{n}", RETRAINED)),
                            estimate_text(context.estimate(winner, f"recall_{n}", RETRAINED)),
@@ -86,14 +86,15 @@ def classification_report(context: ReportContext) -> list[Block]:
 def roc_auc(context: ReportContext) -> list[Block]:
     names = context.class_names
     winner = context.winners.overall
-    rows = [[f"AUC {n}", number(context.estimate(winner, f"auc_{n}", CHECKPOINT).mean),
+    rows = [[f"AUC {n}", estimate_mean(context.estimate(winner, f"auc_{n}", CHECKPOINT)),
              estimate_text(context.estimate(winner, f"auc_{n}", RETRAINED))] for n in names]
-    rows.append(["Macro-average AUC", number(context.estimate(winner, "macro_auc", CHECKPOINT).mean),
+    rows.append(["Macro-average AUC", estimate_mean(context.estimate(winner, "macro_auc", CHECKPOINT)),
                  estimate_text(context.estimate(winner, "macro_auc", RETRAINED))])
     frame = pd.DataFrame(rows, columns=["", "Sweep checkpoint", context.seeds_label()])
     if not context.retrained(winner):
         frame = frame.drop(columns=[context.seeds_label()])
-    aucs = {f"auc_{n}": context.estimate(winner, f"auc_{n}", CHECKPOINT).mean for n in names}
+    aucs = {f"auc_{n}": e.mean for n in names if isinstance(e := context.estimate(winner, f"auc_{n}", CHECKPOINT),
+                                                             Estimate)}
     path = figures.roc_curves(context.confirmation.test.labels, context.checkpoint_outputs(winner), names, aucs,
                               context.figures_dir / "roc_curves.png", f"One-vs-rest ROC, winner {winner}")
     return [Heading("ROC-AUC"), Table(frame, caption="One-vs-rest ROC-AUC, test split", source=context.cite("roc_auc")),
@@ -171,11 +172,12 @@ def ablation(context: ReportContext) -> list[Block]:
                      f"Test {metric_on_test(experiment.metric)} [CI]": estimate_text(macro),
                      "Trial": f"{trial_id} ({other_axes(context, trial_id)})",
                      "vs winner": verdict_of(context, trial_id)})
-        estimates.append({"label": label, "mean": macro.mean, "low": macro.low, "high": macro.high})
+        if isinstance(macro, Estimate):
+            estimates.append({"label": label, "mean": macro.mean, "low": macro.low, "high": macro.high})
     frame = pd.DataFrame(rows)
     blocks: list[Block] = [
         Heading("Ablation"),
-        Paragraph(f"Each row is the best trial of its arm by validation {experiment.metric}; test columns are the "
+        Paragraph(f"Each row is the best trial of its arm by validation {winners.decided_by}; test columns are the "
                   f"mean over its {context.settings.seeds} retrained seed(s) (the sweep checkpoint where none "
                   f"retrained), intervals are {context.settings.confidence:.0%} bootstrap intervals over test images. "
                   f"Overall winner: {winners.overall}."),
@@ -261,7 +263,7 @@ def factorial_findings(context: ReportContext, keys: list[tuple]) -> pd.DataFram
     for key in keys:
         trial_id = context.winners.per_group.get(key)
         e = context.estimate(trial_id, metric) if trial_id else None
-        if e is None:
+        if not isinstance(e, Estimate):
             return None
         values[key] = e.mean
     base = values[(False, False)]
@@ -299,14 +301,14 @@ def trial_tables(context: ReportContext) -> list[Block]:
                      for what in ("accuracy (%)", "loss")])
         if (trial_id, CHECKPOINT) not in context.confirmation.predictions:
             return {label: not_evaluated(trial) for label in labels}
-        cells = {label: percent(context.estimate(trial_id, metric, CHECKPOINT).mean, 2)
+        cells = {label: estimate_percent(context.estimate(trial_id, metric, CHECKPOINT), 2)
                  for label, metric in CLASSIFICATION_REPORT_COLUMNS}
         best = epochs.loc[(trial_id, int(trial["best_epoch"]))]
         for split, prefix in SPLIT_SCORE_COLUMNS:
             cells[f"{split} accuracy (%)"] = percent(float(best.get(f"{prefix}_accuracy", math.nan)), 2)
             cells[f"{split} loss"] = number(float(best.get(f"{prefix}_loss", math.nan)), 4)
-        cells["Test accuracy (%)"] = percent(context.estimate(trial_id, "accuracy", CHECKPOINT).mean, 2)
-        cells["Test loss"] = number(context.estimate(trial_id, "loss", CHECKPOINT).mean, 4)
+        cells["Test accuracy (%)"] = estimate_percent(context.estimate(trial_id, "accuracy", CHECKPOINT), 2)
+        cells["Test loss"] = estimate_mean(context.estimate(trial_id, "loss", CHECKPOINT), 4)
         return cells
 
     return [Heading("Results per model and data-loading option"),

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import figures
+from analysis import figures, stats
 from analysis.document import Block, Bullets, Figure, Heading, Paragraph, Table
 from analysis.rerun import CHECKPOINT, RETRAINED, metric_on_test
+from analysis.stats import Estimate, Undefined
 from sweeps.environment import code_and_packages, environment_differences, recorded_environment
 from sweeps.report_spec import (
     QUANTITIES,
@@ -38,13 +39,17 @@ from trainables.registry import get_trainable
 from .base import (
     ReportContext,
     axis_values,
+    comparison_text,
     duration,
     epochs_with_reason,
+    estimate_mean,
+    estimate_percent,
     estimate_text,
     mean_text,
     number,
     percent,
     section,
+    validation_text,
     verdict_of,
 )
 
@@ -59,7 +64,12 @@ def summary(context: ReportContext) -> list[Block]:
         Paragraph(f"Sweep {experiment.spec.name} — {experiment.spec.study}. {len(experiment.trials)} trial(s): "
                   + ", ".join(f"{n} {reason}" for reason, n in counts.items())
                   + f". Trials are selected on {experiment.metric} ({experiment.mode}) of the validation split; "
-                    "the test split is used only below, to confirm the candidates."),
+                    "the test split is used only below, to confirm the candidates."
+                  + (f" The winner was not chosen on {experiment.metric}: {winners.fallback}." if winners.fallback
+                     else "")
+                  + (f" {len(winners.unranked)} trial(s) that ran had no finite {winners.decided_by} on the "
+                     f"validation split (it was undefined there) and were not ranked: {', '.join(winners.unranked)}."
+                     if winners.unranked else "")),
     ]
     leakage = experiment.audit.get("leakage") or {}
     if leakage.get("exact_groups") or leakage.get("near_pairs"):
@@ -74,9 +84,7 @@ def summary(context: ReportContext) -> list[Block]:
                                 "errored or never ran, so there is no winner to confirm. The trial table below "
                                 "says why each one ended."))
         return blocks
-    row = context.trial(winners.overall)
-    items = [f"Winner: trial {winners.overall} ({axis_values(context, winners.overall)}), best "
-             f"{experiment.metric} {number(row[f'best_{experiment.metric}'])} at epoch {int(row['best_epoch'])}."]
+    items = [winner_sentence(context)]
     metric = metric_on_test(experiment.metric)
     if context.confirmation is not None:
         retrained = (f"; {context.seeds_label()} "
@@ -88,6 +96,18 @@ def summary(context: ReportContext) -> list[Block]:
         items += [f"Not confirmed: {failure}" for failure in context.confirmation.failures]
     blocks.append(Bullets(tuple(items)))
     return blocks
+
+
+def winner_sentence(context: ReportContext) -> str:
+    """The winner, its configuration and the validation value that chose it; where the
+    sweep's metric was undefined on validation, the metric that decided instead."""
+    winners, metric = context.winners, context.experiment.metric
+    row = context.trial(winners.overall)
+    head = f"Winner: trial {winners.overall} ({axis_values(context, winners.overall)})"
+    if winners.fallback:
+        return (f"{head}, chosen on {winners.decided_by} (best {number(row[f'best_{winners.decided_by}'], 4)}) "
+                f"because {metric} was undefined on the validation split for every trial.")
+    return f"{head}, best {metric} {number(row[f'best_{metric}'])} at epoch {int(row['best_epoch'])}."
 
 
 def profile_statement(context: ReportContext) -> str:
@@ -110,10 +130,15 @@ def tie_sentence(context: ReportContext) -> str:
         return f"No other candidate to compare with the winner on test {metric}."
     tied = list(comparisons.loc[comparisons["verdict"] == "tied", "trial_id"])
     better = list(comparisons.loc[comparisons["verdict"] == "better", "trial_id"])
+    apart = list(comparisons.loc[comparisons["verdict"] == stats.NOT_COMPARABLE, "trial_id"])
     text = (f"Statistically tied with the winner on test {metric} (paired bootstrap over test images, "
             f"{context.settings.confidence:.0%}): " + (", ".join(tied) if tied else "none") + ".")
     if better:
         text += " Significantly better on test than the validation winner: " + ", ".join(better) + "."
+    if apart:
+        text += (f" Not comparable with the winner on test {metric}: "
+                 + "; ".join(f"{t} ({verdict_of(context, t).removeprefix(stats.NOT_COMPARABLE + ': ')})" for t in apart)
+                 + ".")
     return text
 
 
@@ -126,8 +151,8 @@ def model_performance(context: ReportContext) -> list[Block]:
         "Measure": ["Test loss", "Test accuracy (%)", "Best validation accuracy (%)", "Training stopped at epoch",
                     "Total training time"],
         "Winner's sweep checkpoint": [
-            number(context.estimate(winner, "loss", CHECKPOINT).mean, 4),
-            percent(context.estimate(winner, "accuracy", CHECKPOINT).mean, 2),
+            estimate_mean(context.estimate(winner, "loss", CHECKPOINT), 4),
+            estimate_percent(context.estimate(winner, "accuracy", CHECKPOINT), 2),
             percent(row.get("best_val_accuracy", math.nan), 2),
             str(int(row["epochs"])), duration(float(row["wall_seconds"]))],
         context.seeds_label(): [
@@ -153,19 +178,15 @@ def confirmation_section(context: ReportContext) -> list[Block]:
     rows = []
     for candidate in winners.candidates:
         row = context.trial(candidate.trial_id)
-        found = context.confirmation.comparisons
-        found = found[found["trial_id"] == candidate.trial_id]
         rows.append({"Trial": candidate.trial_id, "Roles": "; ".join(candidate.roles),
                      "Config": axis_values(context, candidate.trial_id),
-                     f"Val {metric}": number(row[f"best_{experiment.metric}"]),
+                     f"Val {metric}": validation_text(row, experiment.metric),
                      f"Test {metric}, sweep checkpoint":
                          estimate_text(context.estimate(candidate.trial_id, metric, CHECKPOINT)),
                      **({f"Test {metric}, {context.seeds_label()}":
                          estimate_text(context.estimate(candidate.trial_id, metric, RETRAINED))}
                         if context.retraining else {}),
-                     "Δ vs winner [CI]": "—" if found.empty else
-                     f"{found['difference'].iloc[0]:+.3f} [{found['low'].iloc[0]:+.3f}, {found['high'].iloc[0]:+.3f}] "
-                     f"({found['kind'].iloc[0]})",
+                     "Δ vs winner [CI]": comparison_text(context, candidate.trial_id),
                      "Verdict": verdict_of(context, candidate.trial_id)})
     blocks: list[Block] = [
         Heading("Confirmation on the test split"),
@@ -411,7 +432,7 @@ def measure(context: ReportContext, quantity: Quantity) -> tuple[float | str | T
         e = context.estimate(trial_id, quantity.metric) if trial_id else None
         if e is None:
             return None, f"no test {quantity.metric} of {who} ({trial_id})" if trial_id else f"no trial for {who}"
-        return e.mean, f"{estimate_text(e)} ({who}, {trial_id})"
+        return (None if isinstance(e, Undefined) else e.mean), f"{estimate_text(e)} ({who}, {trial_id})"
     if isinstance(quantity, ClassCount):
         kept = context.experiment.audit.get("kept", {})
         splits = list(kept) if quantity.split == "all" else [quantity.split]
@@ -422,6 +443,8 @@ def measure(context: ReportContext, quantity: Quantity) -> tuple[float | str | T
         e = context.estimate(trial_id, quantity.metric, CHECKPOINT) if trial_id else None
         if e is None:
             return None, f"no evaluated trial with {axis_values_text(quantity.where)}"
+        if isinstance(e, Undefined):
+            return None, f"{e.format()} (sweep checkpoint {trial_id})"
         return e.mean, f"{number(e.mean)} [{number(e.low)}, {number(e.high)}] (sweep checkpoint {trial_id})"
     if isinstance(quantity, Diverged):
         chosen = trials_with(context, quantity.where)
@@ -444,7 +467,7 @@ def best_groups(context: ReportContext, metric: str) -> list[str]:
     """The groups whose winners have the best test value of ``metric``, with every group tied
     with it: the same value, or a difference whose paired bootstrap interval holds 0."""
     scored = {t: e.mean for t in context.winners.per_group.values()
-              if (e := context.estimate(t, metric)) is not None and math.isfinite(e.mean)}
+              if isinstance(e := context.estimate(t, metric), Estimate)}
     if not scored:
         return []
     pick = max if metric_direction(metric) == "max" else min

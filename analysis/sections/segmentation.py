@@ -10,7 +10,7 @@ from analysis import figures
 from analysis.document import Block, Figure, Heading, Paragraph, Table
 from analysis.rerun import CHECKPOINT
 
-from .base import ReportContext, not_evaluated, number, per_group_trial_tables, percent, section
+from .base import ReportContext, estimate_mean, estimate_percent, not_evaluated, per_group_trial_tables, section
 
 SEGMENTATION_COLUMNS = (("Accuracy", "accuracy_pooled"), ("Loss", "loss"), ("Precision", "precision_pooled"),
                         ("Recall", "recall_pooled"), ("IoU pooled", "iou_pooled"), ("IoU per image", "iou_per_image"),
@@ -27,7 +27,7 @@ def segmentation_tables(context: ReportContext) -> list[Block]:
         cells = {}
         for label, metric in SEGMENTATION_COLUMNS:
             e = context.estimate(trial["trial_id"], metric, CHECKPOINT)
-            cells[label] = number(e.mean, 4) if metric == "loss" else percent(e.mean, 2)
+            cells[label] = estimate_mean(e, 4) if metric == "loss" else estimate_percent(e, 2)
         inference = models[0].inference
         cells["Threshold / min size"] = f"{inference.get('threshold', 0.5)} / {inference.get('min_size', 0)} px"
         return cells

@@ -66,10 +66,39 @@ class DataAudit:
         return sum(sum(c.values()) for c in self.kept.values())
 
     def strict_problems(self) -> list[str]:
-        """What a strict run refuses: one line per dropped item and per file that differs from
-        the pinned manifest; empty when the data is clean."""
+        """What a strict run refuses: one line per dropped item, per file that differs from
+        the pinned manifest and per split that lacks a class other splits hold; empty when the
+        data is clean. A class no split holds is a warning only (``class_warnings``): the
+        dataset is what it is, and the audit table shows it."""
+        held = {name for counts in self.kept.values() for name, count in counts.items() if count > 0}
         return ([f"dropped [{d.split}] {d.item}: {d.reason}" for d in self.dropped]
-                + [f"manifest: {line}" for line in manifest_differences(self.manifest)])
+                + [f"manifest: {line}" for line in manifest_differences(self.manifest)]
+                + [f"classes: {self.class_warning(split, [n for n in names if n in held])}"
+                   for split, names in self.missing_classes().items() if set(names) & held])
+
+    def missing_classes(self) -> dict[str, list[str]]:
+        """Per split that holds samples, the classes it holds none of (in class order). Only
+        where the kept counts are per class (not a segmentation dataset's per folder)."""
+        if self.kept_columns() != list(self.class_names):
+            return {}
+        missing = {split: [name for name in self.class_names if counts[name] <= 0]
+                   for split, counts in self.kept.items() if sum(counts.values()) > 0}
+        return {split: names for split, names in missing.items() if names}
+
+    def class_warnings(self) -> list[str]:
+        """One line per split without a class: on that split the metrics that need the class
+        (its recall, a binary sensitivity or specificity, its ROC-AUC or AP) are undefined, so
+        the audit says so before any training."""
+        return [self.class_warning(split, names) for split, names in self.missing_classes().items()]
+
+    def class_warning(self, split: str, names: list[str]) -> str:
+        """Why ``split`` lacking the classes ``names`` matters, its kept counts, and the fix."""
+        kept = ", ".join(f"{name} {self.kept[split][name]:,}" for name in self.class_names)
+        those = "those classes" if len(names) > 1 else "that class"
+        return (f"the {split} split holds no {', '.join(names)} (kept: {kept}): metrics that need {those} "
+                f"(recall, sensitivity or specificity, ROC-AUC, AP) are undefined on {split}; add "
+                f"{', '.join(names)} samples to the {split} split, or leave out --strict-data to go on with the "
+                f"report showing those metrics as undefined")
 
     def to_dict(self) -> dict:
         """The audit's record (``data_audit.json``, the cache): the same for the same data and
@@ -89,6 +118,7 @@ class DataAudit:
             "manifest": self.manifest,
             "masks": self.masks,
             "notes": list(self.notes),
+            "warnings": self.class_warnings(),
         }
 
     def format(self) -> str:
@@ -106,7 +136,9 @@ class DataAudit:
                   *(sum(self.kept.get(s, Counter())[n] for s in self.splits) for n in names),
                   self.total_kept()]
         table = _format_table(header, [*rows, totals])
-        lines = [f"Data audit: {self.dataset} at {self.root}", *self.notes, table, *format_masks(self.masks)]
+        lines = [f"Data audit: {self.dataset} at {self.root}", *self.notes, table, *format_masks(self.masks),
+                 *(wrapped for line in self.class_warnings()
+                   for wrapped in textwrap.wrap(f"Warning: {line}", width=LINE_WIDTH, subsequent_indent="  "))]
         if self.dropped:
             lines.append(f"Dropped {len(self.dropped)} item(s):")
             lines += [f"  [{d.split}] {d.item}: {d.reason}" for d in self.dropped]

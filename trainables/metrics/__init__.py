@@ -17,6 +17,7 @@ from trainables.metrics.classification import (
                                                probability_metrics,
                                                roc_auc_ovr,
                                                row_normalised,
+                                               undefined_reasons,
 )
 from trainables.metrics.coco import COCO_SCORES, coco_average_precision, encode_masks
 from trainables.metrics.detection import (
@@ -49,4 +50,4 @@ __all__ = ["AP_IOU_THRESHOLD", "AP_MAX_DETECTIONS", "COCO_SCORES", "DETECTION_CO
            "detection_counts", "detection_scores", "encode_masks", "log_loss", "mask_average_precision_50",
            "mask_counts", "match_detections", "metric_direction", "metrics_from_confusion", "nan_mean",
            "per_class_scores", "probability_metrics", "roc_auc_ovr", "row_normalised",
-           "scores_from_counts", "segmentation_metrics"]
+           "scores_from_counts", "segmentation_metrics", "undefined_reasons"]

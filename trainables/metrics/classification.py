@@ -142,6 +142,36 @@ def nan_mean(values: np.ndarray, axis: int) -> np.ndarray:
                      out=np.full(np.delete(values.shape, axis % values.ndim), np.nan), where=defined.any(axis=axis))
 
 
+def undefined_reasons(y_true: np.ndarray, class_names: tuple[str, ...], split: str) -> dict[str, str]:
+    """The metrics of ``probability_metrics`` that the labels of ``split`` leave undefined,
+    each with why ("no Pneumothorax positives in test"), whatever a model predicts.
+
+    A class without positives has no recall (for two classes: the second's is the
+    sensitivity, the first's the specificity) and no one-vs-rest AUC; a class without
+    negatives (every sample is of it) has no AUC either, and the macro AUC is undefined when
+    no class has one. These are the values scikit-learn warns about or refuses; the functions
+    above still return numbers for them (0 for a recall, nan for an AUC), so the analysis asks
+    here before showing one. Labels are class indices (one class per sample, as every reader
+    of the project keeps them), so a class's negatives are the other classes' positives.
+    """
+    counts = np.bincount(np.asarray(y_true, dtype=np.int64), minlength=len(class_names))
+    total = int(counts.sum())
+    reasons: dict[str, str] = {}
+    for name, count in zip(class_names, counts):
+        if count == 0:
+            reasons[f"recall_{name}"] = reasons[f"auc_{name}"] = f"no {name} positives in {split}"
+        elif count == total:
+            reasons[f"auc_{name}"] = f"no {name} negatives in {split}"
+    if len(class_names) == 2:
+        binary = {"sensitivity": f"recall_{class_names[1]}", "specificity": f"recall_{class_names[0]}",
+                  "auc": f"auc_{class_names[1]}"}
+        reasons |= {metric: reasons[source] for metric, source in binary.items() if source in reasons}
+    per_class_auc = [reasons.get(f"auc_{name}") for name in class_names]
+    if all(per_class_auc):
+        reasons["macro_auc"] = "; ".join(dict.fromkeys(per_class_auc))
+    return reasons
+
+
 def row_normalised(cm: np.ndarray) -> np.ndarray:
     """Each row of a confusion matrix as shares of its true class (0 for an empty row)."""
     cm = np.asarray(cm, dtype=np.float64)
