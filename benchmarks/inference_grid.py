@@ -24,7 +24,6 @@ import torch
 from trainables.datasets.detection import prepare_bccd_detection
 from trainables.detection import (
     DetectionConfig,
-    build_detector,
     build_optimizer,
     predict_detections,
     sampling_weights,
@@ -33,6 +32,7 @@ from trainables.detection import (
     validation_metrics,
 )
 from trainables.detection_inference import DEFAULT_CONFIDENCES, DEFAULT_NMS_IOUS, candidate_cap, inference_grid
+from trainables.models.rcnn import build_detector
 
 
 def training_step_seconds(model, optimizer, batches, steps: int) -> float:

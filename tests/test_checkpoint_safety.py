@@ -201,7 +201,8 @@ def test_downloaded_detector_weights_load_without_running_code(monkeypatch):
     from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
 
     from trainables.config import from_config
-    from trainables.detection import DetectionConfig, read_weights
+    from trainables.detection import DetectionConfig
+    from trainables.models.rcnn import read_weights
     seen = {}
 
     def fake_download(url, *args, **kwargs):
