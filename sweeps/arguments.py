@@ -9,6 +9,11 @@ from sweeps.choices import PROFILES, SEARCH_ALGORITHMS
 
 # --gpus-per-trial's default: packing chosen by measuring a trial (sweeps/packing.py).
 AUTO = "auto"
+# The options (by their parsed name) that set what an experiment fixes when it starts: --resume
+# keeps the experiment's own and refuses these (SweepOptions), a requeued Slurm job drops them
+# (sweeps/slurm.py).
+FIXED_AT_START = ("overrides", "set_file", "search", "num_samples", "seed", "smoke", "profile", "cpus_per_trial",
+                  "gpus_per_trial", "optuna_storage")
 
 
 def build_parser() -> argparse.ArgumentParser:

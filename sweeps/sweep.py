@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sweeps.arguments import AUTO
+from sweeps.arguments import AUTO, FIXED_AT_START
 from sweeps.data import SweepData, check_classes, check_decoded_size, prepare_sweep_data
 from sweeps.environment import (
     capture_environment,
@@ -159,12 +159,9 @@ class SweepOptions:
     def _fixed_at_start(self) -> list[str]:
         """The flags given that set what an experiment fixes when it starts (``--resume`` keeps
         its saved settings)."""
-        given = {"--set/--set-file": bool(self.overrides), "--search": self.search != "grid",
-                 "--num-samples": self.num_samples is not None, "--seed": self.seed is not None,
-                 "--smoke": self.smoke, "--profile": self.profile != "auto",
-                 "--cpus-per-trial": self.cpus_per_trial is not None, "--gpus-per-trial": self.gpus_per_trial != AUTO,
-                 "--optuna-storage": self.optuna_storage is not None}
-        return [flag for flag, present in given.items() if present]
+        defaults = {field.name: field.default for field in dataclasses.fields(self)}
+        return ["--set/--set-file" if name == "overrides" else "--" + name.replace("_", "-")
+                for name in FIXED_AT_START if name in defaults and getattr(self, name) != defaults[name]]
 
     @staticmethod
     def _require_whole(flag: str, value: int, *, least: int, meaning: str) -> None:
