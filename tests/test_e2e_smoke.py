@@ -74,9 +74,13 @@ def test_each_epoch_reports_the_promised_metrics(smoke_run):
     assert expected <= set(progress.columns)
 
 
-def test_too_high_learning_rate_ends_every_trial_as_diverged(ray_session, shared_data_dir, tmp_path):
+def test_too_high_learning_rate_ends_every_trial_as_diverged(ray_session, shared_data_dir, tmp_path, capfd):
     outcome = run_sweep(SweepOptions(name="bccd_imbalance", smoke=True, storage=str(tmp_path),
                                      data_dir=str(shared_data_dir), overrides=("lr=[5.0]",)))
+    printed = "".join(capfd.readouterr())
+    # Without --verbose Tune prints nothing of its own (its default engine printed this box even
+    # at verbose 0; tests/test_tune_output.py).
+    assert "Configuration for experiment" not in printed and "trials in" in printed
     rows = outcome.summary
     assert outcome.exit_code == 0
     assert len(rows) == 4 and (rows["stop_reason"] == "diverged").all()
