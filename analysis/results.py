@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from sweeps.registry import SweepSpec, get_sweep
+from sweeps.registry import get_sweep
 from sweeps.space import ResolvedSweep, from_saved
+from sweeps.spec import SweepSpec
+from sweeps.storage import STUDY_FILE
+from sweeps.study_file import load_study
 from sweeps.summary import ERRORED, STOPPED_BY_ASHA, best_of
 from trainables.checkpoints import META_FILE
 from trainables.datasets.download import cache_dir
@@ -111,7 +114,10 @@ def load_experiment(directory: str | Path) -> Experiment:
                               f"`python -m sweeps.run` printed as 'Experiment directory')")
     saved = _read_json(directory / SWEEP_FILE, "the sweep's settings, written when a sweep starts")
     try:
-        spec = get_sweep(saved["sweep"])
+        # The experiment's copy of its study file; the built-in study of that name for an
+        # experiment written before experiments kept one.
+        study = directory / STUDY_FILE
+        spec = load_study(study) if study.is_file() else get_sweep(saved["sweep"])
         resolved = from_saved(spec, saved)
     except (KeyError, TypeError) as exc:
         raise ExperimentError(f"{directory / SWEEP_FILE}: not a medsweep sweep file ({exc})") from exc

@@ -19,10 +19,12 @@ FIXED_AT_START = ("overrides", "set_file", "search", "num_samples", "seed", "smo
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sweeps.run",
-        description="Run a registered hyperparameter sweep on Ray Tune with ASHA early stopping. "
-                    "Each trial reports per-epoch metrics; the end prints one table of trials and "
+        description="Run a study's hyperparameter sweep (a built-in study, or a study file) on Ray Tune with "
+                    "ASHA early stopping. Each trial reports per-epoch metrics; the end prints one table of trials and "
                     "writes summary.csv into the experiment directory.",
         epilog="Examples:\n  python -m sweeps.run --list\n"
+               "  python -m sweeps.run --list my_studies/\n"
+               "  python -m sweeps.run my_studies/my_study.yaml --check-data\n"
                "  python -m sweeps.run bccd_imbalance --check-data\n"
                "  python -m sweeps.run bccd_imbalance --smoke\n"
                "  python -m sweeps.run bccd_imbalance --plan\n"
@@ -31,8 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
                "  python -m sweeps.run bccd_imbalance --resume\n"
                "  python -m sweeps.run bccd_imbalance --address auto --storage s3://bucket/runs",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", nargs="?", help="the sweep to run (see --list)")
-    parser.add_argument("--list", action="store_true", help="list every sweep with its trainable, grid size and metric")
+    parser.add_argument("name", nargs="?", help="the sweep to run: a built-in study's name (see --list) or the path "
+                                                "of a study file (docs/study-files.md)")
+    parser.add_argument("--list", nargs="?", const="", default=None, metavar="DIR",
+                        help="list every built-in study (or, given DIR, every study file in that folder) with its "
+                             "trainable, grid size and metric")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting; a list value KEY=[a,b] replaces that grid axis "
                              "(repeatable; unknown keys are an error listing the valid ones)")

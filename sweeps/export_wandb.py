@@ -73,7 +73,7 @@ def wandb_sweep_config(resolved: ResolvedSweep, method: str = "grid") -> dict:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sweeps.export_wandb",
                                      description="Write a sweep's search space as a W&B sweep YAML.")
-    parser.add_argument("name", help=f"the sweep ({', '.join(sorted(SWEEPS))})")
+    parser.add_argument("name", help=f"the sweep ({', '.join(sorted(SWEEPS))}), or a study file's path")
     parser.add_argument("--profile", choices=("full", "cpu"), default="full", help="which profile's values")
     parser.add_argument("--smoke", action="store_true", help="the smoke-sized values")
     parser.add_argument("--method", choices=METHODS, default="grid",

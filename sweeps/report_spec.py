@@ -1,4 +1,4 @@
-"""What a study's report contains, declared in its sweep registry entry: the sections (by name,
+"""What a study's report contains, declared in its study file's ``report:``: the sections (by name,
 from ``analysis.sections.SECTIONS``), how its compared groups are called in its document, and
 the targets and claims of the document to check against measurements."""
 
@@ -12,6 +12,14 @@ from trainables.metrics import metric_direction
 OPERATORS = (">", "<", "≈", "=")
 WINNER = "winner"
 COUNT_SPLITS = ("all", "train", "val", "test")
+# The report sections a study may list, by name: ``analysis.sections`` registers one function
+# per name and refuses a name missing here, so a study file's sections are checked before the
+# analysis (a layer above) is imported.
+SECTION_NAMES = ("summary", "model_performance", "model_comparison", "trial_tables", "confusion_matrix",
+                 "classification_report", "roc_auc", "error_analysis", "sample_predictions", "ablation",
+                 "confirmation", "checks", "training_curves", "environment", "confidence_tables",
+                 "detection_performance", "count_mae", "inference_grid", "detection_images",
+                 "segmentation_tables", "inference_settings", "mask_grid", "sweep", "trials")
 
 
 class ReportSpecError(MedsweepError, ValueError):

@@ -63,17 +63,18 @@ def main(argv: list[str] | None = None) -> int:
     input (one ``error:`` line), 130 interrupted (with the command that resumes it)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.list and not args.name:
-        from sweeps.registry import SWEEPS
-        parser.error(f"name a sweep (valid: {', '.join(sorted(SWEEPS))}) or use --list")
+    if args.list is None and not args.name:
+        from search_spaces import builtin_study_paths
+        parser.error(f"name a sweep (valid: {', '.join(path.stem for path in builtin_study_paths())}) or a study "
+                     f"file (path/to/study.yaml), or use --list")
     from sweeps.sweep import interrupted_message, list_sweeps, run_sweep
 
     interrupts_raise()  # the modules are loaded: from here a Ctrl-C is the sweep's to handle
-    if args.list:
-        print(list_sweeps())
-        return 0
     options = None
     try:
+        if args.list is not None:
+            print(list_sweeps(args.list or None))
+            return 0
         options = options_from_args(args)
         return run_sweep(options).exit_code
     except MedsweepError as exc:

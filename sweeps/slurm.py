@@ -16,14 +16,17 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from sweeps.arguments import FIXED_AT_START, build_parser
 from sweeps.storage import ExperimentLocation, discard_unstarted, has_tune_state
+from sweeps.study_file import is_study_path
 
 
 def experiment_name(sweep: str, job_id: str) -> str:
-    """The experiment of a Slurm job: the same for every run of the job, requeued ones included."""
-    return f"{sweep}_slurm{job_id}"
+    """The experiment of a Slurm job: the same for every run of the job, requeued ones included
+    (a study file's path gives its file name without the suffix)."""
+    return f"{Path(sweep).stem if is_study_path(sweep) else sweep}_slurm{job_id}"
 
 
 def without_fixed_at_start(argv: Sequence[str]) -> list[str]:

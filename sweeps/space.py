@@ -30,7 +30,7 @@ import yaml
 
 from search_spaces import search_space_path
 from sweeps.ranges import AXIS_KEYS, RANGE_SYNTAX, Range, yaml_number
-from sweeps.registry import AshaSettings, Resources, SweepSpec
+from sweeps.spec import SPACE_SECTIONS, STUDY_SECTIONS, AshaSettings, Resources, SweepSpec
 from trainables.config import ConfigError, check_field_types, config_keys, from_config, require_choice
 from trainables.datasets import DATASETS, FIXED_SPLIT_DATASETS, get_dataset_entry
 from trainables.datasets.chestmnist import SIZES as CHESTMNIST_SIZES
@@ -38,7 +38,8 @@ from trainables.datasets.options import DatasetOptions
 from trainables.errors import SearchSpaceError
 from trainables.registry import get_trainable
 
-SECTIONS = ("data", "fixed", "grid", "profiles")
+# A search-space file, or a study file (whose study sections sweeps.study_file reads).
+SECTIONS = (*SPACE_SECTIONS, *STUDY_SECTIONS)
 # The smallest image (or patch) side any dataset reader accepts; detection needs 8 pixels.
 MIN_IMAGE_SIZE = 8
 # Datasets that exist at a few image sizes only (MedMNIST publishes ChestMNIST at these).

@@ -183,6 +183,8 @@ def check_shared_storage(storage: str, *, nodes: int, declared_shared: bool) -> 
 
 # What marks a directory as a medsweep experiment (the resolved sweep and its environment).
 SWEEP_FILE = "sweep.json"
+# The study file the experiment ran (a copy), which --resume and the report read its spec from.
+STUDY_FILE = "study.yaml"
 # Tune writes this when it starts an experiment; Tuner.restore reads it (it is a pickle, so
 # --resume trusts the experiment directory; the analysis never reads it).
 TUNE_STATE_FILE = "tuner.pkl"

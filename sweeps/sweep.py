@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from search_spaces import search_space_path
 from sweeps.arguments import AUTO, FIXED_AT_START
 from sweeps.data import SweepData, check_classes, check_decoded_size, prepare_sweep_data
 from sweeps.environment import (
@@ -36,9 +37,11 @@ from sweeps.ray_session import (
     node_capacities,
     wait_for_cluster,
 )
-from sweeps.registry import SWEEPS, Resources, SweepSpec, get_sweep
+from sweeps.registry import SWEEPS, get_sweep
 from sweeps.space import ResolvedSweep, SearchSpaceError, from_saved, grid_size_of, resolve
+from sweeps.spec import Resources, SweepSpec
 from sweeps.storage import (
+    STUDY_FILE,
     SWEEP_FILE,
     ExperimentLocation,
     check_experiment_name,
@@ -50,6 +53,7 @@ from sweeps.storage import (
     has_tune_state,
     new_experiment,
 )
+from sweeps.study_file import load_study, study_files
 from sweeps.summary import INTERRUPTED, exit_code, format_table, saved_trials, trial_rows
 from sweeps.tuner import (
     RunSettings,
@@ -181,13 +185,33 @@ class SweepOutcome:
         return self.location.local_dir if self.location else None
 
 
-def list_sweeps() -> str:
-    width = max(len("sweep"), *(len(name) for name in SWEEPS))
+def list_sweeps(directory: str | None = None) -> str:
+    """The built-in studies (or the study files in ``directory``, each loaded and validated)
+    with their trainable, grid size and metric."""
+    specs = SWEEPS.values() if directory is None else [load_study(path) for path in study_files(directory)]
+    if not specs:
+        return f"{directory}: no study files (*.yaml, *.yml) in this folder"
+    width = max(len("sweep"), *(len(spec.name) for spec in specs))
     lines = [f"{'sweep':<{width}} {'trainable':<15} {'grid':>5}  metric", "-" * (width + 42)]
-    for spec in SWEEPS.values():
+    for spec in specs:
         lines.append(f"{spec.name:<{width}} {spec.trainable:<15} {grid_size_of(spec):>5}  "
                      f"{spec.metric} ({spec.mode})  — {spec.study}")
     return "\n".join(lines)
+
+
+def experiment_spec(location: ExperimentLocation, spec: SweepSpec) -> SweepSpec:
+    """The spec an experiment ran: its copy of the study file (``study.yaml``), so neither a
+    resume nor a report depends on where the file was or whether it changed since; ``spec``
+    (from the name it was saved under) for an experiment written before experiments kept one."""
+    if not location.exists(STUDY_FILE):
+        return spec
+    if location.local_dir is not None:
+        return load_study(location.local_dir / STUDY_FILE)
+    import tempfile
+    with tempfile.TemporaryDirectory() as staging:
+        copy = Path(staging) / STUDY_FILE
+        copy.write_text(location.read_text(STUDY_FILE), encoding="utf-8")
+        return dataclasses.replace(load_study(copy), search_space=f"{location.path}/{STUDY_FILE}")
 
 
 def resolve_profile(profile: str) -> tuple[str, str]:
@@ -217,7 +241,8 @@ def run_sweep(options: SweepOptions, *, echo: Callable[[str], None] = print) -> 
         check_dashboard(address=options.address)
     if options.resume:
         check_writable_storage(storage=options.storage)
-        location = find_experiment(options.storage, options.name, options.experiment_name)
+        location = find_experiment(options.storage, spec.name, options.experiment_name)
+        spec = experiment_spec(location, spec)
         saved = json.loads(location.read_text(SWEEP_FILE))
         resolved = from_saved(spec, saved)
         echo(f"Resuming {location.path}")
@@ -393,8 +418,8 @@ def write_check_data_files(name: str, data: SweepData, *, storage: str, echo: Ca
 def write_experiment_files(location: ExperimentLocation, resolved: ResolvedSweep, data: SweepData, *,
                            data_dir: str | None) -> None:
     """The audit's files (``audit_files.write_audit_files``; staged locally and copied for an
-    experiment in cloud storage), and ``sweep.json``: the resolved sweep and the environment
-    that runs it."""
+    experiment in cloud storage), ``sweep.json``: the resolved sweep and the environment that
+    runs it, and ``study.yaml``: a copy of the study file it came from."""
     from trainables.datasets.audit_files import write_audit_files
     if location.local_dir is not None:
         write_audit_files(location.local_dir, data)
@@ -409,6 +434,7 @@ def write_experiment_files(location: ExperimentLocation, resolved: ResolvedSweep
             pafs.copy_files(staging, base, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=filesystem)
     environment = capture_environment(data=data, data_dir=data_dir)
     location.write_text(SWEEP_FILE, json.dumps({**resolved.to_dict(), "environment": environment}, indent=2))
+    location.write_text(STUDY_FILE, search_space_path(resolved.spec.search_space).read_text(encoding="utf-8"))
     write_splits(location, data)
 
 

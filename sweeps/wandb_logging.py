@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 from ray.tune import Callback
 
-from sweeps.registry import SweepSpec, WandbSettings
+from sweeps.spec import SweepSpec, WandbSettings
 from sweeps.storage import ExperimentLocation
 
 

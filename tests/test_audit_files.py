@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from search_spaces import search_space_path
 from sweeps.data import prepare_sweep_data
 from sweeps.registry import get_sweep
 from sweeps.space import resolve
@@ -168,5 +169,7 @@ def test_a_new_experiment_gets_the_audit_files_locally_and_in_uri_storage(leaky_
                      ExperimentLocation(f"file://{tmp_path / 'uri'}", "run")):
         write_experiment_files(location, resolved, data, data_dir=str(leaky_taleqani))
     for folder in (tmp_path / "local" / "run", tmp_path / "uri" / "run"):
-        assert sorted(path.name for path in folder.iterdir()) == sorted([*AUDIT_FILES, "splits.json", "sweep.json"])
+        assert sorted(path.name for path in folder.iterdir()) == sorted([*AUDIT_FILES, "splits.json", "study.yaml",
+                                                                         "sweep.json"])
         assert (folder / "data_audit.txt").read_text() == data.audit_text() + "\n"
+        assert (folder / "study.yaml").read_text() == search_space_path("all_transfer.yaml").read_text()

@@ -8,8 +8,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from sweeps.registry import GPU_TRIAL_OR_ONE_CPU, SWEEPS, AshaSettings, SweepSpec, get_sweep
+from sweeps.registry import SWEEPS, get_sweep
 from sweeps.space import resolve
+from sweeps.spec import GPU_TRIAL_OR_ONE_CPU, AshaSettings, SweepSpec
 from trainables.augment import AUGMENTATIONS, build_augmentation
 from trainables.datasets import DATASETS, get_dataset_entry
 from trainables.models import MODELS, PretrainedWeightsError, build_model, timm_model

@@ -9,8 +9,9 @@ from dataclasses import replace
 
 import pytest
 
-from sweeps.registry import SWEEPS, SweepSpec, get_sweep
+from sweeps.registry import SWEEPS, get_sweep
 from sweeps.report_spec import BestGroup, Check, ClassCount, ReportSpecError, WinnerScore
+from sweeps.spec import SweepSpec
 
 
 @pytest.mark.parametrize("name", sorted(SWEEPS))

@@ -1,4 +1,4 @@
-"""Report sections, registered by name; a study's registry entry lists the ones its report has.
+"""Report sections, registered by name; a study file's ``report.sections`` lists the ones its report has.
 
 Each section is a function of the ``ReportContext`` returning blocks. Sections that need a
 winner (or test-split results) are skipped with a note when the experiment has none, so an

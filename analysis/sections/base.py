@@ -18,9 +18,9 @@ from analysis.rerun import CHECKPOINT, RETRAINED, Confirmation, RerunSettings
 from analysis.results import Experiment
 from analysis.stats import NOT_COMPARABLE, Estimate, Undefined
 from analysis.winners import Winners, format_group, group_key
-from sweeps.registry import SweepSpec
-from sweeps.report_spec import ReportSpec, ReportSpecError
+from sweeps.report_spec import SECTION_NAMES, ReportSpec, ReportSpecError
 from sweeps.space import ResolvedSweep, resolve
+from sweeps.spec import SweepSpec
 from trainables.metrics import undefined_reasons
 from trainables.registries import Registry
 from trainables.registry import get_trainable
@@ -118,6 +118,9 @@ SECTIONS: Registry[SectionEntry] = Registry("report section")
 def section(name: str, *, needs: str = "", trainable: str = ""):
     if needs not in NEEDS:
         raise ValueError(f"section {name!r}: needs={needs!r} is unknown; valid: {NEEDS}")
+    if name not in SECTION_NAMES:
+        raise ValueError(f"section {name!r}: add its name to SECTION_NAMES in sweeps/report_spec.py, where "
+                         f"study files are checked")
 
     def register(function: Callable[[ReportContext], list[Block]]):
         SECTIONS.add(name, SectionEntry(function, needs, trainable))
@@ -148,10 +151,10 @@ def can_run(needs: str, context: ReportContext) -> bool:
 def validate_spec(sweep: SweepSpec) -> None:
     """Unknown section names, and sections of another kind of study, fail before any work.
 
-    The checks are validated when the sweep registry loads (``ReportSpec.validate``); the
-    sections cannot be: they register in ``analysis``, whose modules import the sweep registry,
-    so ``python -m analysis.report`` runs this first and tests/test_registries.py runs it for
-    every registered sweep."""
+    A study file's section names are checked when it loads (against ``SECTION_NAMES``, which
+    ``section`` keeps in step with this registry); which kind of study a section is for is
+    known only here, in ``analysis``, so ``python -m analysis.report`` runs this first and
+    tests/test_registries.py runs it for every built-in study."""
     config_class = get_trainable(sweep.trainable).config_class
     for name in sweep.report.sections:
         entry = get_section(name)
