@@ -27,7 +27,7 @@ import yaml
 from openapi_schema_validator import OAS30Validator
 
 CRD_DIR = Path(__file__).resolve().parent / "crds"
-# libyaml's loader where PyYAML has it: the two CRDs are 2.3 MB of YAML.
+# libyaml's loader where PyYAML has it: the two CRDs are large YAML documents.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _QUANTITY = {"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True}
