@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
 from trainables.metrics import row_normalised  # noqa: E402
@@ -88,19 +89,49 @@ def training_curves(histories: dict[str, pd.DataFrame], metrics: list[str], path
 
 
 def mask_overlays(images: np.ndarray, truth: np.ndarray, predicted: np.ndarray, dice: np.ndarray, path: Path,
-                  columns: int = 4) -> Path:
-    """Images with the true mask outlined green and the predicted mask red, titled by Dice."""
+                  columns: int = 4, class_names: tuple[str, ...] | None = None) -> Path:
+    """Images with their true and predicted masks, titled by Dice. Binary masks (bool, no
+    ``class_names``): the true mask outlined green and the predicted one tinted red. Class-index
+    masks of ``class_names`` (index 0 the background): every foreground class in its own colour
+    (``class_colours``, in a legend), its true region outlined and its predicted region tinted,
+    titled by the mean Dice over the foreground classes."""
     rows = math.ceil(len(images) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.8 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, image, true_mask, mask, score in zip(axes.ravel(), images, truth, predicted, dice):
-        ax.imshow(image)
-        ax.imshow(np.ma.masked_where(~mask, mask), cmap="autumn", alpha=0.35)
-        if true_mask.any():
-            ax.contour(true_mask.astype(float), levels=[0.5], colors="#2da44e", linewidths=1.5)
-        ax.set_title(f"Dice {score:.3f}", fontsize=9)
+        show_image(ax, image)
+        if class_names is None:
+            ax.imshow(np.ma.masked_where(~mask, mask), cmap="autumn", alpha=0.35)
+            if true_mask.any():
+                ax.contour(true_mask.astype(float), levels=[0.5], colors="#2da44e", linewidths=1.5)
+            ax.set_title(f"Dice {score:.3f}", fontsize=9)
+        else:
+            _class_overlay(ax, true_mask, mask, class_colours(len(class_names)))
+            ax.set_title(f"mean Dice {score:.3f}", fontsize=9)
+    if class_names is not None:
+        handles = [Patch(facecolor=colour, label=name)
+                   for name, colour in zip(class_names[1:], class_colours(len(class_names)))]
+        fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, bbox_to_anchor=(0.5, 1.04))
     return _save(fig, path)
+
+
+def class_colours(num_classes: int) -> list[tuple[float, float, float]]:
+    """One distinct RGB colour per foreground class (classes 1..K−1), from matplotlib's tab10
+    (tab20 past ten classes)."""
+    palette = plt.get_cmap("tab10" if num_classes <= 11 else "tab20")
+    return [palette(index % palette.N)[:3] for index in range(num_classes - 1)]
+
+
+def _class_overlay(ax, truth: np.ndarray, predicted: np.ndarray, colours: list) -> None:
+    """Each foreground class's predicted pixels tinted and its true region outlined, in its
+    colour (``colours[c - 1]`` for class c)."""
+    tint = np.zeros((*predicted.shape, 4))
+    for index, colour in enumerate(colours, start=1):
+        tint[predicted == index] = (*colour, 0.4)
+        if (truth == index).any():
+            ax.contour((truth == index).astype(float), levels=[0.5], colors=[colour], linewidths=1.5)
+    ax.imshow(tint)
 
 
 def show_image(ax, image: np.ndarray) -> None:

@@ -184,7 +184,7 @@ class _Reader:
         from trainables.registry import TRAINABLES
         trainable = self.choice(self.text(study["trainable"], "study.trainable"), "study.trainable", TRAINABLES)
         metric = self.metric(study["metric"], "study.metric", prefixed=True)
-        self.space_names(doc)
+        self.space_names(doc, trainable)
         group_by = self.group_by(doc)
         title, tag = self.text(study["title"], "study.title"), self.text(study["tag"], "study.tag")
         asha, resources = self.asha(doc.get("asha", {})), self.resources(doc.get("resources"))
@@ -226,9 +226,12 @@ class _Reader:
             self.text(wandb["entity"], "wandb.entity")
         return WandbSettings(**wandb)
 
-    def space_names(self, doc: Mapping[str, Any]) -> None:
-        """The dataset and every model named in ``fixed``/``grid`` (and each profile's) exist."""
+    def space_names(self, doc: Mapping[str, Any], trainable: str) -> None:
+        """The dataset and every model named in ``fixed``/``grid`` (and each profile's) exist, each
+        model for ``trainable``'s task under its model key (``model``, detection's ``backbone``)."""
         from trainables.datasets import DATASETS
+        from trainables.models import MODEL_KEYS
+        model_key = MODEL_KEYS.get(trainable)
         data = self.typed(doc["data"], "data", Mapping, "a mapping of data settings")
         if "dataset" in data:
             self.choice(data["dataset"], "data.dataset", DATASETS)
@@ -239,19 +242,21 @@ class _Reader:
             if isinstance(place.get("data"), Mapping) and "dataset" in place["data"]:
                 self.choice(place["data"]["dataset"], f"{prefix}data.dataset", DATASETS)
             fixed, grid = place.get("fixed") or {}, place.get("grid") or {}
-            if isinstance(fixed, Mapping) and "model" in fixed:
-                self.model(fixed["model"], f"{prefix}fixed.model")
-            axis = grid.get("model") if isinstance(grid, Mapping) else None
+            if isinstance(fixed, Mapping) and model_key in fixed:
+                self.model(fixed[model_key], f"{prefix}fixed.{model_key}", trainable)
+            axis = grid.get(model_key) if isinstance(grid, Mapping) else None
             if isinstance(axis, Mapping):
-                axis, key = axis.get("values", axis.get("choice")), f"{prefix}grid.model.values"
+                axis, key = axis.get("values", axis.get("choice")), f"{prefix}grid.{model_key}.values"
             else:
-                key = f"{prefix}grid.model"
+                key = f"{prefix}grid.{model_key}"
             for index, model in enumerate(axis if isinstance(axis, list) else []):
-                self.model(model, f"{key}[{index}]")
+                self.model(model, f"{key}[{index}]", trainable)
 
-    def model(self, value: Any, key: str) -> None:
-        from trainables.models import MODELS
-        self.choice(value, key, MODELS)
+    def model(self, value: Any, key: str, trainable: str) -> None:
+        """A model name ``trainable``'s task accepts (for classification any timm model too)."""
+        from trainables.models import is_model_name, unknown_model_message
+        if not is_model_name(trainable, value):
+            raise self.error(key, unknown_model_message(trainable, value))
 
     def group_by(self, doc: Mapping[str, Any]) -> tuple[str, ...]:
         """The compared axes: keys of the grid (or of fixed, an arm of one)."""

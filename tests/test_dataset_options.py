@@ -36,6 +36,14 @@ BAD_OPTIONS = {
                     ("annotations", "../via.json", "'annotations' must be a file name or a relative path")),
     "bccd_detection": (("bilateral", 1, "data setting 'bilateral' must be bool, got 1"),
                        ("preprocessing", "blurred", "preprocessing 'blurred' is unknown; valid: raw, segmented")),
+    "image_folder": (("channels", 2, "data setting 'channels' must be 1 (grey), 3 (colour) or null"),
+                     ("split_fractions", [0.5, 0.5], "'split_fractions' must be 3 positive numbers")),
+    "mask_folder": (("classes", "0: background", "data setting 'classes' must be dict or null, got '0: background'"),
+                    ("classes", {1: "cell", 2: "nucleus"},
+                     "must map value 0 to the background or name one class 'background'"),
+                    ("split_fractions", [0.6, 0.3, 0.3], "'split_fractions' must be 3 positive numbers")),
+    "coco": (("split_fractions", [0.6, 0.3, 0.3], "'split_fractions' must be 3 positive numbers"),
+             ("train", "../a.json", "'train' must be a JSON file's path relative to the root folder")),
 }
 BCCD_KEYS = "valid data settings for bccd: dataset, image_size, images_per_split, leakage, padding"
 
@@ -84,7 +92,8 @@ def test_a_key_of_another_dataset_names_the_datasets_that_have_it_and_the_valid_
     with pytest.raises(SearchSpaceError) as caught:
         resolve(get_sweep("bccd_imbalance"), profile="cpu", overrides=("split_fractions=[0.6,0.2,0.2]",))
     assert str(caught.value) == (f"--set split_fractions=[0.6,0.2,0.2]: data setting 'split_fractions' does not apply "
-                                 f"to dataset bccd (only to taleqani), got [0.6, 0.2, 0.2]; remove it; {BCCD_KEYS}")
+                                 f"to dataset bccd (only to coco, image_folder, mask_folder, taleqani), "
+                                 f"got [0.6, 0.2, 0.2]; remove it; {BCCD_KEYS}")
 
 
 def test_split_fractions_reach_the_taleqani_reader_for_both_loading_options(tmp_path):
@@ -107,7 +116,7 @@ def test_bilateral_on_bccd_exits_2_with_one_line_before_the_audit(monkeypatch, c
     assert main(["bccd_imbalance", "--smoke", "--set", "bilateral=true"]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert lines == ["error: --set bilateral=true: data setting 'bilateral' does not apply to dataset bccd (only to "
-                     f"bccd_detection, lymphoblast), got True; remove it; {BCCD_KEYS}"]
+                     f"bccd_detection, coco, lymphoblast), got True; remove it; {BCCD_KEYS}"]
 
 
 def test_the_variant_axis_is_a_trial_key_checked_before_the_audit_not_a_data_key():

@@ -127,7 +127,7 @@ def trained(data, tmp_path_factory) -> Iterator[list[tuple[dict, Path | None]]]:
 
 
 def test_config_errors_name_the_key_and_the_valid_values():
-    with pytest.raises(ConfigError, match="backbone 'resnet18' is unknown; valid: resnet50, resnet101"):
+    with pytest.raises(ConfigError, match="backbone 'resnet18'; .*valid detection backbones: resnet50, resnet101"):
         from_config(DetectionConfig, {"backbone": "resnet18"})
     with pytest.raises(ConfigError, match="optimizer 'rmsprop' is unknown; valid: sgd, adamw, adam"):
         from_config(DetectionConfig, {"optimizer": "rmsprop"})

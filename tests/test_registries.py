@@ -126,7 +126,8 @@ def test_an_unknown_report_section_is_an_error_listing_the_valid_ones():
     from analysis.sections import validate_spec
     from sweeps.report_spec import ReportSpec
     sweep = replace(get_sweep("bccd_imbalance"), report=ReportSpec(sections=("summary", "tabels")))
-    with pytest.raises(KeyError, match="unknown report section 'tabels'; valid report sections: .*ablation"):
+    with pytest.raises(KeyError, match="unknown report section 'tabels'; near matches: trials; "
+                                       "valid report sections: .*ablation"):
         validate_spec(sweep)
 
 

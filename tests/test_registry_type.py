@@ -34,12 +34,12 @@ def test_a_name_registered_twice_is_refused_keeping_the_first():
     assert registry.get("red") == 1
 
 
-def test_an_unknown_name_lists_the_valid_ones_sorted():
+def test_an_unknown_name_lists_its_near_matches_then_the_valid_ones_sorted():
     registry = Registry("colour", entries={"red": 1, "blue": 2, "green": 3})
     for lookup in (registry.get, registry.__getitem__):
         with pytest.raises(UnknownNameError) as info:
             lookup("rde")
-        assert str(info.value) == "unknown colour 'rde'; valid colours: blue, green, red"
+        assert str(info.value) == "unknown colour 'rde'; near matches: red; valid colours: blue, green, red"
         assert isinstance(info.value, MedsweepError) and isinstance(info.value, KeyError)
 
 

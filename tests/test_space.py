@@ -103,11 +103,11 @@ BAD_DATA_SETTINGS = [
     (TALEQANI, "split_fractions=[0.5,.nan,0.5]", "data setting 'split_fractions' must be a finite number"),
     (DETECTION, "bilateral=3", "data setting 'bilateral' must be bool, got 3"),
     (BCCD, "bilateral=true", "data setting 'bilateral' does not apply to dataset bccd (only to bccd_detection, "
-                             "lymphoblast), got True; remove it"),
+                             "coco, lymphoblast), got True; remove it"),
     (BCCD, "split_fractions=[0.7,0.15,0.15]", "data setting 'split_fractions' does not apply to dataset bccd (only to "
-                                              "taleqani)"),
+                                              "coco, image_folder, mask_folder, taleqani)"),
     (BCCD, "annotations=via_project.json", "data setting 'annotations' does not apply to dataset bccd (only to "
-                                           "lymphoblast)"),
+                                           "coco, lymphoblast)"),
     (LYMPHOBLAST, "annotations=/data/via.json", RELATIVE),
     (LYMPHOBLAST, "annotations=../via.json", RELATIVE),
     (LYMPHOBLAST, "annotations=''", RELATIVE),

@@ -96,8 +96,9 @@ BROKEN = [  # (what is set, to what; the key path the error names; what the erro
     ("report.sections[2]", "confusion_matrx", "report.sections[2]: 'confusion_matrx' is unknown",
      "valid: confusion_matrix, "),
     ("data.dataset", "bcdd", "data.dataset: 'bcdd' is unknown", "valid: bccd, "),
-    ("grid.model", ["efficientnet_b0", "efficientnet_b9"], "grid.model[1]: 'efficientnet_b9' is unknown",
-     "valid: efficientnet_b0"),
+    ("grid.model", ["efficientnet_b0", "efficientnet_b9"],
+     "grid.model[1]: unknown classification model 'efficientnet_b9'; near matches: efficientnet_b",
+     "valid classification models: any timm model name (timm.list_models()) or one of: efficientnet_b0"),
     ("report.checks[0].op", "=>", "report.checks[0].op: '=>' is unknown", "valid: "),
     ("study.name", DELETE, "study.name: is missing", ""),
     ("report.group_labels[0].values", [False], "report.group_labels[0].values: has 1 value(s) but group_by names 2",
@@ -201,24 +202,3 @@ def test_resume_reads_the_spec_from_the_experiments_copy_local_or_in_uri_storage
         spec = experiment_spec(location, builtin)
         assert (spec.name, spec.search_space) == ("my_bccd", f"{location.path}/study.yaml")
         assert spec.report == builtin.report
-
-
-@pytest.mark.e2e
-def test_a_researchers_study_file_sweeps_and_reports_from_the_experiments_copy(tmp_path, shared_data_dir,
-                                                                                 ray_session):
-    from analysis.results import load_experiment
-    from analysis.study_report import ReportOptions, write_report
-    from sweeps.sweep import SweepOptions, run_sweep
-
-    path = own_study(tmp_path / "studies")
-    outcome = run_sweep(SweepOptions(name=str(path), smoke=True, storage=str(tmp_path / "runs"),
-                                     data_dir=str(shared_data_dir)))
-    assert outcome.exit_code == 0
-    copy = outcome.experiment_dir / "study.yaml"
-    assert copy.read_text(encoding="utf-8") == path.read_text(encoding="utf-8")
-    path.unlink()  # the report reads the experiment's copy, wherever the file was
-    experiment = load_experiment(outcome.experiment_dir)
-    assert (experiment.resolved.spec.name, experiment.resolved.spec.search_space) == ("my_bccd", str(copy))
-    report = write_report(ReportOptions(str(outcome.experiment_dir), seeds=1, data_dir=str(shared_data_dir)),
-                          echo=lambda line: None)
-    assert report.markdown.is_file()

@@ -18,7 +18,7 @@ from trainables.config import ConfigError, LoopConfig, from_config, require_choi
 from trainables.datasets.base import ClassificationData, SplitArrays
 from trainables.device_data import DATA_PATHS, training_batches
 from trainables.metrics import classification_metrics, probability_metrics
-from trainables.models import build_model
+from trainables.models import build_model, check_model_name
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,8 @@ class ClassificationConfig(LoopConfig):
     """Everything a classification trial can be told. Defaults are study 1's fixed settings.
 
     ``epoch_samples`` caps an epoch at that many random training samples (None: one full pass
-    over the training split, oversampled or not). ``dropout`` is the model head's.
+    over the training split, oversampled or not). ``model`` is a registered classifier or any timm
+    model (``trainables.models.model_names``). ``dropout`` is the model head's.
     ``balance_per_class`` resamples the training split to that many samples of every class
     (duplicates differ by their on-the-fly augmentation), as studies 2 and 5 balanced their
     data, but after the split; ``oversampling`` instead tops every class up to the majority's
@@ -58,6 +59,7 @@ class ClassificationConfig(LoopConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_model_name("classification", self.model)
         require_choice("optimizer", self.optimizer, engine.OPTIMIZERS)
         require_choice("data_path", self.data_path, DATA_PATHS)
         require_epoch_samples(self.epoch_samples)

@@ -2,18 +2,37 @@
 datasets, models, augmentations, report sections).
 
 A registry refuses a name registered twice and answers an unknown name with an
-``UnknownNameError`` listing the valid ones, so a typo in a config or on the command line says
-what would have worked. It iterates in registration order.
+``UnknownNameError`` listing the nearest names first, then the valid ones, so a typo in a config
+or on the command line says what would have worked. It iterates in registration order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import difflib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Generic, TypeVar
 
 from trainables.errors import UnknownNameError
 
 T = TypeVar("T")
+# How many near matches an unknown name's message shows, and how alike they must be (difflib's ratio).
+NEAR_MATCHES = 5
+NEAR_CUTOFF = 0.6
+
+
+def near_matches(name: object, names: Iterable[str]) -> list[str]:
+    """The names most like ``name`` (at most ``NEAR_MATCHES``, nearest first): what a typo most
+    likely meant."""
+    return difflib.get_close_matches(str(name), list(names), n=NEAR_MATCHES, cutoff=NEAR_CUTOFF)
+
+
+def unknown_name_message(kind: str, name: object, names: Iterable[str], *, valid: str | None = None) -> str:
+    """``unknown <kind> <name>; near matches: …; valid <kind>s: …``: the near matches among
+    ``names``, then ``valid`` (the names themselves, sorted, unless given)."""
+    names = list(names)
+    near = near_matches(name, names)
+    hint = f"; near matches: {', '.join(near)}" if near else ""
+    return f"unknown {kind} {name!r}{hint}; valid {kind}s: {valid or ', '.join(sorted(names))}"
 
 
 class Registry(Generic[T]):
@@ -43,12 +62,11 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str) -> T:
-        """The entry registered as ``name``; an unknown name lists the valid ones."""
+        """The entry registered as ``name``; an unknown name lists the nearest names, then the valid ones."""
         try:
             return self._entries[name]
         except KeyError:
-            raise UnknownNameError(f"unknown {self.kind} {name!r}; "
-                                   f"valid {self.kind}s: {', '.join(sorted(self._entries))}") from None
+            raise UnknownNameError(unknown_name_message(self.kind, name, self._entries)) from None
 
     __getitem__ = get
 

@@ -11,7 +11,10 @@ from trainables.datasets.bccd import BCCDOptions, prepare_bccd
 from trainables.datasets.chestmnist import prepare_chestmnist
 from trainables.datasets.detection import prepare_bccd_detection, prepare_lymphoblast
 from trainables.datasets.detection.bccd_boxes import BCCDDetectionOptions
+from trainables.datasets.detection.coco_format import CocoOptions, prepare_coco
 from trainables.datasets.detection.lymphoblast import LymphoblastOptions
+from trainables.datasets.image_folder import ImageFolderOptions, prepare_image_folder
+from trainables.datasets.mask_folder import MaskFolderOptions, prepare_mask_folder
 from trainables.datasets.options import DatasetOptions, LeakageOptions
 from trainables.datasets.taleqani_classification import TaleqaniOptions, prepare_taleqani_classification
 from trainables.datasets.taleqani_segmentation import TaleqaniSegmentationOptions, prepare_taleqani_segmentation
@@ -44,11 +47,14 @@ class DatasetEntry:
 DATASETS: Registry[DatasetEntry] = Registry("dataset", entries={
     "bccd": DatasetEntry(prepare_bccd, BCCDOptions, fixed_splits=True),
     "taleqani_segmentation": DatasetEntry(prepare_taleqani_segmentation, TaleqaniSegmentationOptions),
+    "mask_folder": DatasetEntry(prepare_mask_folder, MaskFolderOptions),
     "taleqani": DatasetEntry(prepare_taleqani_classification, TaleqaniOptions, variant_axis="loading_option"),
+    "image_folder": DatasetEntry(prepare_image_folder, ImageFolderOptions),
     "chestmnist": DatasetEntry(prepare_chestmnist, LeakageOptions, fixed_splits=True),
     "lymphoblast": DatasetEntry(prepare_lymphoblast, LymphoblastOptions, variant_axis="preprocessing"),
     "bccd_detection": DatasetEntry(prepare_bccd_detection, BCCDDetectionOptions, variant_axis="preprocessing",
                                    fixed_splits=True),
+    "coco": DatasetEntry(prepare_coco, CocoOptions, variant_axis="preprocessing"),
 })
 # The datasets whose splits their own files fix (``DatasetEntry.fixed_splits``).
 FIXED_SPLIT_DATASETS = tuple(name for name, entry in DATASETS.items() if entry.fixed_splits)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -25,6 +24,8 @@ from trainables.datasets.audit import DataAudit
 from trainables.datasets.base import ClassificationData, DatasetError, SplitArrays
 from trainables.datasets.cache import file_digests, fingerprint_of_digests, load_splits, save_splits
 from trainables.datasets.download import DataNotFoundError, cache_dir
+from trainables.datasets.folders import check_split_fractions
+from trainables.datasets.image_folder import stratified_split
 from trainables.datasets.images import CorruptImageError, decode_rgb, resize_square
 from trainables.datasets.leakage import ImagePrint, check_leakage, image_print
 from trainables.datasets.leakage_policy import (
@@ -147,12 +148,7 @@ class TaleqaniOptions(LeakageOptions):
             raise ConfigError(f"data setting 'loading_option' must be one of {', '.join(map(str, LOADING_OPTIONS))} "
                               f"(1: each class split on its own; 2: one global shuffle split), "
                               f"got {self.loading_option!r}", key="loading_option")
-        fractions = self.split_fractions
-        if len(fractions) != len(SPLITS) or min(fractions) <= 0 or not math.isclose(sum(fractions), 1.0,
-                                                                                    abs_tol=1e-6):
-            raise ConfigError(f"data setting 'split_fractions' must be {len(SPLITS)} positive numbers "
-                              f"({', '.join(SPLITS)}) summing to 1, for example [0.7, 0.15, 0.15], "
-                              f"got {fractions!r}", key="split_fractions")
+        check_split_fractions(self.split_fractions)
 
 
 def check_loading_option(loading_option: int) -> None:
@@ -166,16 +162,15 @@ def assign_splits(labels: np.ndarray, loading_option: int, *, seed: int = SPLIT_
                   fractions: tuple[float, ...] = SPLIT_FRACTIONS) -> list[np.ndarray]:
     """Indices into ``labels`` of the train, val and test splits.
 
-    Option 1 (per class): class ``c`` is shuffled by a generator seeded with ``(seed, c)`` and
-    split by ``fractions`` on its own, so every split holds each class in proportion.
+    Option 1 (per class): ``image_folder``'s ``stratified_split`` (class ``c`` shuffled by a
+    generator seeded with ``(seed, c)`` and split by ``fractions`` on its own), so every split
+    holds each class in proportion, as the class folders of an image folder are split.
     Option 2 (global): all images are shuffled once with ``seed`` and split by ``fractions``.
     """
     check_loading_option(loading_option)
     if loading_option == 2:
         return shuffled_split(np.arange(len(labels)), np.random.default_rng(seed), fractions)
-    per_class = [shuffled_split(np.flatnonzero(labels == label), np.random.default_rng((seed, label)),
-                                fractions) for label in range(len(CLASSIFICATION_CLASSES))]
-    return [np.concatenate([parts[index] for parts in per_class]) for index in range(len(SPLITS))]
+    return stratified_split(labels, len(CLASSIFICATION_CLASSES), seed=seed, fractions=fractions)
 
 
 def decode_listing(listing: list[LabelledImage], image_size: int) -> DecodedImages:

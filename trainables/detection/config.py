@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from trainables import engine
 from trainables.config import ConfigError, LoopConfig, require_choice, require_positive
-from trainables.models.rcnn import BACKBONES
+from trainables.models import check_model_name
 
 OPTIMIZER_NAMES = ("sgd", *engine.OPTIMIZERS)
 
@@ -62,7 +62,7 @@ class DetectionConfig(LoopConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require_choice("backbone", self.backbone, BACKBONES)
+        check_model_name("detection", self.backbone)
         require_choice("optimizer", self.optimizer, OPTIMIZER_NAMES)
         require_positive(self, ("steps_per_epoch", "validation_steps", "max_detections"))
         if self.gradient_clip_norm is not None and self.gradient_clip_norm <= 0:

@@ -71,6 +71,21 @@ def timm_model(timm_name: str, *, num_classes: int, pretrained: bool,
             f"(the cpu profile does)") from exc
 
 
+def is_timm_model(name: object) -> bool:
+    """Whether timm has a model called ``name`` (a ``timm.list_models()`` name, optionally with a
+    pretrained tag such as ``resnet18.a1_in1k``)."""
+    return isinstance(name, str) and timm.is_model(name)
+
+
+def timm_classifier(timm_name: str, *, num_classes: int, pretrained: bool, pretrained_path: str | None,
+                    dropout: float = 0.0, in_channels: int = 3) -> nn.Module:
+    """timm's ``timm_name`` as a classifier with the registry's keywords: ``dropout`` is timm's
+    ``drop_rate`` before the classifier, ``in_channels`` its ``in_chans``; weights as
+    ``timm_model`` loads them. Any timm model a study names builds through this."""
+    return timm_model(timm_name, num_classes=num_classes, pretrained=pretrained,
+                      pretrained_path=pretrained_path, drop_rate=dropout, in_chans=in_channels)
+
+
 def torchvision_model(builder: Callable[..., nn.Module], weights: WeightsEnum, *, pretrained: bool,
                       pretrained_path: str | None) -> nn.Module:
     """``builder`` (a torchvision model function) with ``weights`` from the hub, with a local
@@ -159,8 +174,8 @@ def efficientnet_b0(*, num_classes: int, pretrained: bool, pretrained_path: str 
     """timm EfficientNet-B0, all layers trainable (seed 000 §3); ``dropout`` is timm's
     ``drop_rate`` before the classifier (the document added none: timm's default 0),
     ``in_channels`` its ``in_chans``."""
-    return timm_model("efficientnet_b0", num_classes=num_classes, pretrained=pretrained,
-                      pretrained_path=pretrained_path, drop_rate=dropout, in_chans=in_channels)
+    return timm_classifier("efficientnet_b0", num_classes=num_classes, pretrained=pretrained,
+                           pretrained_path=pretrained_path, dropout=dropout, in_channels=in_channels)
 
 
 @register_model("custom_cnn")
@@ -220,8 +235,8 @@ def inception_resnet_v2(*, num_classes: int, pretrained: bool, pretrained_path: 
                         dropout: float = 0.0, in_channels: int = 3) -> nn.Module:
     """timm InceptionResNetV2, all layers trainable, ``dropout`` before the classifier (seed
     004, STUDIES.md §5). Needs inputs of at least 75x75."""
-    return timm_model("inception_resnet_v2", num_classes=num_classes, pretrained=pretrained,
-                      pretrained_path=pretrained_path, drop_rate=dropout, in_chans=in_channels)
+    return timm_classifier("inception_resnet_v2", num_classes=num_classes, pretrained=pretrained,
+                           pretrained_path=pretrained_path, dropout=dropout, in_channels=in_channels)
 
 
 @register_model("nasnetalarge")
@@ -229,8 +244,8 @@ def nasnetalarge(*, num_classes: int, pretrained: bool, pretrained_path: str | N
                  dropout: float = 0.0, in_channels: int = 3) -> nn.Module:
     """timm NASNet-A Large, all layers trainable, ``dropout`` before the classifier (seed 004,
     STUDIES.md §5)."""
-    return timm_model("nasnetalarge", num_classes=num_classes, pretrained=pretrained,
-                      pretrained_path=pretrained_path, drop_rate=dropout, in_chans=in_channels)
+    return timm_classifier("nasnetalarge", num_classes=num_classes, pretrained=pretrained,
+                           pretrained_path=pretrained_path, dropout=dropout, in_channels=in_channels)
 
 
 # Seed 002 (STUDIES.md §3) adapts three ImageNet models to 1-channel 28x28 ChestMNIST: the first

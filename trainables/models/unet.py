@@ -9,7 +9,9 @@
 
 The three differ only in the ``fpn`` submodule: every parameter outside ``fpn.`` has the same
 name and shape in all three, so U-Net weights load into either FPN variant. ``dropout`` is a
-``Dropout2d`` at the end of every encoder, bottleneck and decoder block.
+``Dropout2d`` at the end of every encoder, bottleneck and decoder block. Every builder takes
+``in_channels`` (3 for colour images, 1 for grey ones) and ``num_classes`` output channels (one
+logit per pixel for binary masks, one per class for multi-class masks).
 """
 
 from __future__ import annotations
@@ -126,33 +128,35 @@ class UNet(nn.Module):
         return self.head(x)
 
 
-def unet(*, num_classes: int = 1, dropout: float = 0.0, base_channels: int = 32) -> UNet:
+def unet(*, num_classes: int = 1, in_channels: int = 3, dropout: float = 0.0, base_channels: int = 32) -> UNet:
     """Plain U-Net (seed 004, STUDIES.md §6)."""
-    return UNet(out_channels=num_classes, dropout=dropout, base_channels=base_channels)
+    return UNet(in_channels=in_channels, out_channels=num_classes, dropout=dropout, base_channels=base_channels)
 
 
-def unet_fpn(*, num_classes: int = 1, dropout: float = 0.0, base_channels: int = 32) -> UNet:
+def unet_fpn(*, num_classes: int = 1, in_channels: int = 3, dropout: float = 0.0,
+             base_channels: int = 32) -> UNet:
     """U-Net with an FPN in the encoder, ReLU throughout (seed 004, STUDIES.md §6)."""
-    return UNet(out_channels=num_classes, dropout=dropout, base_channels=base_channels,
+    return UNet(in_channels=in_channels, out_channels=num_classes, dropout=dropout, base_channels=base_channels,
                 fpn=True, fpn_activation="relu")
 
 
-def unet_fpn_gelu(*, num_classes: int = 1, dropout: float = 0.0,
+def unet_fpn_gelu(*, num_classes: int = 1, in_channels: int = 3, dropout: float = 0.0,
                   base_channels: int = 32) -> UNet:
     """U-Net + FPN with GELU in the FPN blocks, ReLU in the U-Net blocks (seed 004, §6)."""
-    return UNet(out_channels=num_classes, dropout=dropout, base_channels=base_channels,
+    return UNet(in_channels=in_channels, out_channels=num_classes, dropout=dropout, base_channels=base_channels,
                 fpn=True, fpn_activation="gelu")
 
 
 def trained_from_scratch(name: str, builder: Callable[..., nn.Module]) -> ModelBuilder:
     """A registry builder for a model the document trained from scratch: no pretrained weights
     exist."""
-    def build(*, num_classes: int, pretrained: bool, pretrained_path: str | None, dropout: float = 0.0,
-              base_channels: int = 32) -> nn.Module:
+    def build(*, num_classes: int, pretrained: bool, pretrained_path: str | None, in_channels: int = 3,
+              dropout: float = 0.0, base_channels: int = 32) -> nn.Module:
         if pretrained or pretrained_path:
             raise PretrainedWeightsError(f"{name} has no pretrained weights (seed 004 trains it from scratch); "
                                          f"set pretrained=false and leave pretrained_path unset")
-        return builder(num_classes=num_classes, dropout=dropout, base_channels=base_channels)
+        return builder(num_classes=num_classes, in_channels=in_channels, dropout=dropout,
+                       base_channels=base_channels)
     build.__doc__ = builder.__doc__
     return build
 

@@ -1,10 +1,13 @@
 """Detection and instance-segmentation data: images of different sizes, each with its boxes,
 class labels and (when the annotations are polygons) one mask per instance.
 
-Two datasets are read here:
+Three datasets are read here:
 
+* ``coco``: a researcher's own data as COCO instances JSON (boxes, polygons, RLE masks), one
+  file that medsweep splits or one file per split, classes from its categories (``coco_format``);
 * the private lymphoblast smears of study 4 (seed 003: RSUP Dr. Sardjito Yogyakarta), polygons
-  drawn in VGG Image Annotator 2.x and saved as VIA JSON, or the same polygons as COCO JSON;
+  drawn in VGG Image Annotator 2.x and saved as VIA JSON, or the same polygons as COCO JSON, read
+  as a preset of ``coco``'s planning and reading with fixed classes;
 * BCCD's Pascal VOC boxes (box-only, no masks), the study's runnable twin.
 
 Coordinates. Polygon vertices (VIA ``all_points_x/y``, COCO ``segmentation``) are pixel
@@ -27,19 +30,21 @@ kept (the audit's notes count them). Images that are missing or cannot be decode
 with all their regions. An annotation file that is not JSON, or not VIA or COCO in shape, is an
 error naming the file and the key, since nothing in it can be trusted.
 
-Finding the annotation file. ``annotations.json`` or ``via_region_data.json`` is taken first;
+Finding the lymphoblast annotation file. ``annotations.json`` or ``via_region_data.json`` is taken first;
 without them, the folder's one JSON file that is VIA or COCO in shape (other JSON files are
 not candidates); several such files are an error listing them. The ``annotations`` setting
 names the file instead (a path relative to the data folder).
 
 The package, by concern: ``types`` (the data handed to trials), ``geometry``, ``preprocessing``,
 ``regions`` (what VIA and COCO files share), ``via``, ``coco``, ``annotation_files`` (finding and
-reading the annotation file), ``reading`` (images and targets), ``lymphoblast``, ``bccd_boxes``
-and ``cache``. This module re-exports the names the rest of medsweep uses.
+reading the annotation file), ``reading`` (images and targets), ``coco_format`` (the generic
+format and the planning it shares), ``lymphoblast``, ``bccd_boxes`` and ``cache``. This module
+re-exports the names the rest of medsweep uses.
 """
 
 from trainables.datasets.detection.bccd_boxes import prepare_bccd_detection, read_bccd_detection
 from trainables.datasets.detection.cache import load_detection_splits, save_detection_splits
+from trainables.datasets.detection.coco_format import CocoOptions, prepare_coco, survey_coco
 from trainables.datasets.detection.geometry import FLIP_MODES, flip_sample, mask_box, polygon_mask
 from trainables.datasets.detection.lymphoblast import prepare_lymphoblast, read_lymphoblast
 from trainables.datasets.detection.preprocessing import preprocess
@@ -51,7 +56,7 @@ from trainables.datasets.detection.types import (
                                                  MalformedAnnotationFileError,
 )
 
-__all__ = ["FLIP_MODES", "LISTING", "AnnotationFileChoiceError", "DetectionData", "DetectionSplit",
+__all__ = ["FLIP_MODES", "LISTING", "AnnotationFileChoiceError", "CocoOptions", "DetectionData", "DetectionSplit",
            "MalformedAnnotationFileError", "flip_sample", "load_detection_splits", "mask_box", "polygon_mask",
-           "prepare_bccd_detection", "prepare_lymphoblast", "preprocess", "read_bccd_detection",
-           "read_lymphoblast", "save_detection_splits"]
+           "prepare_bccd_detection", "prepare_coco", "prepare_lymphoblast", "preprocess", "read_bccd_detection",
+           "read_lymphoblast", "save_detection_splits", "survey_coco"]

@@ -21,14 +21,7 @@ def read_annotation_file(path: Path, class_map: ClassMap, *,
     VIA 1.x dict) or COCO instances JSON file, told apart by their keys. Images are looked
     for next to the file and in its ``images/`` folder."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise MalformedAnnotationFileError(
-            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
-            f"re-export it from VIA (Annotation > Export annotations as json) or fix it") from exc
-    except UnicodeDecodeError as exc:
-        raise MalformedAnnotationFileError(f"{path}: not UTF-8 text ({exc}); is it really a JSON file?") from exc
+    doc = load_annotation_json(path)
     form = annotation_form(doc)
     if form == "COCO":
         return parse_coco(doc, path, class_map)
@@ -39,6 +32,19 @@ def read_annotation_file(path: Path, class_map: ClassMap, *,
         f"{path}: neither VIA nor COCO JSON (top level: {keys}). Expected a VIA 2.x project "
         f"(key '_via_img_metadata'), a VIA annotation export (entries with 'filename' and "
         f"'regions'), or COCO instances (keys 'images', 'annotations', 'categories').")
+
+
+def load_annotation_json(path: Path) -> object:
+    """The parsed JSON document at ``path``; a file that is not UTF-8 JSON is an error naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise MalformedAnnotationFileError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
+            f"re-export it from the annotation tool (VIA: Annotation > Export annotations as json) "
+            f"or fix it") from exc
+    except UnicodeDecodeError as exc:
+        raise MalformedAnnotationFileError(f"{path}: not UTF-8 text ({exc}); is it really a JSON file?") from exc
 
 
 def annotation_form(doc) -> str | None:

@@ -1,15 +1,13 @@
-"""The private lymphoblast smears of study 4 (seed 003): locating the data, planning which
-annotation files and images make each split, reading the plan under a leakage policy, and
+"""The private lymphoblast smears of study 4 (seed 003): a preset of the coco format's planning
+and reading (``coco_format``) with fixed classes and their label spellings, VIA files besides
+COCO ones, the document's 70/20/10 split, and its own locating and messages; and
 ``prepare_lymphoblast``, the dataset's registered prepare function."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path, PureWindowsPath
-
-import numpy as np
+from dataclasses import dataclass
+from pathlib import Path
 
 from trainables.config import ConfigError
 from trainables.datasets.audit import DataAudit
@@ -24,26 +22,20 @@ from trainables.datasets.detection.annotation_files import (
     read_annotation_file,
 )
 from trainables.datasets.detection.cache import cached_detection_data
-from trainables.datasets.detection.reading import (
-    DetectionOptions,
-    ReadSettings,
-    ReadState,
-    build_splits,
-    read_annotated_image,
+from trainables.datasets.detection.coco_format import (
+    SPLIT_SEED,
+    DetectionPlan,
+    assign_splits,
+    layout_note,
+    read_planned,
+    relative_path_problem,
+    split_note,
 )
-from trainables.datasets.detection.regions import IMAGE_FOLDER, AnnotatedImage, AnnotationSet, ClassMap
-from trainables.datasets.detection.types import LISTING, SPLITS, DetectionData, DetectionSplit
+from trainables.datasets.detection.reading import DetectionOptions, ReadSettings
+from trainables.datasets.detection.regions import IMAGE_FOLDER, ClassMap
+from trainables.datasets.detection.types import SPLITS, DetectionData, DetectionSplit
 from trainables.datasets.download import DATA_DIR_ENV, DataNotFoundError
-from trainables.datasets.leakage_policy import (
-    Grouping,
-    apply_after_split,
-    duplicate_index_groups,
-    resolve_policy,
-    split_keeping_groups,
-    unassigned_prints,
-)
 from trainables.datasets.options import LeakageOptions
-from trainables.datasets.taleqani_common import shuffled_split
 
 LYMPHOBLAST = "lymphoblast"
 LYMPHOBLAST_CLASSES = ("lymphoblast", "non-lymphoblast")
@@ -55,36 +47,6 @@ LABEL_SPELLINGS = {
                         "bukan limfoblas", "sel non-limfoblas"),
 }
 LYMPHOBLAST_FRACTIONS = (0.7, 0.2, 0.1)
-SPLIT_SEED = 42
-
-
-@dataclass(frozen=True)
-class DetectionPlan:
-    """What a dataset read will cover: its annotation files, the images of each split, and
-    notes on how the layout was read. Cheap to make (no image is decoded), so the cache key
-    can be computed from it. ``shuffle`` is the (seed, fractions) of the split medsweep made of
-    the one annotation file's images, None where the data's own folders fix the splits."""
-
-    root: Path
-    annotation_sets: tuple[AnnotationSet, ...]
-    splits: dict[str, tuple[AnnotatedImage, ...]]
-    notes: tuple[str, ...]
-    shuffle: tuple[int, tuple[float, float, float]] | None = None
-
-    @property
-    def splits_made_here(self) -> bool:
-        return self.shuffle is not None
-
-    def keeping_together(self, groups: list[list[int]]) -> DetectionPlan:
-        """The plan with the same seeded split, except that each group (indices into the
-        annotation file's images) lands in one split (see ``assign_splits``)."""
-        seed, fractions = self.shuffle
-        return replace(self, splits=assign_splits(self.annotation_sets[0].images, seed=seed, fractions=fractions,
-                                                  groups=groups))
-
-    def source_files(self) -> list[Path]:
-        images = {entry.path for entries in self.splits.values() for entry in entries} - {None}
-        return [s.path for s in self.annotation_sets] + sorted(images)
 
 
 def locate_lymphoblast(data_dir: str | None, *, annotations: str | None = None) -> Path:
@@ -149,75 +111,18 @@ def plan_lymphoblast(root: Path, *, annotations: str | None = None, class_attrib
                 f"one); JSON files there: {', '.join(json_files(root)) or 'none'}")
         sets = (read_annotation_file(top, class_map, class_attribute=class_attribute),)
         splits = assign_splits(sets[0].images, seed=seed, fractions=fractions)
-        how = (f"split {'/'.join(f'{round(f * 100)}' for f in fractions)} by one shuffle with seed {seed}")
+        how = split_note(seed, fractions)
     if not any(splits.values()):
         raise DataNotFoundError(f"{', '.join(str(s.path) for s in sets)} list(s) no images")
-    return DetectionPlan(root, sets, splits, (_layout_note(sets, root, how), _label_note(class_map)),
+    return DetectionPlan(LYMPHOBLAST, LYMPHOBLAST_CLASSES, root, sets, splits,
+                         (layout_note(sets, root, how), _label_note(class_map)),
                          shuffle=None if folders_split else (seed, fractions))
-
-
-def assign_splits(images: Sequence[AnnotatedImage], *, seed: int = SPLIT_SEED,
-                  fractions: tuple[float, float, float] = LYMPHOBLAST_FRACTIONS,
-                  groups: list[list[int]] = ()) -> dict[str, tuple]:
-    """``images`` shuffled once by ``seed`` and cut by ``fractions`` into train, val, test; each
-    of the ``groups`` of duplicates (indices into ``images``) is shuffled and cut as one image
-    (see ``split_keeping_groups``), so without groups the split is the plain one."""
-    parts = split_keeping_groups(len(images), list(groups), lambda representatives: shuffled_split(
-        np.arange(len(representatives)), np.random.default_rng(seed), fractions))
-    return {split: tuple(images[i] for i in part) for split, part in zip(SPLITS, parts)}
-
-
-def duplicate_image_groups(images: Sequence[AnnotatedImage]) -> Grouping:
-    """The groups (indices into ``images``) of images that are copies or confirmed near-duplicates
-    of each other, found before splitting (an image whose file is missing belongs to none)."""
-    prints = unassigned_prints((entry.source, entry.path) for entry in images if entry.path is not None)
-    return duplicate_index_groups([entry.source for entry in images], prints)
-
-
-def _layout_note(sets: tuple[AnnotationSet, ...], root: Path, how: str) -> str:
-    files = ", ".join(f"{s.path.relative_to(root).as_posix()} ({s.form}"
-                      f"{f', class attribute {s.class_attribute!r}' if s.class_attribute else ''})" for s in sets)
-    return f"Annotations: {files}; {how}."
 
 
 def _label_note(class_map: ClassMap) -> str:
     mapping = ", ".join(f"{label!r} → {name} ({count})"
                         for (label, name), count in sorted(class_map.spellings.items()))
     return f"Labels read as classes: {mapping or 'none'}."
-
-
-def read_planned(plan: DetectionPlan, class_names: tuple[str, ...], settings: ReadSettings,
-                 dataset: str) -> tuple[dict[str, DetectionSplit], DataAudit]:
-    """Every planned image decoded, scaled and preprocessed, with its targets; and the audit."""
-    audit = DataAudit(dataset=dataset, root=str(plan.root), class_names=class_names,
-                      notes=[*plan.notes, settings.note()])
-    state = ReadState(audit)
-    for annotation_set in plan.annotation_sets:
-        for item, reason in annotation_set.listing_drops:
-            audit.drop(LISTING, f"{annotation_set.path.relative_to(plan.root).as_posix()}: {item}", reason)
-    splits = build_splits(plan.splits, lambda split, entry, builder: read_annotated_image(
-        split, entry, class_names, settings, state, builder), audit=audit, with_masks=True)
-    return splits, state.finish()
-
-
-def read_lymphoblast_plan(plan: DetectionPlan, settings: ReadSettings,
-                          policy: str) -> tuple[dict[str, DetectionSplit], DataAudit]:
-    """The planned lymphoblast splits under the resolved leakage ``policy`` (see
-    ``leakage_policy``): ``group`` first moves each group of duplicate images into one split,
-    the other policies act on the plain split; the audit says what the policy did."""
-    images = plan.annotation_sets[0].images
-    grouping = duplicate_image_groups(images) if policy == "group" else Grouping()
-    splits, audit = read_planned(plan.keeping_together(grouping.indices) if grouping.indices else plan,
-                                 LYMPHOBLAST_CLASSES, settings, LYMPHOBLAST)
-    splits = apply_after_split(policy, splits, audit, grouping,
-                               columns_of=lambda source, labels: [LYMPHOBLAST_CLASSES[label] for label in labels])
-    return splits, audit
-
-
-def lymphoblast_policy(plan: DetectionPlan, leakage: str | None) -> str:
-    """The leakage policy to run: ``leakage``, or ``group`` where medsweep splits the data and
-    ``warn`` where its train/val/test folders do (where ``group`` is an error)."""
-    return resolve_policy(leakage, dataset=LYMPHOBLAST, splits_made_here=plan.splits_made_here)
 
 
 def read_lymphoblast(root: Path, *, image_size: int, preprocessing: str = "raw", bilateral: bool = False,
@@ -227,7 +132,7 @@ def read_lymphoblast(root: Path, *, image_size: int, preprocessing: str = "raw",
     """The lymphoblast splits (images, boxes, labels, masks) and their audit, uncached."""
     settings = ReadSettings(image_size, preprocessing, bilateral)
     plan = plan_lymphoblast(root, annotations=annotations, class_attribute=class_attribute, seed=seed)
-    return read_lymphoblast_plan(plan, settings, lymphoblast_policy(plan, leakage))
+    return read_planned(plan, settings, plan.policy(leakage))
 
 
 @dataclass(frozen=True)
@@ -239,10 +144,7 @@ class LymphoblastOptions(DetectionOptions, LeakageOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.annotations is None:
-            return
-        path = PureWindowsPath(self.annotations)  # splits on both / and \, and sees drives and leading slashes
-        if not self.annotations.strip() or path.anchor or ".." in path.parts:
+        if self.annotations is not None and relative_path_problem(self.annotations):
             raise ConfigError(f"data setting 'annotations' must be a file name or a relative path inside the data "
                               f"directory (not empty, not absolute, no '..'), for example via_project.json, "
                               f"got {self.annotations!r}", key="annotations")
@@ -263,7 +165,7 @@ def prepare_lymphoblast(*, data_dir: str | None, image_size: int,
     """
     settings = ReadSettings(image_size, preprocessing, bilateral)
     plan = plan_lymphoblast(locate_lymphoblast(data_dir, annotations=annotations), annotations=annotations)
-    policy = lymphoblast_policy(plan, leakage)
+    policy = plan.policy(leakage)
     return cached_detection_data(LYMPHOBLAST, LYMPHOBLAST_CLASSES, plan.root, file_digests(plan.source_files()),
                      {**settings.params(), "leakage": policy},
-                     lambda: read_lymphoblast_plan(plan, settings, policy), use_cache)
+                     lambda: read_planned(plan, settings, policy), use_cache)

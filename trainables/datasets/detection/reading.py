@@ -67,7 +67,8 @@ class ReadSettings:
 
 @dataclass
 class SplitBuilder:
-    """Collects one split's images and targets, then builds its ``DetectionSplit``."""
+    """Collects one split's images and targets, then builds its ``DetectionSplit``; the masks
+    handed to ``add`` are kept only ``with_masks``."""
 
     with_masks: bool
     images: list = field(default_factory=list)
@@ -81,7 +82,8 @@ class SplitBuilder:
         self.images.append(image)
         self.boxes.append(np.asarray(boxes, np.float32).reshape(-1, 4))
         self.labels.append(np.asarray(labels, np.int64))
-        self.masks.append(np.stack(masks) if masks else np.zeros((0, height, width), np.uint8))
+        if self.with_masks:
+            self.masks.append(np.stack(masks) if masks else np.zeros((0, height, width), np.uint8))
         self.sources.append(source)
 
     def build(self) -> DetectionSplit:
