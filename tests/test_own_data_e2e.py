@@ -3,12 +3,14 @@
 study's audit (``--check-data``), its smoke sweep through Ray Tune and the report, unchanged.
 
 ``image_folder``: class folders of PNG, JPEG, BMP and TIFF pictures, one of them broken.
-``mask_folder``: images beside masks with three values (0, 128, 255), one mask unpaired.
-``coco``: BCCD's VOC boxes exported as COCO instances files, one per split.
+``mask_folder``: images beside masks with three values (0, 128, 255), one mask unpaired and
+one image broken.
+``coco``: BCCD's VOC boxes exported as COCO instances files, one per split, one image broken.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +56,7 @@ def image_mask_pairs(root: Path, *, count: int = 24) -> Path:
         Image.fromarray(noisy).save(root / "images" / f"cell_{index:02d}.png")
         Image.fromarray(mask).save(root / "masks" / f"cell_{index:02d}.png")
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "masks" / "orphan.png")
+    (root / "images" / f"cell_{count - 1:02d}.png").write_bytes(b"truncated")
     return root
 
 
@@ -112,7 +115,7 @@ def test_a_mask_folder_with_three_mask_values_trains_three_classes_and_reports_e
     assert sorted(doc["data"]["classes"]) == [0, 128, 255]
     assert doc["study"]["metric"] == "val_dice_per_image"
     audit, outcome = audit_and_sweep(study, tmp_path / "runs", capsys)
-    assert "orphan.png" in audit
+    assert "orphan.png" in audit and "cell_23.png" in audit
     markdown = report_of(outcome).markdown.read_text(encoding="utf-8")
     assert all(name in markdown for name in doc["data"]["classes"].values() if name != "background")
 
@@ -121,10 +124,13 @@ def test_bccd_boxes_exported_as_coco_detect_through_their_starter_study(ray_sess
                                                                         shared_data_dir):
     from tests.coco_export import export_bccd_as_coco
 
-    root = export_bccd_as_coco(shared_data_dir / "BCCD_Dataset", tmp_path / "bccd_coco", images_per_split=4)
+    root = export_bccd_as_coco(shared_data_dir / "BCCD_Dataset", tmp_path / "bccd_coco", images_per_split=5)
+    broken = json.loads((root / "annotations" / "instances_train.json").read_text())["images"][-1]["file_name"]
+    (root / "images" / broken).write_bytes(b"not a JPEG")
     study = starter("coco", root, tmp_path)
     doc = yaml.safe_load(study.read_text(encoding="utf-8"))
     assert doc["study"]["trainable"] == "detection" and doc["study"]["metric"] == "val_map50"
-    _, outcome = audit_and_sweep(study, tmp_path / "runs", capsys)
+    audit, outcome = audit_and_sweep(study, tmp_path / "runs", capsys)
+    assert Path(broken).name in audit
     markdown = report_of(outcome).markdown.read_text(encoding="utf-8")
     assert "RBC" in markdown and "WBC" in markdown
