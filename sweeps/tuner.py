@@ -185,9 +185,12 @@ def run_config(resolved: ResolvedSweep, location: ExperimentLocation, settings: 
 
 
 def tune_config(resolved: ResolvedSweep, *, num_samples: int, scheduler=None, search_alg=None) -> tune.TuneConfig:
-    """The sweep's metric and mode; trial folders named by trial id."""
+    """The sweep's metric and mode; trial folders named by trial id. A finished trial's actor
+    runs the next trial asking for the same resources (``reuse_actors``): a new actor process
+    would import PyTorch again, which costs a short trial more than its training (each trainable
+    seeds and sets up everything it uses at its start, ``engine.start_trial``)."""
     return tune.TuneConfig(metric=resolved.spec.metric, mode=resolved.spec.mode, scheduler=scheduler,
-                           search_alg=search_alg, num_samples=num_samples,
+                           search_alg=search_alg, num_samples=num_samples, reuse_actors=True,
                            trial_dirname_creator=lambda trial: trial.trial_id)
 
 

@@ -65,7 +65,9 @@ def test_deterministic_restricts_torch_to_deterministic_algorithms_without_autot
         prepare_model(nn.Linear(2, 2), cuda, deterministic=True)
         assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
         assert not torch.backends.cudnn.benchmark and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        # The next trial in an actor Ray Tune reuses does not ask for it: every flag goes back.
+        prepare_model(nn.Linear(2, 2), cuda)
+        assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
+        assert not torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(False)
-    prepare_model(nn.Linear(2, 2), cuda)
-    assert torch.backends.cudnn.benchmark and not torch.are_deterministic_algorithms_enabled()

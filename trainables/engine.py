@@ -130,14 +130,13 @@ def prepare_model(model: nn.Module, acceleration: Acceleration, *, deterministic
     exactly, at some cost in speed; an operation with no deterministic version then raises."""
     if acceleration.channels_last:
         model.to(memory_format=torch.channels_last)
+    # Set both ways: an actor Ray Tune reuses for the next trial keeps the last trial's flags.
     if deterministic:
         # cuBLAS needs a fixed workspace to be deterministic (PyTorch's reproducibility notes).
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-    elif acceleration.device_type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic and acceleration.device_type == "cuda"
 
 
 def model_device(model: nn.Module) -> torch.device:
