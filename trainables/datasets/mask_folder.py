@@ -60,12 +60,10 @@ from trainables.datasets.leakage_policy import (
 )
 from trainables.datasets.options import LeakageOptions
 from trainables.datasets.survey import DatasetSurvey
+from trainables.datasets.taleqani_common import SPLIT_FRACTIONS, SPLIT_SEED, SPLITS
 
 DATASET = "mask_folder"
 HOLDING = "images/ and masks/ (or train/, val/ and test/ each holding them)"
-SPLITS = ("train", "val", "test")
-SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
-SPLIT_SEED = 42
 ALL = "all"                 # the split of the pairs of a layout without split folders
 UNPAIRED = "unpaired"       # the audit's split for files dropped while pairing
 IMAGE_FOLDERS = ("images", "image", "imgs")

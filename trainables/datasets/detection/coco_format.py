@@ -71,11 +71,9 @@ from trainables.datasets.leakage_policy import (
 )
 from trainables.datasets.options import LeakageOptions
 from trainables.datasets.survey import DatasetSurvey
-from trainables.datasets.taleqani_common import shuffled_split
+from trainables.datasets.taleqani_common import SPLIT_FRACTIONS, SPLIT_SEED, shuffled_split
 
 COCO = "coco"
-COCO_FRACTIONS = (0.7, 0.15, 0.15)
-SPLIT_SEED = 42
 ALL = "all"                 # the split name of one file's images before medsweep splits them
 ANNOTATION_FOLDER = "annotations"
 
@@ -121,7 +119,7 @@ class DetectionPlan:
 
 
 def assign_splits(images: Sequence[AnnotatedImage], *, seed: int = SPLIT_SEED,
-                  fractions: tuple[float, float, float] = COCO_FRACTIONS,
+                  fractions: tuple[float, float, float] = SPLIT_FRACTIONS,
                   groups: list[list[int]] = ()) -> dict[str, tuple]:
     """``images`` shuffled once by ``seed`` and cut by ``fractions`` into train, val, test; each
     of the ``groups`` of duplicates (indices into ``images``) is shuffled and cut as one image
@@ -198,7 +196,7 @@ class CocoOptions(DetectionOptions, LeakageOptions):
     train: str | None = None
     val: str | None = None
     test: str | None = None
-    split_fractions: list[float] = field(default_factory=lambda: list(COCO_FRACTIONS))
+    split_fractions: list[float] = field(default_factory=lambda: list(SPLIT_FRACTIONS))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -294,7 +292,7 @@ def _is_coco_json(path: Path) -> bool:
 # --- planning a coco read -----------------------------------------------------------------------
 
 def plan_coco(root: Path, *, annotations: str | None = None, split_files: dict[str, str] | None = None,
-              seed: int = SPLIT_SEED, fractions: Sequence[float] = COCO_FRACTIONS) -> DetectionPlan:
+              seed: int = SPLIT_SEED, fractions: Sequence[float] = SPLIT_FRACTIONS) -> DetectionPlan:
     """The images per split of the COCO file(s) in ``root`` (absolute; see ``coco_files``), the
     classes (the categories in id order) and whether the data has masks; one file's images,
     sorted by name, are shuffled once by ``seed`` and cut by ``fractions``."""
@@ -424,7 +422,7 @@ def _inside(path: Path, root: Path) -> bool:
 def prepare_coco(*, data_dir: str | None, image_size: int, preprocessing: str = "raw", bilateral: bool = False,
                  leakage: str | None = None, root: str | None = None, annotations: str | None = None,
                  train: str | None = None, val: str | None = None, test: str | None = None,
-                 split_fractions: Sequence[float] = COCO_FRACTIONS,
+                 split_fractions: Sequence[float] = SPLIT_FRACTIONS,
                  use_cache: bool = True) -> tuple[DetectionData, DataAudit]:
     """The instances of every split of a folder of COCO data, and the audit; the keywords after
     ``image_size`` are ``CocoOptions``'s fields.
